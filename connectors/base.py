@@ -1,0 +1,227 @@
+"""What every connector is: a tiny interface, the subject it erases, the outcome it reports,
+and the reader that turns one `[[systems]]` table of the config into a frozen dataclass."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self, TypeVar
+
+import tenacity
+
+from worker.errors import ConfigError, TransientError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One person's identifiers: each type maps to validated, normalized values."""
+
+    identifiers: Mapping[str, tuple[str, ...]]
+
+    def values(self, id_type: str) -> tuple[str, ...]:
+        """The values of one identifier type, or () when the request has none."""
+        return self.identifiers.get(id_type, ())
+
+    def all_values(self) -> frozenset[str]:
+        """Every value of every type, for redaction."""
+        return frozenset(v for vs in self.identifiers.values() for v in vs)
+
+    def to_json(self) -> dict[str, list[str]]:
+        """The JSON form stored with the request."""
+        return {k: list(v) for k, v in sorted(self.identifiers.items()) if v}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Iterable[str]]) -> Subject:
+        """The inverse of to_json."""
+        return cls({k: tuple(sorted(set(v))) for k, v in data.items() if v})
+
+
+@dataclass(frozen=True)
+class SnapshotHit:
+    """A snapshot that held the subject's rows, and what was removed from it."""
+
+    snapshot: str  # "SYSTEM:FOLDER"
+    rows: int
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one erase() did: items removed, evidence without identifier values, hits."""
+
+    items_erased: int
+    evidence: dict[str, Any] = field(default_factory=dict)
+    snapshots: tuple[SnapshotHit, ...] = ()
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The fields every `[[systems]]` table has; each kind subclasses it with its own."""
+
+    name: str
+    kind: str
+
+    @classmethod
+    def read(cls, reader: ConfigReader) -> Self:
+        """Parse and validate one system table; raise ConfigError naming the key."""
+        raise NotImplementedError
+
+    @property
+    def identifier_types(self) -> frozenset[str]:
+        """The identifier types this system matches on."""
+        raise NotImplementedError
+
+    def problem_with(self, subject: Subject) -> str | None:
+        """Why this subject must be refused for this system, or None (checked at intake)."""
+        return None
+
+
+class Connector(ABC):
+    """Erases one subject from one system. Idempotent: erasing twice finds nothing the
+    second time. Library errors leave as TransientError or PermanentError."""
+
+    kind: ClassVar[str]
+    config_class: ClassVar[type[SystemConfig]]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @abstractmethod
+    def erase(self, subject: Subject) -> Outcome:
+        """Remove everything of the subject's in this system."""
+
+    @abstractmethod
+    def verify(self, subject: Subject) -> int:
+        """How many items of the subject's are still there (0 after a good erase)."""
+
+    def locate(self, subject: Subject) -> tuple[SnapshotHit, ...]:
+        """Snapshots holding the subject, recorded before erase() so a crash cannot lose them."""
+        return ()
+
+    def close(self) -> None:
+        """Release connections and clients."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def retry_blips(fn: Callable[..., T]) -> Callable[..., T]:
+    """Retry a call a few times within one attempt when it raises TransientError."""
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception_type(TransientError),
+        stop=tenacity.stop_after_attempt(3),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )(fn)
+
+
+INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
+def as_integer(value: str) -> int | None:
+    """The value as an integer if it is one written plainly ("42", not "42.0" or " 42")."""
+    return int(value) if INTEGER.fullmatch(value) else None
+
+
+@dataclass(frozen=True)
+class Template:
+    """A key or prefix with `{identifier_type}` placeholders; values go in literally."""
+
+    text: str
+    parts: tuple[tuple[str, str | None], ...]
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The identifier types named by the placeholders."""
+        return frozenset(f for _, f in self.parts if f)
+
+    def render(self, subject: Subject) -> list[str]:
+        """Every filled-in string, one per combination of values; [] if a type has none."""
+        names = sorted(self.fields)
+        rendered = []
+        for combo in itertools.product(*(subject.values(n) for n in names)):
+            chosen = dict(zip(names, combo, strict=True))
+            rendered.append("".join(lit + (chosen[f] if f else "") for lit, f in self.parts))
+        return rendered
+
+
+class ConfigReader:
+    """Reads one table of the config file; every error names the file, the place and the key."""
+
+    def __init__(self, path: str, place: str, raw: Mapping[str, Any], identifier_types: frozenset[str]):
+        self.path = path
+        self.place = place
+        self.raw = raw
+        self.identifier_types = identifier_types
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        """A ConfigError for one key of this table."""
+        return ConfigError(f"{self.path}: {self.place}: {key}: {problem}")
+
+    def only(self, *allowed: str) -> None:
+        """Refuse keys this table does not know (a typo must not be ignored silently)."""
+        for key in self.raw:
+            if key not in allowed:
+                raise self.error(key, f"unknown key (expected one of: {', '.join(allowed)})")
+
+    def require(self, key: str, kind: type[T]) -> T:
+        """A key that must be present, of the given TOML type."""
+        if key not in self.raw:
+            raise self.error(key, "missing")
+        return self._typed(key, self.raw[key], kind)
+
+    def optional(self, key: str, kind: type[T], default: T) -> T:
+        """A key that may be absent."""
+        return self._typed(key, self.raw[key], kind) if key in self.raw else default
+
+    def text(self, key: str, default: str | None = None) -> str:
+        """A non-empty string key (required unless a default is given)."""
+        value = self.require(key, str) if default is None else self.optional(key, str, default)
+        if not value.strip():
+            raise self.error(key, "must not be empty")
+        return value
+
+    def child(self, key: str, raw: Any, index: int | None = None) -> ConfigReader:
+        """A reader for a nested table, e.g. `tables[1]` of a sql system."""
+        place = f"{self.place} {key}" + (f"[{index}]" if index is not None else "")
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{self.path}: {place}: must be a table")
+        return ConfigReader(self.path, place, raw, self.identifier_types)
+
+    def identifier(self, key: str, name: Any) -> str:
+        """An identifier type that the `[identifiers]` table declares."""
+        if not isinstance(name, str) or name not in self.identifier_types:
+            known = ", ".join(sorted(self.identifier_types)) or "none declared"
+            raise self.error(key, f"unknown identifier type {name!r} (known: {known})")
+        return name
+
+    def template(self, key: str, text: Any) -> Template:
+        """A template whose placeholders are all known identifier types, at least one."""
+        if not isinstance(text, str) or not text:
+            raise self.error(key, "must be a non-empty string")
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise self.error(key, f"bad template {text!r}: {exc}") from exc
+        parts: list[tuple[str, str | None]] = []
+        for literal, field_name, spec, conversion in parsed:
+            if field_name is not None and (spec or conversion or not field_name.isidentifier()):
+                raise self.error(key, f"placeholders are plain names like {{user_id}}, not {text!r}")
+            parts.append((literal, self.identifier(key, field_name) if field_name is not None else None))
+        if not any(f for _, f in parts):
+            raise self.error(key, f"{text!r} names no identifier: it would match every subject")
+        return Template(text, tuple(parts))
+
+    def _typed(self, key: str, value: Any, kind: type[T]) -> T:
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise self.error(key, f"must be a {kind.__name__}, got {type(value).__name__}")
+        return value

@@ -1,0 +1,80 @@
+"""A fake system for orchestration tests and benchmarks: no I/O, failure knobs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Self
+
+from connectors.base import ConfigReader, Connector, Outcome, Subject, SystemConfig
+from worker.errors import PermanentError, TransientError
+
+
+@dataclass(frozen=True)
+class StubConfig(SystemConfig):
+    """A stub system: which identifier types it holds and how it misbehaves."""
+
+    uses: tuple[str, ...] = ()
+    items: int = 1
+    fail_transiently: int = 0
+    fail_permanently: bool = False
+    delay_seconds: float = 0.0
+
+    @classmethod
+    def read(cls, reader: ConfigReader) -> Self:
+        """Parse `kind = "stub"`."""
+        reader.only("name", "kind", "uses", "items", "fail_transiently", "fail_permanently", "delay_seconds")
+        uses = reader.require("uses", list)
+        if not uses:
+            raise reader.error("uses", "names no identifier type")
+        delay = reader.optional("delay_seconds", (int, float), 0.0)  # type: ignore[arg-type]
+        return cls(
+            name=reader.text("name"),
+            kind="stub",
+            uses=tuple(reader.identifier("uses", u) for u in uses),
+            items=reader.optional("items", int, 1),
+            fail_transiently=reader.optional("fail_transiently", int, 0),
+            fail_permanently=reader.optional("fail_permanently", bool, False),
+            delay_seconds=float(delay),
+        )
+
+    @property
+    def identifier_types(self) -> frozenset[str]:
+        """The types listed in `uses`."""
+        return frozenset(self.uses)
+
+
+class StubConnector(Connector):
+    """Pretends to erase `items` items per subject, once; fails as its knobs say."""
+
+    kind = "stub"
+    config_class = StubConfig
+    config: StubConfig
+
+    def __init__(self, config: StubConfig) -> None:
+        super().__init__(config)
+        self.calls = 0
+        self.erased: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()
+
+    def erase(self, subject: Subject) -> Outcome:
+        """Count a call, fail if told to, else erase the subject the first time it is seen."""
+        self.calls += 1
+        if self.config.delay_seconds:
+            time.sleep(self.config.delay_seconds)
+        if self.config.fail_permanently:
+            raise PermanentError(f"stub {self.config.name} refuses for good")
+        if self.calls <= self.config.fail_transiently:
+            raise TransientError(f"stub {self.config.name} is briefly unavailable")
+        key = self._key(subject)
+        if key is None or key in self.erased:
+            return Outcome(0, {"items": 0})
+        self.erased.add(key)
+        return Outcome(self.config.items, {"items": self.config.items})
+
+    def verify(self, subject: Subject) -> int:
+        """Nothing is ever left behind in a stub."""
+        return 0
+
+    def _key(self, subject: Subject) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+        held = tuple((t, subject.values(t)) for t in self.config.uses if subject.values(t))
+        return held or None

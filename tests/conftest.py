@@ -1,0 +1,148 @@
+"""Fixtures for the real parts the tests talk to: PostgreSQL, MariaDB, RabbitMQ, and
+moto's S3 server over a real socket. Each test gets its own database (or vhost), so runs
+never see each other's data. With ERASURE_TEST_SERVICES=require (CI) a part that is down
+fails the test; otherwise it is skipped, so a laptop with no servers still runs the rest."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+PG_ADMIN_URL = os.environ.get("ERASURE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+MYSQL_ADMIN_URL = os.environ.get("ERASURE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+AMQP_SERVER = os.environ.get("ERASURE_TEST_AMQP_SERVER", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def service_down(name: str, url: str) -> None:
+    """Skip (or, in CI, fail) a test whose real part is not reachable."""
+    message = f"{name} is not reachable at {url}"
+    if os.environ.get("ERASURE_TEST_SERVICES") == "require":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def reachable(url: str, default_port: int) -> bool:
+    """Whether something listens at the URL's host and port."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in AWS_ENV.items():
+        os.environ.setdefault(key, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client bound to the moto server."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3_client) -> str:  # type: ignore[no-untyped-def]
+    """A fresh, empty bucket."""
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+def _scratch_database(admin_url: str, default_port: int, name: str) -> Iterator[str]:
+    if not reachable(admin_url, default_port):
+        service_down(name, admin_url)
+    db = f"erasure_t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {db}")
+    url = sa.make_url(admin_url).set(database=db)
+    if url.get_backend_name() == "mysql":
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db}{force}")
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    yield from _scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL")
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A fresh MariaDB database, dropped afterwards."""
+    yield from _scratch_database(MYSQL_ADMIN_URL, 3306, "MariaDB")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A fresh SQLite database file."""
+    return f"sqlite:///{tmp_path}/app.db"
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+def sql_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each SQL engine the sql connector supports."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each engine the store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{request.getfixturevalue('tmp_path')}/state.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A RabbitMQ vhost of this session's own, deleted afterwards."""
+    if not reachable(AMQP_SERVER, 5672) or not shutil.which("rabbitmqctl"):
+        service_down("RabbitMQ", AMQP_SERVER)
+    vhost = f"erasure-test-{uuid.uuid4().hex[:12]}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+    ctl("add_vhost", vhost)
+    ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"{AMQP_SERVER}/{vhost}"
+    ctl("delete_vhost", vhost)
