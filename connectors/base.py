@@ -192,7 +192,9 @@ class ConfigReader:
 
     def child(self, key: str, raw: Any, index: int | None = None) -> ConfigReader:
         """A reader for a nested table, e.g. `tables[1]` of a sql system."""
-        place = f"{self.place} {key}" + (f"[{index}]" if index is not None else "")
+        place = (key if self.place == "top level" else f"{self.place} {key}") + (
+            f"[{index}]" if index is not None else ""
+        )
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{self.path}: {place}: must be a table")
         return ConfigReader(self.path, place, raw, self.identifier_types)
@@ -221,7 +223,9 @@ class ConfigReader:
             raise self.error(key, f"{text!r} names no identifier: it would match every subject")
         return Template(text, tuple(parts))
 
-    def _typed(self, key: str, value: Any, kind: type[T]) -> T:
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            raise self.error(key, f"must be a {kind.__name__}, got {type(value).__name__}")
-        return value
+    def _typed(self, key: str, value: Any, kind: type[T] | tuple[type, ...]) -> T:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.error(key, f"must be a {names}, got {type(value).__name__}")
+        return value  # type: ignore[return-value]

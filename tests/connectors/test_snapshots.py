@@ -1,0 +1,294 @@
+"""The snapshot connector against real Parquet files in a temporary folder."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.base import ConfigReader, SnapshotHit, Subject
+from connectors.snapshots import SnapshotConfig, SnapshotConnector
+from worker.errors import ConfigError, PermanentError, TransientError
+
+
+def config(location: Path | str, **overrides: Any) -> SnapshotConfig:
+    """A clickstream config as erasure.toml would hold it."""
+    raw = {"name": "clickstream", "kind": "snapshot", "location": str(location), "format": "parquet",
+           "where": {"user_id": "user_id"}, **overrides}
+    reader = ConfigReader("erasure.toml", "system 'clickstream'", raw, frozenset({"user_id", "email"}))
+    return SnapshotConfig.read(reader)
+
+
+def connector(location: Path, **overrides: Any) -> SnapshotConnector:
+    """A connector over the location."""
+    return SnapshotConnector(config(location, **overrides))
+
+
+def write(path: Path, user_ids: list[Any], id_type: pa.DataType | None = None, **options: Any) -> Path:
+    """A Parquet file of clicks: one event per user id, named by position."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"user_id": pa.array(user_ids, id_type or pa.int64()),
+                      "event": [f"click-{i}" for i in range(len(user_ids))]})
+    pq.write_table(table, path, **options)
+    return path
+
+
+def column(path: Path, name: str = "user_id") -> list[Any]:
+    """One column of a Parquet file, as Python values."""
+    return pq.read_table(path).column(name).to_pylist()
+
+
+def state(path: Path) -> tuple[bytes, int]:
+    """A file's bytes and mtime, to prove it was never written."""
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def user(*ids: str) -> Subject:
+    """A subject known by user ids."""
+    return Subject({"user_id": ids})
+
+
+@pytest.fixture
+def snaps(tmp_path: Path) -> Path:
+    """The acceptance layout: two snapshots, user 2 only in 2026-10-01/part-0."""
+    write(tmp_path / "2026-10-01" / "part-0.parquet", [1, 2, 3, 2, 1, 2])
+    write(tmp_path / "2026-10-01" / "part-1.parquet", [4, 5, 4])
+    write(tmp_path / "2026-11-01" / "part-0.parquet", [1, 3, 3])
+    return tmp_path
+
+
+def test_erase_rewrites_only_the_file_holding_the_subject(snaps: Path) -> None:
+    """Erasing user 2 removes their 3 rows, keeps the rest in order, and leaves other files alone."""
+    untouched = [snaps / "2026-10-01" / "part-1.parquet", snaps / "2026-11-01" / "part-0.parquet"]
+    before = [state(p) for p in untouched]
+    outcome = connector(snaps).erase(user("2"))
+    part0 = snaps / "2026-10-01" / "part-0.parquet"
+    assert column(part0) == [1, 3, 1]
+    assert column(part0, "event") == ["click-0", "click-2", "click-4"]
+    assert [state(p) for p in untouched] == before
+    assert outcome.items_erased == 3
+    assert outcome.snapshots == (SnapshotHit("clickstream:2026-10-01", 3, ("2026-10-01/part-0.parquet",)),)
+    assert outcome.evidence == {"files": [
+        {"snapshot": "clickstream:2026-10-01", "file": "2026-10-01/part-0.parquet", "rows_removed": 3}]}
+    assert sorted(os.listdir(part0.parent)) == ["part-0.parquet", "part-1.parquet"]
+
+
+def test_locate_finds_the_snapshots_without_changing_them(snaps: Path) -> None:
+    """locate() names the snapshot, rows and files holding user 2, and writes nothing."""
+    files = sorted(snaps.rglob("*.parquet"))
+    before = [state(p) for p in files]
+    hits = connector(snaps).locate(user("2"))
+    assert hits == (SnapshotHit("clickstream:2026-10-01", 3, ("2026-10-01/part-0.parquet",)),)
+    assert [state(p) for p in files] == before
+
+
+def test_locate_groups_files_by_snapshot(snaps: Path) -> None:
+    """A subject in several files and snapshots gets one hit per snapshot listing its files."""
+    assert connector(snaps).locate(user("1", "4")) == (
+        SnapshotHit("clickstream:2026-10-01", 4, ("2026-10-01/part-0.parquet", "2026-10-01/part-1.parquet")),
+        SnapshotHit("clickstream:2026-11-01", 1, ("2026-11-01/part-0.parquet",)),
+    )
+
+
+def test_second_erase_finds_nothing_and_writes_nothing(snaps: Path) -> None:
+    """Erasing again removes 0 rows and rewrites no file."""
+    conn = connector(snaps)
+    conn.erase(user("2"))
+    before = [state(p) for p in sorted(snaps.rglob("*.parquet"))]
+    outcome = conn.erase(user("2"))
+    assert (outcome.items_erased, outcome.snapshots, outcome.evidence) == (0, (), {"files": []})
+    assert [state(p) for p in sorted(snaps.rglob("*.parquet"))] == before
+
+
+def test_verify_counts_rows_left(snaps: Path) -> None:
+    """verify() counts the subject's rows before erasing and 0 after."""
+    conn = connector(snaps)
+    assert conn.verify(user("2")) == 3
+    conn.erase(user("2"))
+    assert conn.verify(user("2")) == 0
+    assert conn.verify(user("1")) == 3
+
+
+def test_several_values_are_all_removed(snaps: Path) -> None:
+    """Every value of the subject's is erased, across snapshots."""
+    outcome = connector(snaps).erase(user("1", "3"))
+    assert outcome.items_erased == 6
+    assert column(snaps / "2026-10-01" / "part-0.parquet") == [2, 2, 2]
+    assert column(snaps / "2026-11-01" / "part-0.parquet") == []
+
+
+def test_schema_metadata_and_compression_are_kept(tmp_path: Path) -> None:
+    """A rewritten file keeps its schema, key-value metadata and compression codec."""
+    table = pa.table({"user_id": pa.array([1, 2, 3], pa.int32()), "event": ["a", "b", "c"]})
+    table = table.replace_schema_metadata({"source": "clickstream", "version": "3"})
+    path = tmp_path / "2026-10-01" / "part-0.parquet"
+    path.parent.mkdir()
+    pq.write_table(table, path, compression="zstd")
+    connector(tmp_path).erase(user("2"))
+    rewritten = pq.ParquetFile(path)
+    assert rewritten.schema_arrow.equals(table.schema, check_metadata=True)
+    assert rewritten.metadata.row_group(0).column(0).compression == "ZSTD"
+    assert rewritten.read().column("event").to_pylist() == ["a", "c"]
+
+
+def test_row_groups_keep_their_size_and_rows_their_order(tmp_path: Path) -> None:
+    """A file of several row groups is rewritten with groups of about the same size, in order."""
+    ids = [i % 7 for i in range(3000)]
+    path = write(tmp_path / "s" / "big.parquet", ids, row_group_size=1000)
+    connector(tmp_path).erase(user("3"))
+    rewritten = pq.ParquetFile(path)
+    sizes = [rewritten.metadata.row_group(i).num_rows for i in range(rewritten.metadata.num_row_groups)]
+    assert len(sizes) == 3 and all(850 <= s <= 1000 for s in sizes)
+    assert column(path, "event") == [f"click-{i}" for i, uid in enumerate(ids) if uid != 3]
+
+
+def test_integer_column_matches_whole_numbers_only(tmp_path: Path) -> None:
+    """42 removes 42, never 420; values that are not plain integers match nothing."""
+    path = write(tmp_path / "s" / "p.parquet", [42, 420, 4, 42])
+    conn = connector(tmp_path)
+    assert conn.erase(user("42abc", "4.2e1", " 42", "99999999999999999999")).items_erased == 0
+    assert conn.erase(user("42")).items_erased == 2
+    assert column(path) == [420, 4]
+
+
+def test_string_column_matches_exact_text(tmp_path: Path) -> None:
+    """"42" removes "42" from a string column, not "420" nor "042"."""
+    path = write(tmp_path / "s" / "p.parquet", ["42", "420", "042", "42"], pa.string())
+    assert connector(tmp_path).erase(user("42")).items_erased == 2
+    assert column(path) == ["420", "042"]
+
+
+@pytest.mark.parametrize("value", ["%", "*", "", ".*", "4_"])
+@pytest.mark.parametrize("id_type", [pa.string(), pa.int64()])
+def test_patterns_and_empty_values_match_nothing(tmp_path: Path, value: str, id_type: pa.DataType) -> None:
+    """Values that look like patterns, or are empty, match no row of any type."""
+    ids = ["42", "420", "a%b", "*x", " ", "4_"[:-1]] if id_type == pa.string() else [42, 420, 0, 4]
+    path = write(tmp_path / "s" / "p.parquet", ids, id_type)
+    before = state(path)
+    assert connector(tmp_path).erase(user(value)).items_erased == 0
+    assert state(path) == before
+
+
+@pytest.mark.parametrize(("id_type", "ids", "kept"), [
+    (pa.float64(), [42.0, 420.0, 4.2], [420.0, 4.2]),
+    (pa.dictionary(pa.int32(), pa.string()), ["42", "420", "42"], ["420"]),
+])
+def test_other_column_types_match_by_cast(tmp_path: Path, id_type: pa.DataType, ids: list[Any],
+                                          kept: list[Any]) -> None:
+    """Float and dictionary columns match the values that cast to their type; others are skipped."""
+    path = write(tmp_path / "s" / "p.parquet", ids, id_type)
+    assert connector(tmp_path).erase(user("42", "x")).items_erased == len(ids) - len(kept)
+    assert column(path) == kept
+    assert pq.ParquetFile(path).schema_arrow.field("user_id").type == id_type
+
+
+def test_where_columns_are_anded(tmp_path: Path) -> None:
+    """With two where columns, a row goes only when both hold the subject's values."""
+    path = tmp_path / "s" / "p.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.table({"user_id": [1, 1, 2], "email": ["a@x", "b@x", "a@x"]}), path)
+    conn = connector(tmp_path, where={"user_id": "user_id", "email": "email"})
+    assert conn.erase(Subject({"user_id": ("1",)})).items_erased == 0
+    assert conn.erase(Subject({"user_id": ("1",), "email": ("a@x",)})).items_erased == 1
+    assert column(path, "email") == ["b@x", "a@x"]
+
+
+def test_hidden_and_temp_files_are_ignored(snaps: Path) -> None:
+    """Dotfiles, _-prefixed files and leftover temp files are neither read nor rewritten."""
+    hidden = [write(snaps / "2026-10-01" / ".part-1.parquet.erasure-tmp", [2]),
+              write(snaps / "2026-10-01" / ".hidden.parquet", [2]),
+              write(snaps / "2026-10-01" / "_staging" / "x.parquet", [2]),
+              write(snaps / ".trash" / "x.parquet", [2])]
+    before = [state(p) for p in hidden]
+    assert connector(snaps).erase(user("2")).items_erased == 3
+    assert [state(p) for p in hidden] == before
+
+
+def test_files_in_subfolders_count_and_loose_files_do_not(snaps: Path) -> None:
+    """Parquet files anywhere under a snapshot folder are data; files beside the folders are not."""
+    nested = write(snaps / "2026-10-01" / "country=DE" / "part-0.parquet", [2, 7])
+    loose = write(snaps / "stray.parquet", [2])
+    before = state(loose)
+    hits = connector(snaps).erase(user("2")).snapshots
+    assert hits == (SnapshotHit("clickstream:2026-10-01", 4, (
+        "2026-10-01/country=DE/part-0.parquet", "2026-10-01/part-0.parquet")),)
+    assert column(nested) == [7]
+    assert state(loose) == before
+
+
+def test_crash_while_writing_keeps_the_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk error midway leaves the original byte-identical, no temp file, and is transient."""
+    path = write(tmp_path / "s" / "p.parquet", [1, 2] * 500, row_group_size=100)
+    before = state(path)
+    real_write = pq.ParquetWriter.write_table
+    calls = []
+
+    def fail_midway(self: pq.ParquetWriter, table: pa.Table, row_group_size: int | None = None) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, table, row_group_size=row_group_size)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", fail_midway)
+    with pytest.raises(TransientError, match=r"clickstream: s/p\.parquet: ENOSPC"):
+        connector(tmp_path).erase(user("2"))
+    assert state(path) == before
+    assert os.listdir(path.parent) == ["p.parquet"]
+
+
+def test_corrupt_file_is_permanent(tmp_path: Path) -> None:
+    """A file that is not Parquet fails the system for good, naming the file."""
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "p.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(PermanentError, match=r"clickstream: s/p\.parquet"):
+        connector(tmp_path).erase(user("2"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_is_permanent(snaps: Path) -> None:
+    """Permission denied fails the system for good."""
+    (snaps / "2026-10-01" / "part-0.parquet").chmod(0)
+    with pytest.raises(PermanentError, match="permission denied"):
+        connector(snaps).erase(user("2"))
+
+
+def test_missing_where_column_is_permanent(snaps: Path) -> None:
+    """A file without a where column fails naming the file and the column."""
+    conn = connector(snaps, where={"user_id": "user_id", "email": "email"})
+    with pytest.raises(PermanentError, match=r"2026-10-01/part-0\.parquet: no column 'email'"):
+        conn.erase(Subject({"user_id": ("2",), "email": ("a@x",)}))
+
+
+def test_missing_location_is_permanent(tmp_path: Path) -> None:
+    """A location that does not exist fails the system for good."""
+    with pytest.raises(PermanentError, match="clickstream"):
+        connector(tmp_path / "nowhere").locate(user("2"))
+
+
+def test_config_is_read(tmp_path: Path) -> None:
+    """A valid table becomes a frozen config with its identifier types."""
+    read = config(tmp_path, where={"user_id": "user_id", "mail": "email"}, endpoint_url="http://x")
+    assert read.where == (("user_id", "user_id"), ("mail", "email"))
+    assert read.identifier_types == {"user_id", "email"}
+    assert (read.location, read.format, read.endpoint_url) == (str(tmp_path), "parquet", "http://x")
+
+
+@pytest.mark.parametrize(("overrides", "key", "problem"), [
+    ({"location": "s3://ml-data/clickstream/"}, "location", "not supported yet"),
+    ({"format": "csv"}, "format", "supported: parquet"),
+    ({"where": {"user_id": "phone"}}, "where.user_id", "unknown identifier type 'phone'"),
+    ({"where": {}}, "where", "names no column"),
+    ({"wehre": {"user_id": "user_id"}}, "wehre", "unknown key"),
+])
+def test_bad_config_names_file_system_and_key(overrides: dict[str, Any], key: str, problem: str) -> None:
+    """Each mistake is a ConfigError naming the file, the system and the key."""
+    with pytest.raises(ConfigError) as caught:
+        config(**{"location": "/data/clickstream", **overrides})
+    message = str(caught.value)
+    assert message.startswith(f"erasure.toml: system 'clickstream': {key}: ")
+    assert problem in message
