@@ -1,0 +1,54 @@
+"""The Celery app, configured for work that must never be lost."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from worker.config import Config
+
+INTAKE_QUEUE = "erasure.intake"
+KINDS = ("sql", "s3", "snapshot", "stub")
+QUEUES = (INTAKE_QUEUE, *(f"erasure.{kind}" for kind in KINDS))
+
+app = Celery("erasure", set_as_current=True)
+
+
+def queue_for(kind: str) -> str:
+    """The queue that carries one kind's erasures, so slow rewrites never block fast deletes."""
+    return f"erasure.{kind}"
+
+
+def configure(config: Config) -> Celery:
+    """Point the app at the config's broker with durable queues and late acknowledgement."""
+    exchange = Exchange("erasure", type="direct", durable=True)
+    transport_options: dict[str, object] = {}
+    if config.broker_url.startswith(("amqp", "pyamqp")):
+        transport_options["confirm_publish"] = True
+    if config.broker_url.startswith("sqla+"):
+        # the sqla transport hands every transport option to create_engine, so the
+        # embedded broker's polling interval (1 s by default) is set on the class
+        from kombu.transport import sqlalchemy as sqla_transport
+
+        sqla_transport.Transport.polling_interval = 0.2
+    app.conf.update(
+        broker_url=config.broker_url,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        task_default_queue=INTAKE_QUEUE,
+        task_default_exchange="erasure",
+        task_queues=[Queue(name, exchange, routing_key=name, durable=True) for name in QUEUES],
+        task_routes={"erasure.submit": {"queue": INTAKE_QUEUE}, "erasure.start": {"queue": INTAKE_QUEUE}},
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_pool_limit=4,
+    )
+    return app

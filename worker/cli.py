@@ -1,0 +1,208 @@
+"""The `erasure` command. Exit codes: 0 done, 2 bad input or usage (one line on stderr,
+nothing recorded), 3 no such request, 1 anything else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from worker import config as settings
+from worker import logs
+from worker.errors import ConfigError, ErasureError, InputError, NoSuchRequest, RefusedError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"erasure: {message} (see {self.prog} --help)\n")
+
+
+def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from worker.runtime import Runtime
+
+    return Runtime(settings.load(settings.config_path(args.config)))
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as aligned columns under a header, for people."""
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def show_status(status: dict[str, Any]) -> str:
+    """One request's status for people."""
+    lines = [
+        f"request   {status['request_id']}  {status['status']}",
+        f"subject   {status['subject_ref']}",
+        f"received  {status['received_at']}   deadline {status['deadline']}   completed {status['completed_at'] or '-'}",
+    ]
+    if status.get("error"):
+        lines.append(f"error     {status['error']}")
+    lines += ["", table(
+        ["SYSTEM", "KIND", "STATUS", "ATTEMPTS", "ITEMS", "FINISHED", "ERROR / REASON"],
+        [[s["system"], s["kind"], s["status"], s["attempts"], s["items_erased"], s["finished_at"],
+          s["error"] or s["reason"]] for s in status["systems"]],
+    )]
+    for flag in status["flagged_models"]:
+        lines.append(f"flagged model {flag['model']} {flag['version']}  trained on {', '.join(flag['snapshots'])}")
+    return "\n".join(lines)
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from worker import intake
+
+    rt = _runtime(args)
+    done = intake.submit(rt, intake.parse_subject_args(args.subject), args.requested_by, args.idempotency_key)
+    if args.json:
+        _print_json(done.to_json())
+    else:
+        print(f"{done.request_id}  {done.status}{'  (already submitted)' if done.duplicate else ''}")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from worker import views
+
+    status = views.status(_runtime(args), args.request_id)
+    _print_json(status) if args.json else print(show_status(status))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from worker import views
+
+    found = views.listing(_runtime(args), args.status, args.overdue)
+    if args.json:
+        _print_json(found)
+        return
+    print(table(["REQUEST", "STATUS", "RECEIVED", "DEADLINE", "SYSTEMS"],
+                [[r["request_id"], r["status"], r["received_at"], r["deadline"],
+                  " ".join(f"{s['system']}={s['status']}" for s in r["systems"])] for r in found]))
+
+
+def cmd_retry(args: argparse.Namespace) -> None:
+    from worker import pipeline
+
+    systems = pipeline.retry(_runtime(args), args.request_id)
+    print(f"{args.request_id}  retrying {', '.join(systems) or 'resolution'}")
+
+
+def cmd_lineage_add(args: argparse.Namespace) -> None:
+    from worker import lineage
+
+    new = lineage.add(_runtime(args), args.model, args.version, args.snapshot)
+    print(f"{args.model} {args.version}: {new} snapshot(s) recorded")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from worker import lineage
+
+    found = lineage.models(_runtime(args), args.flagged)
+    if args.json:
+        _print_json(found)
+        return
+    print(table(["MODEL", "VERSION", "FLAGS", "REQUESTS"],
+                [[m["model"], m["version"], len(m["flags"]), " ".join(f["request_id"] for f in m["flags"])]
+                 for m in found]))
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from worker import celery_app, runtime
+
+    rt = runtime.install(_runtime(args))
+    rt.engine  # noqa: B018 - migrate and fail fast before the worker starts
+    queues = args.queues or ",".join(celery_app.QUEUES)
+    unknown = set(queues.split(",")) - set(celery_app.QUEUES)
+    if unknown:
+        raise InputError(f"--queues: unknown queue(s) {', '.join(sorted(unknown))}")
+    import worker.tasks  # noqa: F401 - registers the tasks
+
+    celery_app.app.worker_main([
+        "worker", f"--concurrency={args.concurrency}", f"--queues={queues}", "--loglevel=INFO",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        f"--hostname=erasure-{os.getpid()}@%h",
+    ])
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from worker import demo
+
+    return demo.run()
+
+
+COMMANDS: list[tuple[str, Handler, str]] = [
+    ("submit", cmd_submit, "validate, record and enqueue an erasure request"),
+    ("worker", cmd_worker, "run the worker until SIGTERM/SIGINT"),
+    ("status", cmd_status, "show one request"),
+    ("list", cmd_list, "list requests, newest first"),
+    ("retry", cmd_retry, "re-run the failed systems of a failed request"),
+    ("models", cmd_models, "model versions and their flags"),
+    ("demo", cmd_demo, "a self-contained run on embedded parts, no servers needed"),
+]
+
+
+def build_parser() -> Parser:
+    """The whole command line."""
+    common = Parser(add_help=False)
+    common.add_argument("--config", help="config file (default: $ERASURE_CONFIG, else ./erasure.toml)")
+    parser = Parser(prog="erasure", description="Right-to-erasure orchestration worker.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    made = {name: sub.add_parser(name, parents=[common], help=text, description=text)
+            for name, _, text in COMMANDS}
+    for name, handler, _ in COMMANDS:
+        made[name].set_defaults(handler=handler)
+
+    made["submit"].add_argument("--subject", action="append", required=True, metavar="TYPE=VALUE")
+    made["submit"].add_argument("--requested-by", metavar="TEXT")
+    made["submit"].add_argument("--idempotency-key", metavar="KEY")
+    made["worker"].add_argument("--concurrency", type=int, default=2, metavar="N")
+    made["worker"].add_argument("--queues", metavar="Q,...", help="default: every erasure queue")
+    made["status"].add_argument("request_id")
+    made["list"].add_argument("--status", metavar="S")
+    made["list"].add_argument("--overdue", action="store_true")
+    made["retry"].add_argument("request_id")
+    made["models"].add_argument("--flagged", action="store_true")
+    for name in ("submit", "status", "list", "models"):
+        made[name].add_argument("--json", action="store_true", help="print the contract's JSON")
+
+    lineage = sub.add_parser("lineage", help="training lineage of model versions")
+    lineage_sub = lineage.add_subparsers(dest="lineage_command", required=True, parser_class=Parser)
+    add = lineage_sub.add_parser("add", parents=[common], help="record a model version's training snapshots")
+    add.add_argument("--model", required=True)
+    add.add_argument("--version", required=True)
+    add.add_argument("--snapshot", action="append", required=True, metavar="SYSTEM:SNAPSHOT")
+    add.set_defaults(handler=cmd_lineage_add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logs.configure(level="INFO" if args.command == "worker" else "WARNING")
+    try:
+        return args.handler(args) or 0
+    except (InputError, ConfigError, RefusedError) as exc:
+        print(f"erasure: {exc}", file=sys.stderr)
+        return 2
+    except NoSuchRequest as exc:
+        print(f"erasure: {exc}", file=sys.stderr)
+        return 3
+    except ErasureError as exc:
+        print(f"erasure: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The configuration: `erasure.toml` read once into frozen dataclasses, and the environment.
+This is the only module that reads environment variables."""
+
+from __future__ import annotations
+
+import calendar
+import os
+import re
+import tomllib
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from connectors import REGISTRY
+from connectors.base import ConfigReader, SystemConfig
+from worker.errors import ConfigError, InputError
+
+MAX_VALUE_LENGTH = 1024
+NORMALIZERS = {"none": str, "lower": str.lower, "upper": str.upper}
+DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
+
+
+@dataclass(frozen=True)
+class IdentifierType:
+    """One identifier type a request may carry, with its pattern and normalization."""
+
+    name: str
+    pattern: re.Pattern[str]
+    normalize: str = "none"
+
+    def clean(self, raw: Any) -> str:
+        """The normalized value, or InputError; the message never repeats the value."""
+        if not isinstance(raw, str):
+            raise InputError(f"{self.name}: a value must be a string, got {type(raw).__name__}")
+        if raw == "":
+            raise InputError(f"{self.name}: the value is empty")
+        if len(raw) > MAX_VALUE_LENGTH:
+            raise InputError(f"{self.name}: the value is longer than {MAX_VALUE_LENGTH} characters")
+        if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in raw):
+            raise InputError(f"{self.name}: the value contains control characters")
+        value = NORMALIZERS[self.normalize](raw)
+        if not self.pattern.fullmatch(value):
+            raise InputError(f"{self.name}: the value does not match the pattern {self.pattern.pattern}")
+        return value
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """Derives values of one identifier type from another with a query on a sql system."""
+
+    system: str
+    from_type: str
+    to_type: str
+    query: str
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How the worker retries and leases."""
+
+    max_attempts: int = 5
+    lease_seconds: int = 600
+    retry_backoff_seconds: float = 5.0
+    retry_backoff_max_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The time allowed to answer a request: a number of days or calendar months."""
+
+    amount: int
+    unit: str  # "days" | "months"
+
+    def after(self, received: datetime) -> datetime:
+        """The deadline of a request received at `received` (Jan 31 + 1 month = Feb 28/29)."""
+        if self.unit == "days":
+            return received + timedelta(days=self.amount)
+        return add_months(received, self.amount)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` later, clamped to the end of a shorter month."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, validated."""
+
+    path: Path
+    store_url: str
+    broker_url: str
+    deadline: Deadline
+    worker: WorkerSettings
+    identifiers: Mapping[str, IdentifierType]
+    resolvers: tuple[Resolver, ...]
+    systems: tuple[SystemConfig, ...]
+
+    def system(self, name: str) -> SystemConfig:
+        """The system of that name (KeyError if none)."""
+        for system in self.systems:
+            if system.name == name:
+                return system
+        raise KeyError(name)
+
+
+def config_path(given: str | None = None) -> Path:
+    """The config file: the --config option, else $ERASURE_CONFIG, else ./erasure.toml."""
+    return Path(given or os.environ.get("ERASURE_CONFIG") or "erasure.toml")
+
+
+def log_format() -> str | None:
+    """The log format asked for by $ERASURE_LOG_FORMAT ("json" or "console"), if any."""
+    return os.environ.get("ERASURE_LOG_FORMAT") or None
+
+
+def secret_key_text() -> str | None:
+    """The key for subject references from $ERASURE_SECRET_KEY, if set."""
+    return os.environ.get("ERASURE_SECRET_KEY") or None
+
+
+def load(path: Path) -> Config:
+    """Read and validate the config file; ConfigError names the file, the place and the key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (pass --config or set ERASURE_CONFIG)") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse(raw, path)
+
+
+def parse(raw: Mapping[str, Any], path: Path) -> Config:
+    """Validate an already-decoded config document."""
+    top = ConfigReader(str(path), "top level", raw, frozenset())
+    top.only("store_url", "broker_url", "deadline_days", "deadline", "worker", "identifiers",
+             "resolvers", "systems", "api")
+    identifiers = _identifiers(top)
+    types = frozenset(identifiers)
+    systems = _systems(top, types)
+    return Config(
+        path=path,
+        store_url=_sqlite_beside(os.environ.get("ERASURE_STORE_URL")
+                                 or top.optional("store_url", str, "sqlite:///erasure.db"), path),
+        broker_url=_sqlite_beside(os.environ.get("ERASURE_BROKER_URL")
+                                  or top.optional("broker_url", str, "sqla+sqlite:///erasure-queue.db"), path),
+        deadline=_deadline(top),
+        worker=_worker(top.child("worker", raw.get("worker", {}))),
+        identifiers=identifiers,
+        resolvers=_resolvers(top, types, systems),
+        systems=systems,
+    )
+
+
+def _identifiers(top: ConfigReader) -> dict[str, IdentifierType]:
+    table = top.child("identifiers", top.raw.get("identifiers", {}))
+    if not table.raw:
+        raise top.error("identifiers", "declare at least one identifier type")
+    found = {}
+    for name, spec in table.raw.items():
+        if not name.isidentifier():
+            raise table.error(name, "an identifier type is a plain name like user_id")
+        one = table.child(name, spec)
+        one.only("pattern", "normalize")
+        try:
+            pattern = re.compile(one.text("pattern"))
+        except re.error as exc:
+            raise one.error("pattern", f"not a valid regular expression: {exc}") from None
+        normalize = one.optional("normalize", str, "none")
+        if normalize not in NORMALIZERS:
+            raise one.error("normalize", f"must be one of {', '.join(NORMALIZERS)}")
+        found[name] = IdentifierType(name, pattern, normalize)
+    return found
+
+
+def _systems(top: ConfigReader, types: frozenset[str]) -> tuple[SystemConfig, ...]:
+    raw_systems = top.optional("systems", list, [])
+    if not raw_systems:
+        raise top.error("systems", "declare at least one [[systems]] table")
+    systems: list[SystemConfig] = []
+    for index, raw in enumerate(raw_systems):
+        name = raw.get("name") if isinstance(raw, Mapping) else None
+        place = f"system {name!r}" if isinstance(name, str) else f"systems[{index}]"
+        reader = ConfigReader(top.path, place, raw if isinstance(raw, Mapping) else {}, types)
+        if not isinstance(raw, Mapping):
+            raise reader.error("systems", "must be a table")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+            raise reader.error("name", "missing, or not a name of letters, digits, '-', '_' and '.'")
+        if any(s.name == name for s in systems):
+            raise reader.error("name", "two systems share this name")
+        kind = reader.text("kind")
+        if kind not in REGISTRY:
+            raise reader.error("kind", f"unknown kind {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+        systems.append(REGISTRY[kind].config_class.read(reader))
+    return tuple(systems)
+
+
+def _resolvers(top: ConfigReader, types: frozenset[str], systems: tuple[SystemConfig, ...]) -> tuple[Resolver, ...]:
+    found = []
+    kinds = {s.name: s.kind for s in systems}
+    for index, raw in enumerate(top.optional("resolvers", list, [])):
+        one = top.child("resolvers", raw, index)
+        one.identifier_types = types
+        one.only("system", "from", "to", "query")
+        system = one.text("system")
+        if kinds.get(system) != "sql":
+            raise one.error("system", f"{system!r} is not a sql system of this config")
+        from_type, to_type = one.identifier("from", one.raw.get("from")), one.identifier("to", one.raw.get("to"))
+        query = one.text("query")
+        if not re.search(rf":{re.escape(from_type)}\b", query):
+            raise one.error("query", f"must use the bound parameter :{from_type}")
+        found.append(Resolver(system, from_type, to_type, query))
+    return tuple(found)
+
+
+def _deadline(top: ConfigReader) -> Deadline:
+    if "deadline" in top.raw and "deadline_days" in top.raw:
+        raise top.error("deadline", "set deadline or deadline_days, not both")
+    if "deadline" in top.raw:
+        match = DEADLINE.fullmatch(top.require("deadline", str))
+        if not match:
+            raise top.error("deadline", 'write it like "1 month" or "30 days"')
+        unit = "months" if match[2].startswith("month") else "days"
+        return Deadline(int(match[1]), unit)
+    days = top.optional("deadline_days", int, 30)
+    if not 1 <= days <= 92:
+        raise top.error("deadline_days", "must be between 1 and 92")
+    return Deadline(days, "days")
+
+
+def _worker(reader: ConfigReader) -> WorkerSettings:
+    reader.only("max_attempts", "lease_seconds", "retry_backoff_seconds", "retry_backoff_max_seconds")
+    settings = WorkerSettings(
+        max_attempts=reader.optional("max_attempts", int, 5),
+        lease_seconds=reader.optional("lease_seconds", int, 600),
+        retry_backoff_seconds=float(reader.optional("retry_backoff_seconds", (int, float), 5.0)),  # type: ignore[arg-type]
+        retry_backoff_max_seconds=float(reader.optional("retry_backoff_max_seconds", (int, float), 600.0)),  # type: ignore[arg-type]
+    )
+    if settings.max_attempts < 1:
+        raise reader.error("max_attempts", "must be at least 1")
+    if settings.lease_seconds < 5:
+        raise reader.error("lease_seconds", "must be at least 5")
+    return settings
+
+
+def _sqlite_beside(url: str, config: Path) -> str:
+    """A relative SQLite path is taken relative to the config file, not the current folder."""
+    for scheme in ("sqlite:///", "sqla+sqlite:///"):
+        if url.startswith(scheme):
+            rest = url[len(scheme):]
+            if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
+                return scheme + str((config.parent / rest).resolve())
+    return url

@@ -1,0 +1,155 @@
+"""Intake: validate and normalize a request, dedupe it, record it with one row per
+applicable system in one transaction, then enqueue it. Bad input records nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from connectors.base import Subject
+from worker.config import Config
+from worker.errors import ErasureError, InputError
+from worker.runtime import Runtime
+from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask, utcnow
+
+log = structlog.get_logger("erasure.intake")
+MAX_TEXT = 200
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What submit answers: the request, its status, and whether it was already known."""
+
+    request_id: str
+    status: str
+    duplicate: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's `submit --json` object."""
+        return {"request_id": self.request_id, "status": self.status, "duplicate": self.duplicate}
+
+
+class NotEnqueued(ErasureError):
+    """The request was recorded, but the broker did not take the message."""
+
+
+def parse_subject_args(pairs: Iterable[str]) -> dict[str, list[str]]:
+    """`TYPE=VALUE` arguments as a mapping of type to values (not yet validated)."""
+    found: dict[str, list[str]] = {}
+    for pair in pairs:
+        id_type, sep, value = pair.partition("=")
+        if not sep or not id_type:
+            raise InputError("--subject takes TYPE=VALUE, e.g. --subject email=someone@example.com")
+        found.setdefault(id_type, []).append(value)
+    return found
+
+
+def clean_subject(config: Config, raw: Any) -> Subject:
+    """Validate and normalize every identifier; InputError names the first problem."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise InputError("subject: give at least one identifier, as a mapping of type to value(s)")
+    cleaned: dict[str, set[str]] = {}
+    for id_type, values in raw.items():
+        if id_type not in config.identifiers:
+            known = ", ".join(sorted(config.identifiers))
+            raise InputError(f"subject: unknown identifier type {str(id_type)[:40]!r} (known: {known})")
+        listed = values if isinstance(values, list) else [values]
+        if not listed:
+            raise InputError(f"{id_type}: no value given")
+        for value in listed:
+            cleaned.setdefault(id_type, set()).add(config.identifiers[id_type].clean(value))
+    subject = Subject({k: tuple(sorted(v)) for k, v in cleaned.items()})
+    for system in config.systems:
+        problem = system.problem_with(subject)
+        if problem:
+            raise InputError(f"system {system.name}: {problem}")
+    return subject
+
+
+def clean_text(name: str, value: Any) -> str | None:
+    """An optional free-text field: a string of printable characters, at most 200."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{name}: must be a non-empty string")
+    if len(value) > MAX_TEXT or not value.isprintable():
+        raise InputError(f"{name}: at most {MAX_TEXT} printable characters")
+    return value
+
+
+def reachable_types(config: Config, given: Iterable[str]) -> set[str]:
+    """The identifier types a request will carry once the resolvers have run."""
+    types = set(given)
+    grew = True
+    while grew:
+        grew = False
+        for resolver in config.resolvers:
+            if resolver.from_type in types and resolver.to_type not in types:
+                types.add(resolver.to_type)
+                grew = True
+    return types
+
+
+def submit(rt: Runtime, subject: Any, requested_by: Any = None, idempotency_key: Any = None) -> Submitted:
+    """Validate, record and enqueue one request; a known idempotency key answers the first."""
+    config = rt.config
+    clean = clean_subject(config, subject)
+    requested_by = clean_text("requested_by", requested_by)
+    idempotency_key = clean_text("idempotency_key", idempotency_key)
+    types = reachable_types(config, clean.identifiers)
+    systems = [s for s in config.systems if s.identifier_types & types]
+    if not systems:
+        raise InputError(f"subject: no configured system matches on {', '.join(sorted(clean.identifiers))}")
+    ref = rt.subject_ref(clean.to_json())
+
+    if idempotency_key is not None:
+        known = _known(rt, idempotency_key, ref)
+        if known is not None:
+            return known
+    received = utcnow()
+    request = Request(
+        id=str(uuid.uuid4()), subject_ref=ref, identifiers=clean.to_json(), status=RequestStatus.RECEIVED,
+        requested_by=requested_by, idempotency_key=idempotency_key,
+        received_at=received, deadline=config.deadline.after(received),
+    )
+    request.systems = [SystemTask(system=s.name, kind=s.kind, status=SystemStatus.PENDING) for s in systems]
+    try:
+        with rt.transaction() as session:
+            session.add(request)
+    except IntegrityError:
+        known = _known(rt, idempotency_key, ref) if idempotency_key else None
+        if known is None:
+            raise
+        return known
+    log.info("request.received", request_id=request.id, subject_ref=ref,
+             systems=[s.name for s in systems], requested_by=requested_by)
+    _enqueue(rt, request.id)
+    return Submitted(request.id, RequestStatus.RECEIVED, duplicate=False)
+
+
+def _known(rt: Runtime, idempotency_key: str, ref: str) -> Submitted | None:
+    with rt.transaction() as session:
+        known = session.scalar(select(Request).where(Request.idempotency_key == idempotency_key))
+    if known is None:
+        return None
+    if known.subject_ref != ref:
+        raise InputError("idempotency_key: already used for a different subject")
+    if known.status == RequestStatus.RECEIVED:
+        _enqueue(rt, known.id)  # the first publish may have been lost
+    log.info("request.duplicate", request_id=known.id, subject_ref=ref)
+    return Submitted(known.id, known.status, duplicate=True)
+
+
+def _enqueue(rt: Runtime, request_id: str) -> None:
+    try:
+        rt.dispatch.start(request_id)
+    except Exception as exc:
+        log.error("request.not_enqueued", request_id=request_id, error=type(exc).__name__)
+        raise NotEnqueued(f"request {request_id} is recorded but the broker did not take it "
+                          f"({type(exc).__name__}); it is kept as received") from exc

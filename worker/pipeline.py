@@ -1,0 +1,230 @@
+"""The way of one request after intake: resolve, fan out, erase each system, settle.
+Every step is safe to run twice: a redelivered message finds its row settled and stops."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import select
+
+from connectors.base import Outcome, Subject
+from worker import lineage
+from worker.errors import InputError, PermanentError, TransientError, one_line
+from worker.runtime import Runtime
+from worker.state import move_request, move_system
+from worker.store.models import (
+    SETTLED,
+    Request,
+    RequestStatus,
+    SnapshotHit,
+    SystemStatus,
+    SystemTask,
+    utcnow,
+)
+
+log = structlog.get_logger("erasure.pipeline")
+
+
+def start(rt: Runtime, request_id: str) -> None:
+    """Resolve the request's identifiers once, then enqueue one erasure per pending system."""
+    with rt.transaction() as session:
+        request = session.get(Request, request_id)
+        if request is None:
+            log.warning("request.unknown", request_id=request_id)
+            return
+        status, subject = request.status, Subject.from_json(request.identifiers)
+    if status == RequestStatus.RECEIVED:
+        try:
+            subject = resolve(rt, request_id, subject)
+        except PermanentError as exc:
+            fail_unstarted(rt, request_id, one_line(exc))
+            return
+        with rt.transaction() as session:
+            request = session.get(Request, request_id, with_for_update=True)
+            if request is not None and request.status == RequestStatus.RECEIVED:
+                move_request(request, RequestStatus.IN_PROGRESS, identifiers=subject.to_json())
+    _fan_out(rt, request_id)
+
+
+def resolve(rt: Runtime, request_id: str, subject: Subject) -> Subject:
+    """Add the identifiers the resolvers derive (email -> user_id), each validated."""
+    found = {k: set(v) for k, v in subject.identifiers.items()}
+    for resolver in rt.config.resolvers:
+        given = sorted(found.get(resolver.from_type, ()))
+        if not given:
+            continue
+        values = rt.connector(resolver.system).resolve(resolver.query, resolver.from_type, given)  # type: ignore[attr-defined]
+        kept = 0
+        for value in values:
+            try:
+                found.setdefault(resolver.to_type, set()).add(rt.config.identifiers[resolver.to_type].clean(value))
+                kept += 1
+            except InputError as exc:
+                log.warning("resolver.value_refused", request_id=request_id, system=resolver.system,
+                            to=resolver.to_type, problem=str(exc))
+        log.info("request.resolved", request_id=request_id, system=resolver.system,
+                 frm=resolver.from_type, to=resolver.to_type, found=kept)
+    return Subject({k: tuple(sorted(v)) for k, v in found.items()})
+
+
+def _fan_out(rt: Runtime, request_id: str) -> None:
+    with rt.transaction() as session:
+        pending = session.execute(
+            select(SystemTask.system, SystemTask.kind)
+            .join(Request)
+            .where(SystemTask.request_id == request_id, SystemTask.status == SystemStatus.PENDING,
+                   Request.status == RequestStatus.IN_PROGRESS)
+        ).all()
+    for system, kind in pending:
+        rt.dispatch.erase(request_id, system, kind)
+
+
+def fail_unstarted(rt: Runtime, request_id: str, error: str) -> None:
+    """Fail a request whose resolution cannot proceed, with every pending system."""
+    with rt.transaction() as session:
+        request = session.get(Request, request_id, with_for_update=True)
+        if request is None or request.status != RequestStatus.RECEIVED:
+            return
+        for task in request.systems:
+            if task.status == SystemStatus.PENDING:
+                move_system(task, SystemStatus.FAILED, error=f"not started: {error}", finished_at=utcnow())
+        move_request(request, RequestStatus.FAILED, error=error)
+
+
+def erase_system(rt: Runtime, request_id: str, system: str) -> None:
+    """Claim one system of one request, erase and verify it, record the outcome, settle."""
+    claimed = _claim(rt, request_id, system)
+    if claimed is None:
+        return
+    subject, attempt = claimed
+    bound = log.bind(request_id=request_id, system=system, attempt=attempt)
+    connector = rt.connector(system)
+    try:
+        problem = rt.config.system(system).problem_with(subject)
+        if problem:
+            raise PermanentError(problem)
+        _record_hits(rt, request_id, system, connector.locate(subject))
+        outcome = connector.erase(subject)
+        _record_hits(rt, request_id, system, outcome.snapshots)
+        left = connector.verify(subject)
+        if left:
+            raise TransientError(f"{left} items still present after erasure")
+    except TransientError as exc:
+        _attempt_failed(rt, request_id, system, one_line(exc), transient=True)
+    except PermanentError as exc:
+        _attempt_failed(rt, request_id, system, one_line(exc), transient=False)
+    except Exception as exc:  # a bug in a connector: fail the system, keep the worker
+        bound.exception("system.crashed")
+        _attempt_failed(rt, request_id, system, f"internal error ({type(exc).__name__})", transient=False)
+    else:
+        _record_outcome(rt, request_id, system, outcome)
+    settle(rt, request_id)
+
+
+def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | None:
+    now = utcnow()
+    with rt.transaction() as session:
+        task = session.scalar(
+            select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system)
+            .with_for_update()
+        )
+        if task is None or task.request.status != RequestStatus.IN_PROGRESS:
+            return None
+        lease_lapsed = task.status == SystemStatus.RUNNING and (task.lease_until is None or task.lease_until <= now)
+        if task.status != SystemStatus.PENDING and not lease_lapsed:
+            return None
+        move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
+                    lease_until=now + timedelta(seconds=rt.config.worker.lease_seconds))
+        return Subject.from_json(task.request.identifiers), task.attempts
+
+
+def _running(session, request_id: str, system: str) -> SystemTask | None:  # type: ignore[no-untyped-def]
+    task = session.scalar(
+        select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system)
+        .with_for_update()
+    )
+    return task if task is not None and task.status == SystemStatus.RUNNING else None
+
+
+def _record_hits(rt: Runtime, request_id: str, system: str, hits: tuple) -> None:  # type: ignore[type-arg]
+    if not hits:
+        return
+    with rt.transaction() as session:
+        known = {h.snapshot: h for h in session.scalars(select(SnapshotHit).where(SnapshotHit.request_id == request_id))}
+        for hit in hits:
+            row = known.get(hit.snapshot)
+            if row is None:
+                session.add(SnapshotHit(request_id=request_id, system=system, snapshot=hit.snapshot,
+                                        rows=hit.rows, files=list(hit.files), found_at=utcnow()))
+            else:
+                row.rows, row.files = max(row.rows, hit.rows), sorted(set(row.files) | set(hit.files))
+
+
+def _record_outcome(rt: Runtime, request_id: str, system: str, outcome: Outcome) -> None:
+    with rt.transaction() as session:
+        task = _running(session, request_id, system)
+        if task is None:
+            return
+        status = SystemStatus.ERASED if outcome.items_erased else SystemStatus.NOT_FOUND
+        move_system(task, status, items_erased=outcome.items_erased, evidence=outcome.evidence,
+                    error=None, lease_until=None, finished_at=utcnow())
+
+
+def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, transient: bool) -> None:
+    settings = rt.config.worker
+    retry_in = None
+    with rt.transaction() as session:
+        task = _running(session, request_id, system)
+        if task is None:
+            return
+        if transient and task.attempts < settings.max_attempts:
+            retry_in = min(settings.retry_backoff_max_seconds,
+                           settings.retry_backoff_seconds * 2 ** (task.attempts - 1)) * random.uniform(0.8, 1.2)
+            move_system(task, SystemStatus.PENDING, error=error, lease_until=None)
+        else:
+            if transient:
+                error = f"gave up after {task.attempts} attempts: {error}"
+            move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow())
+        kind = task.kind
+    if retry_in is not None:
+        log.info("system.retry_scheduled", request_id=request_id, system=system, in_seconds=round(retry_in, 1))
+        rt.dispatch.erase(request_id, system, kind, countdown=retry_in)
+
+
+def settle(rt: Runtime, request_id: str) -> None:
+    """Once every system has settled, settle the request and flag the models that ate its data."""
+    with rt.transaction() as session:
+        request = session.get(Request, request_id, with_for_update=True)
+        if request is None or request.status != RequestStatus.IN_PROGRESS:
+            return
+        if any(task.status not in SETTLED for task in request.systems):
+            return
+        lineage.flag_models(session, request)
+        if any(task.status == SystemStatus.FAILED for task in request.systems):
+            move_request(request, RequestStatus.FAILED)
+        else:
+            move_request(request, RequestStatus.COMPLETED, completed_at=utcnow())
+
+
+def retry(rt: Runtime, request_id: str) -> list[str]:
+    """Put the failed systems of a failed request back to pending, with fresh attempts."""
+    from worker.errors import NoSuchRequest, RefusedError
+
+    with rt.transaction() as session:
+        request = session.get(Request, request_id, with_for_update=True)
+        if request is None:
+            raise NoSuchRequest(f"no request {request_id}")
+        if request.status != RequestStatus.FAILED:
+            raise RefusedError(f"request {request_id} is {request.status}, not failed: nothing to retry")
+        failed = [t for t in request.systems if t.status == SystemStatus.FAILED]
+        for task in failed:
+            move_system(task, SystemStatus.PENDING, attempts=0, error=None, finished_at=None)
+        unstarted = request.error is not None
+        move_request(request, RequestStatus.RECEIVED if unstarted else RequestStatus.IN_PROGRESS, error=None)
+    if unstarted:
+        rt.dispatch.start(request_id)
+    else:
+        _fan_out(rt, request_id)
+    return [t.system for t in failed]

@@ -1,0 +1,1 @@
+"""The store: request state, lineage and flags, under Alembic migrations."""

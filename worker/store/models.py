@@ -1,0 +1,158 @@
+"""The store's tables as SQLAlchemy 2.0 typed models; the store is the source of truth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class RequestStatus(StrEnum):
+    """Where one erasure request stands."""
+
+    RECEIVED = "received"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class SystemStatus(StrEnum):
+    """Where one system of one request stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    ERASED = "erased"
+    NOT_FOUND = "not_found"
+    FAILED = "failed"
+    EXEMPT = "exempt"
+
+
+SETTLED = frozenset({SystemStatus.ERASED, SystemStatus.NOT_FOUND, SystemStatus.FAILED, SystemStatus.EXEMPT})
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware, in UTC, to the second."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime stored as naive UTC and read back timezone-aware, on every engine."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every table."""
+
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Request(Base):
+    """One erasure request."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_ref: Mapped[str] = mapped_column(String(64), index=True)
+    identifiers: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    deadline: Mapped[datetime] = mapped_column(index=True)
+    completed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    systems: Mapped[list[SystemTask]] = relationship(
+        back_populates="request", order_by="SystemTask.id", cascade="all, delete-orphan"
+    )
+
+
+class SystemTask(Base):
+    """The erasure of one request in one system."""
+
+    __tablename__ = "system_tasks"
+    __table_args__ = (UniqueConstraint("request_id", "system"), Index("ix_system_tasks_status", "status"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    system: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_until: Mapped[datetime | None]
+    items_erased: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any] | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    request: Mapped[Request] = relationship(back_populates="systems")
+
+
+class SnapshotHit(Base):
+    """A snapshot that held a request's subject, recorded before it was rewritten."""
+
+    __tablename__ = "snapshot_hits"
+    __table_args__ = (UniqueConstraint("request_id", "snapshot"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    system: Mapped[str] = mapped_column(String(100))
+    snapshot: Mapped[str] = mapped_column(String(300), index=True)
+    rows: Mapped[int]
+    files: Mapped[list[Any]]
+    found_at: Mapped[datetime]
+
+
+class Lineage(Base):
+    """A model version trained on a snapshot."""
+
+    __tablename__ = "lineage"
+    __table_args__ = (UniqueConstraint("model", "version", "snapshot"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    snapshot: Mapped[str] = mapped_column(String(300), index=True)
+    recorded_at: Mapped[datetime]
+
+
+class ModelFlag(Base):
+    """A model version flagged because it was trained on a snapshot holding a subject."""
+
+    __tablename__ = "model_flags"
+    __table_args__ = (UniqueConstraint("model", "version", "request_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    snapshots: Mapped[list[Any]]
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    flagged_at: Mapped[datetime]

@@ -1,0 +1,73 @@
+"""The Celery tasks: thin wrappers that hand a message to intake or the pipeline.
+A malformed `erasure.submit` is logged with its reason and dropped; the worker goes on.
+A store outage is retried with backoff, so a message is not lost while the store is down."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import structlog
+from celery import Task
+from celery.signals import setup_logging, worker_process_init
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from worker import intake, logs, pipeline, runtime
+from worker.celery_app import app
+from worker.errors import InputError, TransientError, one_line
+from worker.store.engine import StoreUnavailable
+
+log = structlog.get_logger("erasure.tasks")
+STORE_OUTAGE = (StoreUnavailable, OperationalError, DBAPIError)
+OUTAGE_RETRY = {"autoretry_for": STORE_OUTAGE, "retry_backoff": 2, "retry_backoff_max": 300,
+                "max_retries": 50, "retry_jitter": True}
+
+
+@app.task(name="erasure.submit", ignore_result=True, **OUTAGE_RETRY)
+def submit(*args: Any, **fields: Any) -> None:
+    """Intake from any Celery or AMQP client; bad input is dropped with a logged reason."""
+    try:
+        if args:
+            raise InputError("erasure.submit takes keyword arguments only")
+        unknown = set(fields) - {"subject", "requested_by", "idempotency_key"}
+        if unknown:
+            raise InputError(f"unknown fields: {', '.join(sorted(map(str, unknown)))[:200]}")
+        done = intake.submit(runtime.current(), fields.get("subject"), fields.get("requested_by"),
+                             fields.get("idempotency_key"))
+    except InputError as exc:
+        log.warning("intake.dropped", reason=str(exc))
+        return
+    log.info("intake.accepted", request_id=done.request_id, duplicate=done.duplicate)
+
+
+@app.task(name="erasure.start", bind=True, ignore_result=True, **OUTAGE_RETRY)
+def start(self: Task, request_id: str) -> None:
+    """Resolve one request and fan it out; a resolver that is briefly down is retried."""
+    rt = runtime.current()
+    try:
+        pipeline.start(rt, request_id)
+    except TransientError as exc:
+        attempts = self.request.retries + 1
+        settings = rt.config.worker
+        if attempts >= settings.max_attempts:
+            pipeline.fail_unstarted(rt, request_id, f"gave up after {attempts} attempts: {one_line(exc)}")
+            return
+        delay = min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2 ** (attempts - 1))
+        log.warning("request.resolve_retry", request_id=request_id, attempt=attempts, error=one_line(exc))
+        raise self.retry(countdown=delay * random.uniform(0.8, 1.2), max_retries=settings.max_attempts) from None
+
+
+@app.task(name="erasure.erase_system", ignore_result=True, **OUTAGE_RETRY)
+def erase_system(request_id: str, system: str) -> None:
+    """Erase one system of one request."""
+    pipeline.erase_system(runtime.current(), request_id, system)
+
+
+@setup_logging.connect
+def _logging(loglevel: Any = "INFO", **_: Any) -> None:
+    logs.configure(level=loglevel if isinstance(loglevel, str) else "INFO")
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    runtime.current().after_fork()
