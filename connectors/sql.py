@@ -1,14 +1,388 @@
-"""Placeholder: being written."""
+"""The sql connector: deletes or anonymizes a subject's rows in any SQLAlchemy database,
+every listed table in one transaction, in an order that satisfies foreign keys."""
 
-from connectors.base import Connector, SystemConfig
+from __future__ import annotations
+
+import graphlib
+import itertools
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, time
+from decimal import Decimal
+from typing import Any, Literal, Self
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from connectors.base import ConfigReader, Connector, Outcome, Subject, SystemConfig, as_integer, retry_blips
+from worker.errors import PermanentError, TransientError, one_line
+
+PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,40}(?:\.[0-9]{1,40})?")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TABLE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*")
+SCALARS = (str, int, float, bool, date, time)  # what a TOML value in `set` may be
+CHUNK = 500  # values per IN list: well under every engine's limit on bound parameters
+BIGINT = 2**63  # no integer column holds a value outside [-BIGINT, BIGINT)
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+Condition = sa.ColumnElement[bool]
+TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What a `where` column equals: an identifier type's values, or a listed table's column."""
+
+    identifier: str = ""
+    table: str = ""
+    column: str = ""
+
+
+@dataclass(frozen=True)
+class SqlTable:
+    """One `[[systems.tables]]` entry: which rows are the subject's and what becomes of them."""
+
+    name: str
+    where: tuple[tuple[str, Reference], ...]
+    action: Literal["delete", "anonymize"]
+    assign: tuple[tuple[str, Any], ...] = ()  # the `set` table; None is SQL NULL
+
+
+@dataclass(frozen=True)
 class SqlConfig(SystemConfig):
-    """Placeholder."""
+    """A SQL database and the tables that hold the subject's rows."""
+
+    url: str
+    tables: tuple[SqlTable, ...]
+
+    @classmethod
+    def read(cls, reader: ConfigReader) -> Self:
+        """Parse `kind = "sql"`."""
+        reader.only("name", "kind", "url", "tables")
+        name = reader.text("name")
+        url = reader.text("url")
+        try:
+            sa.make_url(url)
+        except sa_exc.ArgumentError as exc:  # the URL may hold a password: never quote it
+            raise reader.error("url", "not a SQLAlchemy URL") from exc
+        raw_tables = reader.require("tables", list)
+        if not raw_tables:
+            raise reader.error("tables", "lists no table")
+        listed = {raw.get("name") for raw in raw_tables if isinstance(raw, Mapping)}
+        tables = tuple(_read_table(reader.child("tables", t, i), listed) for i, t in enumerate(raw_tables))
+        try:
+            reference_order(tables)
+        except graphlib.CycleError as exc:
+            cycle = " -> ".join(tables[i].name for i in exc.args[1])
+            raise reader.error("tables", f"reference cycle between tables: {cycle}") from exc
+        return cls(name=name, kind="sql", url=url, tables=tables)
+
+    @property
+    def identifier_types(self) -> frozenset[str]:
+        """Every identifier type some `where` refers to."""
+        return frozenset(ref.identifier for t in self.tables for _, ref in t.where if ref.identifier)
+
+
+def _read_table(reader: ConfigReader, listed: set[Any]) -> SqlTable:
+    """One entry of `tables`."""
+    reader.only("name", "where", "action", "set")
+    name = reader.text("name")
+    if not TABLE_NAME.fullmatch(name):
+        raise reader.error("name", f"{name!r} is not a plain name (letters, digits, _; or schema.table)")
+    raw_where = reader.require("where", dict)
+    if not raw_where:
+        raise reader.error("where", "names no column: it would match every row")
+    where = tuple(
+        (_column(reader, "where", column), _reference(reader, f"where.{column}", ref, listed))
+        for column, ref in raw_where.items()
+    )
+    action = reader.text("action")
+    if action == "delete":
+        if "set" in reader.raw:
+            raise reader.error("set", "only an anonymize action sets columns")
+        return SqlTable(name, where, "delete")
+    if action != "anonymize":
+        raise reader.error("action", f"must be 'delete' or 'anonymize', not {action!r}")
+    raw_set = reader.require("set", dict)
+    if not raw_set:
+        raise reader.error("set", "sets no column")
+    assign = tuple((_column(reader, "set", col), _value(reader, col, v)) for col, v in raw_set.items())
+    return SqlTable(name, where, "anonymize", assign)
+
+
+def _column(reader: ConfigReader, key: str, column: str) -> str:
+    """A column name that is a plain identifier."""
+    if not NAME.fullmatch(column):
+        raise reader.error(key, f"{column!r} is not a plain column name (letters, digits, _)")
+    return column
+
+
+def _reference(reader: ConfigReader, key: str, ref: Any, listed: set[Any]) -> Reference:
+    """An identifier type, or `table.column` of a table listed in the same system."""
+    if isinstance(ref, str) and ref not in reader.identifier_types and "." in ref:
+        table, _, column = ref.rpartition(".")
+        if not TABLE_NAME.fullmatch(table) or not NAME.fullmatch(column):
+            raise reader.error(key, f"{ref!r} is neither an identifier type nor table.column")
+        if table not in listed:
+            raise reader.error(key, f"reference to table {table!r} which is not listed")
+        return Reference(table=table, column=column)
+    return Reference(identifier=reader.identifier(key, ref))
+
+
+def _value(reader: ConfigReader, column: str, value: Any) -> Any:
+    """A value of `set`: "null" is SQL NULL, any other TOML scalar is itself."""
+    if value == "null":
+        return None
+    if not isinstance(value, SCALARS):
+        raise reader.error(f"set.{column}", 'must be a string, number, boolean, date or "null"')
+    return value
+
+
+def reference_order(tables: tuple[SqlTable, ...]) -> tuple[int, ...]:
+    """Entry indices such that a table comes after every table its `where` refers to."""
+    sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+    for i, entry in enumerate(tables):
+        sorter.add(i, *(j for _, ref in entry.where for j, t in enumerate(tables) if t.name == ref.table))
+    return tuple(sorter.static_order())
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The listed tables as reflected, and the entry order that applies actions children first."""
+
+    tables: Mapping[str, sa.Table]
+    apply_order: tuple[int, ...]
 
 
 class SqlConnector(Connector):
-    """Placeholder."""
+    """Deletes or anonymizes a subject's rows in one SQL database, all or nothing."""
 
     kind = "sql"
     config_class = SqlConfig
+    config: SqlConfig
+
+    def __init__(self, config: SqlConfig) -> None:
+        super().__init__(config)
+        self._engine: sa.Engine | None = None
+        self._schema: Schema | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The engine, created on first use."""
+        if self._engine is None:
+            self._engine = create_engine(self.config.url)
+        return self._engine
+
+    @retry_blips
+    def erase(self, subject: Subject) -> Outcome:
+        """Apply every table's action to the subject's rows in one transaction."""
+        applied: list[dict[str, Any]] = []
+        with self._errors(subject.all_values()), self.engine.begin() as conn:
+            schema = self._reflect(conn)
+            matches = self._match(conn, schema, subject)
+            for i in schema.apply_order:
+                entry, table = self.config.tables[i], schema.tables[self.config.tables[i].name]
+                with self._errors(subject.all_values(), entry.name):
+                    rows = sum(conn.execute(_statement(table, entry, match)).rowcount for match in matches[i])
+                applied.append({"table": entry.name, "action": entry.action, "rows": rows})
+        return Outcome(sum(a["rows"] for a in applied), {"tables": applied})
+
+    @retry_blips
+    def verify(self, subject: Subject) -> int:
+        """Rows still matching: any in a delete table, those not yet anonymized in the others."""
+        left = 0
+        with self._errors(subject.all_values()), self.engine.connect() as conn:
+            schema = self._reflect(conn)
+            matches = self._match(conn, schema, subject)
+            for i, entry in enumerate(self.config.tables):
+                table = schema.tables[entry.name]
+                count = sa.select(sa.func.count()).select_from(table)
+                with self._errors(subject.all_values(), entry.name):
+                    for match in matches[i]:
+                        left += conn.execute(count.where(match, *_pending(table, entry))).scalar_one()
+        return left
+
+    def resolve(self, query: str, param: str, values: Iterable[str]) -> list[str]:
+        """A resolver's query run once per value: first column of every row, as str, deduplicated."""
+        return self._resolve(query, param, tuple(values))
+
+    def close(self) -> None:
+        """Dispose of the engine and its pooled connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @retry_blips
+    def _resolve(self, query: str, param: str, values: tuple[str, ...]) -> list[str]:
+        found: dict[str, None] = {}
+        with self._errors(values), self.engine.connect() as conn:
+            for value in values:
+                for row in conn.execute(sa.text(query), {param: value}):
+                    if row[0] is not None:
+                        found[str(row[0])] = None
+        return list(found)
+
+    def _reflect(self, conn: sa.Connection) -> Schema:
+        """The listed tables, reflected once; a missing table or column is a PermanentError."""
+        if self._schema is not None:
+            return self._schema
+        entries, inspector, metadata = self.config.tables, sa.inspect(conn), sa.MetaData()
+        names = list(dict.fromkeys(entry.name for entry in entries))
+        by_schema: dict[str | None, list[str]] = {}
+        for name in names:
+            schema, _, table = name.rpartition(".")
+            if not inspector.has_table(table, schema=schema or None):
+                raise PermanentError(f"sql system {self.config.name!r}: table {name!r} does not exist")
+            by_schema.setdefault(schema or None, []).append(table)
+        for schema_name, only in by_schema.items():
+            metadata.reflect(conn, schema=schema_name, only=only, views=True)
+        tables = {name: metadata.tables[name] for name in names}
+        for entry in entries:
+            needed = [(entry.name, column) for column, _ in (*entry.where, *entry.assign)]
+            needed += [(ref.table, ref.column) for _, ref in entry.where if ref.table]
+            for name, column in needed:
+                if column not in tables[name].c:
+                    where = f"sql system {self.config.name!r}: table {name!r}"
+                    raise PermanentError(f"{where} has no column {column!r}")
+        rank = {table: i for i, table in enumerate(reversed(metadata.sorted_tables))}
+        order = sorted(range(len(entries)), key=lambda i: rank[tables[entries[i].name]])
+        self._schema = Schema(tables, tuple(order))
+        return self._schema
+
+    def _match(self, conn: sa.Connection, schema: Schema, subject: Subject) -> list[list[Condition]]:
+        """Each entry's match conditions, one per chunk ([] matches nothing), with `table.column`
+        references resolved from the referenced rows as they are now, before anything changes."""
+        entries = self.config.tables
+        wanted = sorted({(ref.table, ref.column) for entry in entries for _, ref in entry.where if ref.table})
+        found: dict[tuple[str, str], dict[Any, None]] = {key: {} for key in wanted}
+        matches: list[list[Condition]] = [[] for _ in entries]
+        for i in reference_order(entries):
+            entry, table = entries[i], schema.tables[entries[i].name]
+            pairs = [
+                (table.c[column], _bindable(table.c[column], subject.values(ref.identifier)))
+                if ref.identifier
+                else (table.c[column], list(found[(ref.table, ref.column)]))
+                for column, ref in entry.where
+            ]
+            matches[i] = _conditions(pairs)
+            columns = [column for name, column in wanted if name == entry.name]
+            if not columns:
+                continue
+            with self._errors(subject.all_values(), entry.name):
+                for match in matches[i]:
+                    query = sa.select(*(table.c[c] for c in columns)).where(match).distinct()
+                    for row in conn.execute(query):
+                        for column, value in zip(columns, row, strict=True):
+                            if value is not None:
+                                found[(entry.name, column)][value] = None
+        return matches
+
+    @contextmanager
+    def _errors(self, secrets: Iterable[str], table: str | None = None) -> Iterator[None]:
+        """Turn SQLAlchemy's errors into ours, naming system and table and never a value."""
+        try:
+            yield
+        except sa_exc.SQLAlchemyError as exc:
+            place = f"sql system {self.config.name!r}" + (f", table {table!r}" if table else "")
+            transient = isinstance(exc, TRANSIENT) or getattr(exc, "connection_invalidated", False)
+            kind = TransientError if transient else PermanentError
+            error = kind(f"{place}: {_reason(exc, secrets)}")
+            raise kind(one_line(error)) from exc
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine that pings pooled connections, hides parameters and, on SQLite, enforces FKs."""
+    parsed = sa.make_url(url)
+    parsed = parsed.set(drivername=DEFAULT_DRIVERS.get(parsed.drivername, parsed.drivername))
+    connect_args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+    engine = sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
+    if engine.dialect.name == "sqlite":
+        serialize_sqlite(engine, busy_timeout_ms=5000)
+    return engine
+
+
+def serialize_sqlite(engine: sa.Engine, busy_timeout_ms: int, *pragmas: str) -> None:
+    """Make every SQLite transaction BEGIN IMMEDIATE, so its reads and writes share one
+    snapshot under the write lock, with foreign keys enforced and a busy timeout."""
+
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite must not begin lazily on its own
+        cursor = dbapi_connection.cursor()
+        for pragma in ("foreign_keys=ON", f"busy_timeout={busy_timeout_ms}", *pragmas):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    sa.event.listen(engine, "connect", connect)
+    sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+
+def _bindable(column: sa.Column[Any], values: Iterable[str]) -> list[Any]:
+    """The values a column may equal, as its type; one that is not plainly of that type is
+    dropped, so an engine never casts "42abc" into 42. Other columns take the string."""
+    converted = (_as_type(column.type, value) for value in values)
+    return list(dict.fromkeys(v for v in converted if v is not None))
+
+
+def _as_type(kind: sa.types.TypeEngine[Any], value: str) -> Any:
+    """The value as the column's number, date or UUID type (None if it is not one), else as is."""
+    if isinstance(kind, sa.Integer):
+        number = as_integer(value)
+        return number if number is not None and -BIGINT <= number < BIGINT else None
+    if isinstance(kind, sa.Numeric):  # Float too; MariaDB would read "42abc" as 42
+        return Decimal(value) if PLAIN_DECIMAL.fullmatch(value) else None
+    if isinstance(kind, sa.Date) and not isinstance(kind, sa.DateTime):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            return None
+        return day if day.isoformat() == value else None
+    if isinstance(kind, sa.Uuid):
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            return None
+        return parsed if kind.as_uuid else str(parsed)
+    return value
+
+
+def _conditions(pairs: list[tuple[sa.Column[Any], list[Any]]]) -> list[Condition]:
+    """`column IN (values)` ANDed over the columns, chunked; [] if some column has no value."""
+    if not pairs or any(not values for _, values in pairs):
+        return []  # an empty condition would match every row: match nothing instead
+    chunked = [[(col, values[i : i + CHUNK]) for i in range(0, len(values), CHUNK)] for col, values in pairs]
+    combos = itertools.product(*chunked)
+    return [sa.and_(*(col.in_(_bind(col, chunk, expanding=True)) for col, chunk in combo)) for combo in combos]
+
+
+def _pending(table: sa.Table, entry: SqlTable) -> list[Condition]:
+    """For anonymize, the row still differs from its target values; nothing more for delete."""
+    if entry.action == "delete":
+        return []
+    return [sa.or_(*(table.c[c].is_distinct_from(_bind(table.c[c], value)) for c, value in entry.assign))]
+
+
+def _bind(column: sa.Column[Any], value: Any, expanding: bool = False) -> sa.BindParameter[Any]:
+    """A bound parameter of the column's own type, not one guessed from the Python value."""
+    return sa.bindparam(None, value, type_=column.type, expanding=expanding)
+
+
+def _statement(table: sa.Table, entry: SqlTable, match: Condition) -> sa.Executable:
+    """The DELETE or UPDATE of the matched rows (an UPDATE skips rows already anonymized)."""
+    if entry.action == "delete":
+        return sa.delete(table).where(match)
+    values = {table.c[column]: value for column, value in entry.assign}
+    return sa.update(table).where(match, *_pending(table, entry)).values(values)
+
+
+def _reason(exc: sa_exc.SQLAlchemyError, secrets: Iterable[str]) -> str:
+    """The driver's first line, without the SQL, the parameters or any of the given values."""
+    source = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    lines = str(source).split("[SQL:")[0].strip().splitlines()  # later lines quote row values
+    text = f"{type(source).__name__}: {lines[0] if lines else ''}"
+    for secret in sorted(secrets, key=len, reverse=True):
+        # a short value only as a whole token, so that "1" leaves "127.0.0.1" readable
+        pattern = re.escape(secret) if len(secret) > 3 else rf"(?<![\w.]){re.escape(secret)}(?![\w.])"
+        text = re.sub(pattern, "<value>", text)
+    return text
