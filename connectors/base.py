@@ -104,7 +104,7 @@ class Connector(ABC):
         """Snapshots holding the subject, recorded before erase() so a crash cannot lose them."""
         return ()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook with a no-op default, not abstract
         """Release connections and clients."""
 
     def __enter__(self) -> Self:

@@ -46,7 +46,8 @@ def show_status(status: dict[str, Any]) -> str:
     lines = [
         f"request   {status['request_id']}  {status['status']}",
         f"subject   {status['subject_ref']}",
-        f"received  {status['received_at']}   deadline {status['deadline']}   completed {status['completed_at'] or '-'}",
+        f"received  {status['received_at']}   deadline {status['deadline']}"
+        f"   completed {status['completed_at'] or '-'}",
     ]
     if status.get("error"):
         lines.append(f"error     {status['error']}")

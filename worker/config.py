@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import random
 import re
 import tomllib
 import unicodedata
@@ -65,6 +66,11 @@ class WorkerSettings:
     lease_seconds: int = 600
     retry_backoff_seconds: float = 5.0
     retry_backoff_max_seconds: float = 600.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before the attempt after `attempt`: exponential, capped, jittered."""
+        base = min(self.retry_backoff_max_seconds, self.retry_backoff_seconds * 2 ** (attempt - 1))
+        return base * random.uniform(0.8, 1.2)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ def flag_models(session: Session, request: Request) -> list[ModelFlag]:
     by_model: dict[tuple[str, str], set[str]] = defaultdict(set)
     for model, version, snapshot in rows:
         by_model[(model, version)].add(snapshot)
-    known = {(f.model, f.version): f for f in session.scalars(select(ModelFlag).where(ModelFlag.request_id == request.id))}
+    earlier = session.scalars(select(ModelFlag).where(ModelFlag.request_id == request.id))
+    known = {(f.model, f.version): f for f in earlier}
     flags = []
     for (model, version), snapshots in sorted(by_model.items()):
         flag = known.get((model, version))

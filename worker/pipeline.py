@@ -3,7 +3,6 @@ Every step is safe to run twice: a redelivered message finds its row settled and
 
 from __future__ import annotations
 
-import random
 from datetime import timedelta
 
 import structlog
@@ -152,7 +151,8 @@ def _record_hits(rt: Runtime, request_id: str, system: str, hits: tuple) -> None
     if not hits:
         return
     with rt.transaction() as session:
-        known = {h.snapshot: h for h in session.scalars(select(SnapshotHit).where(SnapshotHit.request_id == request_id))}
+        earlier = session.scalars(select(SnapshotHit).where(SnapshotHit.request_id == request_id))
+        known = {h.snapshot: h for h in earlier}
         for hit in hits:
             row = known.get(hit.snapshot)
             if row is None:
@@ -180,8 +180,7 @@ def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, trans
         if task is None:
             return
         if transient and task.attempts < settings.max_attempts:
-            retry_in = min(settings.retry_backoff_max_seconds,
-                           settings.retry_backoff_seconds * 2 ** (task.attempts - 1)) * random.uniform(0.8, 1.2)
+            retry_in = settings.backoff(task.attempts)
             move_system(task, SystemStatus.PENDING, error=error, lease_until=None)
         else:
             if transient:

@@ -4,7 +4,6 @@ A store outage is retried with backoff, so a message is not lost while the store
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import structlog
@@ -52,9 +51,8 @@ def start(self: Task, request_id: str) -> None:
         if attempts >= settings.max_attempts:
             pipeline.fail_unstarted(rt, request_id, f"gave up after {attempts} attempts: {one_line(exc)}")
             return
-        delay = min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2 ** (attempts - 1))
         log.warning("request.resolve_retry", request_id=request_id, attempt=attempts, error=one_line(exc))
-        raise self.retry(countdown=delay * random.uniform(0.8, 1.2), max_retries=settings.max_attempts) from None
+        raise self.retry(countdown=settings.backoff(attempts), max_retries=settings.max_attempts) from None
 
 
 @app.task(name="erasure.erase_system", ignore_result=True, **OUTAGE_RETRY)

@@ -1,0 +1,96 @@
+"""Fixtures for orchestration tests: configs written as TOML files, a runtime whose
+messages are kept in a list, and a drain loop that plays the worker without a broker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker import pipeline
+from worker.config import load
+from worker.runtime import Runtime
+
+IDENTIFIERS = """
+[identifiers]
+user_id = { pattern = '^[0-9]{1,18}$' }
+email = { pattern = '^[^@\\s]+@[^@\\s]+$', normalize = "lower" }
+"""
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as a TOML value (strings, numbers, booleans, flat lists)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
+def stub(name: str, uses: list[str] | None = None, **knobs: Any) -> str:
+    """The TOML of one stub system."""
+    fields = {"name": name, "kind": "stub", "uses": uses or ["user_id"], **knobs}
+    return "[[systems]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in fields.items())
+
+
+def write_config(folder: Path, systems: str, store_url: str | None = None, top: str = "", worker: str = "") -> Path:
+    """An erasure.toml in the folder with the given systems and a fast-retry [worker] table."""
+    path = folder / "erasure.toml"
+    store = store_url or f"sqlite:///{folder}/state.db"
+    path.write_text(
+        f'store_url = "{store}"\nbroker_url = "sqla+sqlite:///{folder}/queue.db"\n{top}\n'
+        f"[worker]\nmax_attempts = 3\nretry_backoff_seconds = 0.01\n{worker}\n"
+        f"{IDENTIFIERS}\n{systems}"
+    )
+    return path
+
+
+class ListDispatch:
+    """A dispatcher that keeps messages in a list instead of sending them to a broker."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+
+    def start(self, request_id: str) -> None:
+        """Keep an erasure.start message."""
+        self.sent.append(("start", request_id))
+
+    def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None) -> None:
+        """Keep an erasure.erase_system message."""
+        self.sent.append(("erase", request_id, system, kind, countdown))
+
+
+def drain(rt: Runtime, limit: int = 500) -> int:
+    """Run every kept message (and those they send) the way a worker would; returns how many."""
+    dispatch = rt.dispatch
+    assert isinstance(dispatch, ListDispatch)
+    done = 0
+    while dispatch.sent:
+        message = dispatch.sent.pop(0)
+        if message[0] == "start":
+            pipeline.start(rt, message[1])
+        else:
+            pipeline.erase_system(rt, message[1], message[2])
+        done += 1
+        assert done < limit, "messages keep coming"
+    return done
+
+
+@pytest.fixture
+def make_runtime(tmp_path: Path) -> Callable[..., Runtime]:
+    """Build a runtime over a config of the given systems, with a ListDispatch."""
+    made: list[Runtime] = []
+
+    def make(systems: str, store_url: str | None = None, **kwargs: Any) -> Runtime:
+        rt = Runtime(load(write_config(tmp_path, systems, store_url, **kwargs)), dispatch=ListDispatch())
+        made.append(rt)
+        return rt
+
+    yield make  # type: ignore[misc]
+    for rt in made:
+        rt.close()
