@@ -5,6 +5,7 @@ are only ever read, so their bytes and mtime stay as they were."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ from worker.errors import PermanentError, TransientError
 
 FORMATS = ("parquet",)
 TEMP_SUFFIX = ".erasure-tmp"
+LOCK_FILE = ".erasure.lock"
 HIDDEN_PREFIXES = (".", "_")  # as pyarrow.dataset: dotfiles, _SUCCESS, _temporary/
 PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 T = TypeVar("T")
@@ -135,6 +137,17 @@ class LocalFolder:
         """A path pyarrow can open."""
         return str(self.root / relative)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the location's rewrite lock: two erasures rewriting one file at once would
+        each start from the old file, and the second to finish would bring back the first's rows."""
+        with open(self.root / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def replace(self, relative: str, write: Callable[[BinaryIO], T]) -> T:
         """Write a new version of a file beside it, then swap it in; on failure keep the old one."""
         target = self.root / relative
@@ -175,9 +188,11 @@ class SnapshotConnector(Connector):
     def erase(self, subject: Subject) -> Outcome:
         """Rewrite each file holding the subject's rows without them."""
         removed: dict[str, int] = {}
-        for rel in self._files():
-            if self._count(rel, subject):
-                removed[rel] = self._rewrite(rel, subject)
+        files = self._files()
+        with self._errors("location"), self.folder.locked():
+            for rel in files:
+                if self._count(rel, subject):
+                    removed[rel] = self._rewrite(rel, subject)
         evidence = [
             {"snapshot": self._snapshot(rel), "file": rel, "rows_removed": n} for rel, n in removed.items()
         ]

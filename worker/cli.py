@@ -128,10 +128,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
         raise InputError(f"--queues: unknown queue(s) {', '.join(sorted(unknown))}")
     import worker.tasks  # noqa: F401 - registers the tasks
 
+    # Threads, not prefork: connectors wait on I/O (pyarrow releases the GIL), and one
+    # process per worker stops cleanly on a SIGTERM sent to its whole process group.
     celery_app.app.worker_main([
         "worker", f"--concurrency={args.concurrency}", f"--queues={queues}", "--loglevel=INFO",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
-        f"--hostname=erasure-{os.getpid()}@%h",
+        "--pool=threads", f"--hostname=erasure-{os.getpid()}@%h",
     ])
 
 

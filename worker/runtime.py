@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -49,17 +50,19 @@ class Runtime:
         self._engine: Engine | None = None
         self._connectors: dict[str, Connector] = {}
         self._subject_key: bytes | None = None
+        self._lock = threading.Lock()  # the worker runs tasks in threads
         if dispatch is None:
             celery_app.configure(config)
 
     @property
     def engine(self) -> Engine:
         """The store's engine, its schema migrated on first use."""
-        if self._engine is None:
-            engine = create_store_engine(self.config.store_url)
-            migrate(engine)
-            self._engine = engine
-        return self._engine
+        with self._lock:
+            if self._engine is None:
+                engine = create_store_engine(self.config.store_url)
+                migrate(engine)
+                self._engine = engine
+            return self._engine
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -69,10 +72,11 @@ class Runtime:
 
     def connector(self, system: str) -> Connector:
         """The connector of one system, made on first use."""
-        if system not in self._connectors:
-            config = self.config.system(system)
-            self._connectors[system] = REGISTRY[config.kind](config)
-        return self._connectors[system]
+        with self._lock:
+            if system not in self._connectors:
+                config = self.config.system(system)
+                self._connectors[system] = REGISTRY[config.kind](config)
+            return self._connectors[system]
 
     def subject_ref(self, identifiers: dict[str, list[str]]) -> str:
         """The keyed hash that stands for a subject in statuses, logs and reports."""

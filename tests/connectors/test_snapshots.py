@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.base import ConfigReader, SnapshotHit, Subject
+from connectors import snapshots
 from connectors.snapshots import SnapshotConfig, SnapshotConnector
 from worker.errors import ConfigError, PermanentError, TransientError
 
@@ -219,6 +222,25 @@ def test_files_in_subfolders_count_and_loose_files_do_not(snaps: Path) -> None:
         "2026-10-01/country=DE/part-0.parquet", "2026-10-01/part-0.parquet")),)
     assert column(nested) == [7]
     assert state(loose) == before
+
+
+def test_concurrent_erasures_of_one_file_both_hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two erasures rewriting the same file at once both take effect: neither brings back
+    the rows the other removed."""
+    target = write(tmp_path / "snaps" / "2026-10-01" / "part-0.parquet", [1, 2, 3, 2, 4, 3, 5] * 50)
+    slow_copy = snapshots.copy_without
+
+    def copy_slowly(*args: Any) -> int:
+        time.sleep(0.3)  # widen the window in which the other erasure could read the old file
+        return slow_copy(*args)
+
+    monkeypatch.setattr(snapshots, "copy_without", copy_slowly)
+    first, second = connector(tmp_path / "snaps"), connector(tmp_path / "snaps")
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda job: job[0].erase(job[1]), [(first, user("2")), (second, user("3"))]))
+
+    assert sorted(outcome.items_erased for outcome in done) == [100, 100]
+    assert column(target) == [1, 4, 5] * 50
 
 
 def test_crash_while_writing_keeps_the_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
