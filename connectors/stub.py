@@ -72,8 +72,9 @@ class StubConnector(Connector):
         return Outcome(self.config.items, {"items": self.config.items})
 
     def verify(self, subject: Subject) -> int:
-        """Nothing is ever left behind in a stub."""
-        return 0
+        """The stub's items for a subject it holds and has not erased yet."""
+        key = self._key(subject)
+        return 0 if key is None or key in self.erased else self.config.items
 
     def _key(self, subject: Subject) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
         held = tuple((t, subject.values(t)) for t in self.config.uses if subject.values(t))

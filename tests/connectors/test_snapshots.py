@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.base import ConfigReader, SnapshotHit, Subject
 from connectors import snapshots
+from connectors.base import ConfigReader, SnapshotHit, Subject
 from connectors.snapshots import SnapshotConfig, SnapshotConnector
 from worker.errors import ConfigError, PermanentError, TransientError
 

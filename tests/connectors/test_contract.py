@@ -1,0 +1,87 @@
+"""The contract every connector kind keeps, checked on each against its real part:
+erase removes the subject and only the subject, verify sees what is left, a second erase
+finds nothing, evidence is JSON without the identifier's value."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from connectors import REGISTRY
+from connectors.base import ConfigReader, Connector, Subject
+
+SUBJECT, NEIGHBOUR = "987654", "9876540"
+TYPES = frozenset({"user_id", "email"})
+
+
+def build(kind: str, raw: dict) -> Connector:  # type: ignore[type-arg]
+    """A connector of the kind, from a config table as erasure.toml would hold it."""
+    config = REGISTRY[kind].config_class.read(ConfigReader("erasure.toml", f"system {kind!r}", raw, TYPES))
+    return REGISTRY[kind](config)
+
+
+def sql_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
+    """A SQLite table holding the subject and a neighbour whose id starts the same."""
+    db = sqlite3.connect(tmp_path / "app.db")
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+    db.executemany("INSERT INTO users VALUES (?, ?)", [(SUBJECT, "a@x"), (NEIGHBOUR, "b@x"), (98765, "c@x")])
+    db.commit()
+    db.close()
+    return build("sql", {"name": "app-db", "kind": "sql", "url": f"sqlite:///{tmp_path}/app.db",
+                         "tables": [{"name": "users", "where": {"id": "user_id"}, "action": "delete"}]})
+
+
+def s3_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
+    """A bucket with the subject's prefix beside a neighbour's."""
+    client, bucket = request.getfixturevalue("s3_client"), request.getfixturevalue("bucket")
+    for key in [f"u/{SUBJECT}/a", f"u/{NEIGHBOUR}/b", f"u/{SUBJECT}0/c"]:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    return build("s3", {"name": "uploads", "kind": "s3", "bucket": bucket,
+                        "endpoint_url": request.getfixturevalue("s3_endpoint"), "prefixes": ["u/{user_id}/"]})
+
+
+def snapshot_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
+    """A Parquet snapshot with the subject's rows among a neighbour's."""
+    (tmp_path / "snaps" / "2026-01-01").mkdir(parents=True)
+    ids = [int(SUBJECT), int(NEIGHBOUR), int(SUBJECT), 98765]
+    pq.write_table(pa.table({"user_id": pa.array(ids, pa.int64())}), tmp_path / "snaps" / "2026-01-01" / "p.parquet")
+    return build("snapshot", {"name": "clicks", "kind": "snapshot", "location": str(tmp_path / "snaps"),
+                              "where": {"user_id": "user_id"}})
+
+
+def stub_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
+    """The in-package stub."""
+    return build("stub", {"name": "fake", "kind": "stub", "uses": ["user_id"], "items": 2})
+
+
+WORLDS: dict[str, Callable[[Path, pytest.FixtureRequest], Connector]] = {
+    "sql": sql_world, "s3": s3_world, "snapshot": snapshot_world, "stub": stub_world,
+}
+
+
+def test_every_kind_has_a_contract_world() -> None:
+    """A new connector kind cannot be registered without joining this contract test."""
+    assert set(WORLDS) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("kind", sorted(WORLDS))
+def test_connector_contract(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Erase takes the subject and only the subject, once; verify and evidence agree."""
+    subject, neighbour = Subject({"user_id": (SUBJECT,)}), Subject({"user_id": (NEIGHBOUR,)})
+    with WORLDS[kind](tmp_path, request) as connector:
+        before = connector.verify(subject)
+        neighbour_before = connector.verify(neighbour)
+        outcome = connector.erase(subject)
+
+        assert before > 0
+        assert outcome.items_erased == before
+        assert connector.verify(subject) == 0
+        assert connector.verify(neighbour) == neighbour_before
+        assert connector.erase(subject).items_erased == 0
+        assert SUBJECT not in json.dumps(outcome.evidence)

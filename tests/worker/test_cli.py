@@ -1,0 +1,145 @@
+"""The `erasure` command as support tooling and a DPO use it: exit codes, one-line
+errors, the contract's JSON shapes and aligned tables for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.worker.conftest import stub, write_config
+from worker.cli import main, table
+
+STATUS_KEYS = {"request_id", "status", "received_at", "deadline", "completed_at", "subject_ref",
+               "systems", "flagged_models"}
+SYSTEM_KEYS = {"system", "kind", "status", "attempts", "items_erased", "error", "reason", "finished_at"}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config with two stub systems, one per identifier type."""
+    return write_config(tmp_path, stub("crm") + stub("mail", uses=["email"]))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run one command in-process; returns the exit code, stdout and stderr."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_submit_json_is_the_contract_object(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`submit --json` prints request_id, status received and duplicate false."""
+    code, out, _ = run(capsys, "submit", "--config", str(config), "--subject", "user_id=42", "--json")
+    answer = json.loads(out)
+    assert code == 0
+    assert set(answer) == {"request_id", "status", "duplicate"}
+    assert (answer["status"], answer["duplicate"]) == ("received", False)
+
+
+def test_status_json_has_the_contract_shape(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`status --json` carries every field the contract names, for the request and each system."""
+    _, out, _ = run(capsys, "submit", "--config", str(config), "--subject", "user_id=42", "--json")
+    request_id = json.loads(out)["request_id"]
+    code, out, _ = run(capsys, "status", request_id, "--config", str(config), "--json")
+    status = json.loads(out)
+    assert code == 0
+    assert STATUS_KEYS <= set(status)
+    assert [s["system"] for s in status["systems"]] == ["crm"]
+    assert set(status["systems"][0]) == SYSTEM_KEYS
+    assert status["received_at"].endswith("Z") and status["deadline"] > status["received_at"]
+    assert "42" not in status["subject_ref"]
+
+
+def test_status_for_people_is_a_table(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --json, status shows a header line and one aligned row per system."""
+    _, out, _ = run(capsys, "submit", "--config", str(config), "--subject", "user_id=42",
+                    "--subject", "email=a@b.c", "--json")
+    request_id = json.loads(out)["request_id"]
+    _, out, _ = run(capsys, "status", request_id, "--config", str(config))
+    rows = out.splitlines()
+    header = next(i for i, line in enumerate(rows) if line.startswith("SYSTEM"))
+    assert rows[header + 1].startswith("crm ") and rows[header + 2].startswith("mail ")
+    assert rows[header].index("STATUS") == rows[header + 1].index("pending")
+
+
+def test_unknown_request_exits_3(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown request id is exit code 3 with one line naming it."""
+    code, _, err = run(capsys, "status", "nope", "--config", str(config), "--json")
+    assert code == 3
+    assert err.strip().count("\n") == 0 and "nope" in err
+
+
+@pytest.mark.parametrize("subject", ["user_id=", "user_id=4 2", "colour=red", "user_id", "email=a@b@c", "=42"])
+def test_bad_subject_exits_2_and_records_nothing(config: Path, capsys: pytest.CaptureFixture[str],
+                                                subject: str) -> None:
+    """A refused subject is exit 2, one line on stderr, no traceback, nothing listed after."""
+    code, out, err = run(capsys, "submit", "--config", str(config), "--subject", subject, "--json")
+    assert code == 2
+    assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert run(capsys, "list", "--config", str(config), "--json")[1].strip() == "[]"
+
+
+def test_usage_error_is_one_line_exit_2(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing required option is exit 2 with a single line, not argparse's usage block."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["submit", "--config", str(config)])
+    assert exit_.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_bad_config_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A config with an unknown kind stops the command with one line naming file, system and key."""
+    path = write_config(tmp_path, '[[systems]]\nname = "x"\nkind = "ftp"\n')
+    code, _, err = run(capsys, "list", "--config", str(path))
+    assert code == 2
+    assert str(path) in err and "'x'" in err and "kind" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No config file is exit 2 and says how to give one."""
+    code, _, err = run(capsys, "list", "--config", str(tmp_path / "none.toml"))
+    assert code == 2 and "--config" in err
+
+
+def test_config_comes_from_the_environment(config: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --config, $ERASURE_CONFIG names the file."""
+    monkeypatch.setenv("ERASURE_CONFIG", str(config))
+    code, out, _ = run(capsys, "list", "--json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_list_is_newest_first_and_filters_by_status(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`list --json` is newest first; --status keeps only that status; a bad status is exit 2."""
+    ids = [json.loads(run(capsys, "submit", "--config", str(config), "--subject", f"user_id={n}", "--json")[1])
+           ["request_id"] for n in (1, 2)]
+    listed = json.loads(run(capsys, "list", "--config", str(config), "--json")[1])
+    assert {r["request_id"] for r in listed} == set(ids)
+    assert listed[0]["received_at"] >= listed[1]["received_at"]
+    assert json.loads(run(capsys, "list", "--config", str(config), "--status", "completed", "--json")[1]) == []
+    assert run(capsys, "list", "--config", str(config), "--status", "done")[0] == 2
+
+
+def test_retry_of_a_request_that_has_not_failed_exits_2(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`retry` is refused for a request that is not failed, and is exit 3 for an unknown one."""
+    request_id = json.loads(run(capsys, "submit", "--config", str(config), "--subject", "user_id=1", "--json")[1])[
+        "request_id"]
+    code, _, err = run(capsys, "retry", request_id, "--config", str(config))
+    assert code == 2 and "not failed" in err
+    assert run(capsys, "retry", "missing", "--config", str(config))[0] == 3
+
+
+def test_lineage_refuses_a_non_snapshot_system(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`lineage add` with a system that is not a snapshot system is exit 2; models stays empty."""
+    code, _, err = run(capsys, "lineage", "add", "--config", str(config), "--model", "m", "--version", "1",
+                       "--snapshot", "crm:2026-01-01")
+    assert code == 2 and "crm" in err
+    assert json.loads(run(capsys, "models", "--config", str(config), "--json")[1]) == []
+
+
+def test_table_aligns_columns() -> None:
+    """Each column starts at the same offset on every row; None shows as '-'."""
+    lines = table(["A", "LONGER"], [["wide value", None], ["x", 3]]).splitlines()
+    assert [line.index(c) for line, c in zip(lines, ["LONGER", "-", "3"], strict=True)] == [12, 12, 12]
