@@ -9,7 +9,7 @@ import random
 import re
 import tomllib
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ from connectors.base import ConfigReader, SystemConfig
 from worker.errors import ConfigError, InputError
 
 MAX_VALUE_LENGTH = 1024
-NORMALIZERS = {"none": str, "lower": str.lower, "upper": str.upper}
+NORMALIZERS: dict[str, Callable[[str], str]] = {"none": str, "lower": str.lower, "upper": str.upper}
 DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -60,5 +61,5 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def _keep(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _keep(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return event

@@ -59,4 +59,5 @@ def migrate(engine: Engine) -> None:
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
         where = make_url(str(engine.url)).render_as_string(hide_password=True)
-        raise StoreUnavailable(f"store {where}: {str(exc.orig or exc).splitlines()[0]}") from None
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StoreUnavailable(f"store {where}: {reason}") from None
