@@ -16,6 +16,7 @@ from typing import Any, Literal, Self
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql
 
 from connectors.base import ConfigReader, Connector, Outcome, Subject, SystemConfig, as_integer, retry_blips
 from worker.errors import PermanentError, TransientError, one_line
@@ -266,7 +267,7 @@ class SqlConnector(Connector):
                 else (table.c[column], list(found[(ref.table, ref.column)]))
                 for column, ref in entry.where
             ]
-            matches[i] = _conditions(pairs)
+            matches[i] = _conditions(pairs, exact_text=conn.dialect.name == "mysql")
             columns = [column for name, column in wanted if name == entry.name]
             if not columns:
                 continue
@@ -347,13 +348,26 @@ def _as_type(kind: sa.types.TypeEngine[Any], value: str) -> Any:
     return value
 
 
-def _conditions(pairs: list[tuple[sa.Column[Any], list[Any]]]) -> list[Condition]:
-    """`column IN (values)` ANDed over the columns, chunked; [] if some column has no value."""
+def _conditions(pairs: list[tuple[sa.Column[Any], list[Any]]], exact_text: bool = False) -> list[Condition]:
+    """`column IN (values)` ANDed over the columns, chunked; [] if some column has no value.
+    With exact_text (MySQL, MariaDB), text must also be equal byte for byte: their default
+    collations ignore case and trailing spaces, so `a@b.c` would also take `A@B.C `."""
     if not pairs or any(not values for _, values in pairs):
         return []  # an empty condition would match every row: match nothing instead
     chunked = [[(col, values[i : i + CHUNK]) for i in range(0, len(values), CHUNK)] for col, values in pairs]
-    combos = itertools.product(*chunked)
-    return [sa.and_(*(col.in_(_bind(col, chunk, expanding=True)) for col, chunk in combo)) for combo in combos]
+    conditions = []
+    for combo in itertools.product(*chunked):
+        parts = [col.in_(_bind(col, chunk, expanding=True)) for col, chunk in combo]
+        if exact_text:
+            parts += [_same_bytes(col, chunk) for col, chunk in combo if all(isinstance(v, str) for v in chunk)]
+        conditions.append(sa.and_(*parts))
+    return conditions
+
+
+def _same_bytes(column: sa.Column[Any], values: list[str]) -> Condition:
+    """The column, as UTF-8 bytes, is one of the values' bytes (MySQL and MariaDB)."""
+    as_bytes = sa.cast(sa.cast(column, mysql.CHAR(charset="utf8mb4")), sa.LargeBinary)
+    return as_bytes.in_(sa.bindparam(None, [v.encode() for v in values], type_=sa.LargeBinary, expanding=True))
 
 
 def _pending(table: sa.Table, entry: SqlTable) -> list[Condition]:

@@ -153,6 +153,22 @@ def test_string_neighbours_are_untouched(world: sa.Engine, sql_url: str) -> None
     assert [o[2] for o in dump(world)["orders"]] == [None, None, "xa@b.c", "a@b.c.d"]
 
 
+def test_text_matches_case_accents_and_trailing_spaces_exactly(world: sa.Engine, sql_url: str) -> None:
+    """"q@r.s" never takes "Q@R.S" or "q@r.s ", nor "ä@r.s" "a@r.s", even under MariaDB's default
+    collation, which compares without case or accents and pads trailing spaces."""
+    with world.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO users (id, email) VALUES (7, 'Q@R.S'), (8, 'q@r.s '), (9, 'q@r.s'), (10, 'ä@r.s'), "
+            "(11, 'a@r.s')"
+        )
+    tables = [{"name": "users", "where": {"email": "email"}, "action": "delete"}]
+    with connector(sql_url, tables) as sql:
+        assert sql.erase(subject(email="q@r.s")).items_erased == 1
+        assert sql.erase(subject(email="ä@r.s")).items_erased == 1
+        assert sql.verify(subject(email="Q@R.S")) == 1
+    assert [u[0] for u in dump(world)["users"]] == [4, 5, 6, 7, 8, 11, 42, 420]
+
+
 @pytest.mark.parametrize("value", ["%", "_", "*", "' OR 1=1 --", "42abc", "4 2", "042.0"])
 def test_odd_values_match_nothing(world: sa.Engine, sql_url: str, value: str) -> None:
     """Wildcards, quotes and values that only look like integers match no row."""
