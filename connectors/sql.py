@@ -357,7 +357,7 @@ def _conditions(pairs: list[tuple[sa.Column[Any], list[Any]]], exact_text: bool 
     chunked = [[(col, values[i : i + CHUNK]) for i in range(0, len(values), CHUNK)] for col, values in pairs]
     conditions = []
     for combo in itertools.product(*chunked):
-        parts = [col.in_(_bind(col, chunk, expanding=True)) for col, chunk in combo]
+        parts: list[Condition] = [col.in_(_bind(col, chunk, expanding=True)) for col, chunk in combo]
         if exact_text:
             parts += [_same_bytes(col, chunk) for col, chunk in combo if all(isinstance(v, str) for v in chunk)]
         conditions.append(sa.and_(*parts))
