@@ -33,22 +33,27 @@ class IllegalTransition(RuntimeError):
 
 def move_system(task: SystemTask, to: SystemStatus, **fields: Any) -> None:
     """Change one system's status (and fields) if the move is allowed, and log it."""
-    if to not in SYSTEM_MOVES[task.status]:
-        raise IllegalTransition(f"system {task.system}: {task.status} -> {to}")
-    before, task.status = task.status, to
-    for name, value in fields.items():
-        setattr(task, name, value)
-    level = log.warning if to == S.FAILED else log.info
-    level(f"system.{to}", request_id=task.request_id, system=task.system, kind=task.kind,
-          attempt=task.attempts, previous=before, items=task.items_erased, error=task.error)
+    previous = _move(task, to, SYSTEM_MOVES, f"system {task.system}", fields)
+    _log(f"system.{to}", to == S.FAILED, request_id=task.request_id, system=task.system, kind=task.kind,
+         attempt=task.attempts, previous=previous, items=task.items_erased, error=task.error)
 
 
 def move_request(request: Request, to: RequestStatus, **fields: Any) -> None:
     """Change one request's status (and fields) if the move is allowed, and log it."""
-    if to not in REQUEST_MOVES[request.status]:
-        raise IllegalTransition(f"request {request.id}: {request.status} -> {to}")
-    before, request.status = request.status, to
-    for name, value in fields.items():
-        setattr(request, name, value)
-    level = log.warning if to == R.FAILED else log.info
-    level(f"request.{to}", request_id=request.id, subject_ref=request.subject_ref, previous=before)
+    previous = _move(request, to, REQUEST_MOVES, f"request {request.id}", fields)
+    _log(f"request.{to}", to == R.FAILED, request_id=request.id, subject_ref=request.subject_ref,
+         previous=previous)
+
+
+def _move(row: Request | SystemTask, to: str, moves: dict[str, frozenset[str]], name: str,
+          fields: dict[str, Any]) -> str:
+    if to not in moves[row.status]:
+        raise IllegalTransition(f"{name}: {row.status} -> {to}")
+    previous, row.status = row.status, to
+    for field, value in fields.items():
+        setattr(row, field, value)
+    return previous
+
+
+def _log(event: str, failed: bool, **fields: Any) -> None:
+    (log.warning if failed else log.info)(event, **fields)
