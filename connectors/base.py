@@ -9,6 +9,7 @@ import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Self, TypeVar
 
 import tenacity
@@ -53,11 +54,17 @@ class SnapshotHit:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one erase() did: items removed, evidence without identifier values, hits."""
+    """What one erase() did: items removed, evidence without identifier values, hits.
+
+    A connector that erased all it could but must leave some items by law or by the
+    store's own lock (an S3 Object Lock, a legal hold) sets `exempt_reason`, and
+    `recheck_at` when erasing them should be tried again (the lock's end)."""
 
     items_erased: int
     evidence: dict[str, Any] = field(default_factory=dict)
     snapshots: tuple[SnapshotHit, ...] = ()
+    exempt_reason: str | None = None
+    recheck_at: datetime | None = None
 
 
 @dataclass(frozen=True)
