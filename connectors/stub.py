@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Self
 
 from connectors.base import ConfigReader, Connector, Outcome, Subject, SystemConfig
@@ -19,15 +20,18 @@ class StubConfig(SystemConfig):
     fail_transiently: int = 0
     fail_permanently: bool = False
     delay_seconds: float = 0.0
+    locked_for_seconds: float = 0.0
 
     @classmethod
     def read(cls, reader: ConfigReader) -> Self:
         """Parse `kind = "stub"`."""
-        reader.only("name", "kind", "uses", "items", "fail_transiently", "fail_permanently", "delay_seconds")
+        reader.only("name", "kind", "uses", "items", "fail_transiently", "fail_permanently", "delay_seconds",
+                    "locked_for_seconds")
         uses = reader.require("uses", list)
         if not uses:
             raise reader.error("uses", "names no identifier type")
         delay = reader.optional("delay_seconds", (int, float), 0.0)  # type: ignore[arg-type]
+        locked = reader.optional("locked_for_seconds", (int, float), 0.0)  # type: ignore[arg-type]
         return cls(
             name=reader.text("name"),
             kind="stub",
@@ -36,6 +40,7 @@ class StubConfig(SystemConfig):
             fail_transiently=reader.optional("fail_transiently", int, 0),
             fail_permanently=reader.optional("fail_permanently", bool, False),
             delay_seconds=float(delay),
+            locked_for_seconds=float(locked),
         )
 
     @property
@@ -45,7 +50,8 @@ class StubConfig(SystemConfig):
 
 
 class StubConnector(Connector):
-    """Pretends to erase `items` items per subject, once; fails as its knobs say."""
+    """Pretends to erase `items` items per subject, once; fails as its knobs say. With
+    `locked_for_seconds`, one more item is kept under a lock that long, reported as exempt."""
 
     kind = "stub"
     config_class = StubConfig
@@ -55,6 +61,7 @@ class StubConnector(Connector):
         super().__init__(config)
         self.calls = 0
         self.erased: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()
+        self.locked_until: dict[tuple[tuple[str, tuple[str, ...]], ...], datetime] = {}
 
     def erase(self, subject: Subject) -> Outcome:
         """Count a call, fail if told to, else erase the subject the first time it is seen."""
@@ -66,15 +73,26 @@ class StubConnector(Connector):
         if self.calls <= self.config.fail_transiently:
             raise TransientError(f"stub {self.config.name} is briefly unavailable")
         key = self._key(subject)
-        if key is None or key in self.erased:
-            return Outcome(0, {"items": 0})
+        if key is None:
+            return Outcome(0, {})
+        items = 0 if key in self.erased else self.config.items
         self.erased.add(key)
-        return Outcome(self.config.items, {"items": self.config.items})
+        if self.config.locked_for_seconds:
+            now = datetime.now(UTC)
+            until = self.locked_until.setdefault(key, now + timedelta(seconds=self.config.locked_for_seconds))
+            if now < until:
+                return Outcome(items, {}, exempt_reason=f"stub lock until {until:%Y-%m-%dT%H:%M:%SZ}",
+                               recheck_at=until)
+            if self.locked_until.pop(key, None) is not None:
+                items += 1
+        return Outcome(items, {})
 
     def verify(self, subject: Subject) -> int:
         """The stub's items for a subject it holds and has not erased yet."""
         key = self._key(subject)
-        return 0 if key is None or key in self.erased else self.config.items
+        if key is None:
+            return 0
+        return (0 if key in self.erased else self.config.items) + (1 if key in self.locked_until else 0)
 
     def _key(self, subject: Subject) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
         held = tuple((t, subject.values(t)) for t in self.config.uses if subject.values(t))

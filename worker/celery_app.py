@@ -50,5 +50,13 @@ def configure(config: Config) -> Celery:
         task_routes={"erasure.submit": {"queue": INTAKE_QUEUE}, "erasure.start": {"queue": INTAKE_QUEUE}},
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_pool_limit=4,
+        beat_scheduler="celery.beat:Scheduler",  # in memory: the reconciler is idempotent
+        beat_schedule={
+            "reconcile": {
+                "task": "erasure.reconcile",
+                "schedule": config.worker.reconcile_seconds,
+                "options": {"queue": INTAKE_QUEUE, "expires": config.worker.reconcile_seconds},
+            },
+        },
     )
     return app

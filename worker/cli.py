@@ -130,11 +130,21 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     # Threads, not prefork: connectors wait on I/O (pyarrow releases the GIL), and one
     # process per worker stops cleanly on a SIGTERM sent to its whole process group.
+    beat = args.beat if args.beat is not None else rt.config.broker_url.startswith("sqla+")
     celery_app.app.worker_main([
         "worker", f"--concurrency={args.concurrency}", f"--queues={queues}", "--loglevel=INFO",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "--pool=threads", f"--hostname=erasure-{os.getpid()}@%h",
+        "--pool=threads", f"--hostname=erasure-{os.getpid()}@%h", *(["--beat"] if beat else []),
     ])
+
+
+def cmd_beat(args: argparse.Namespace) -> None:
+    from worker import celery_app, runtime
+
+    runtime.install(_runtime(args)).engine  # noqa: B018 - migrate and fail fast
+    import worker.tasks  # noqa: F401 - registers the tasks
+
+    celery_app.app.start(["beat", "--loglevel=INFO"])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -149,6 +159,7 @@ COMMANDS: list[tuple[str, Handler, str]] = [
     ("status", cmd_status, "show one request"),
     ("list", cmd_list, "list requests, newest first"),
     ("retry", cmd_retry, "re-run the failed systems of a failed request"),
+    ("beat", cmd_beat, "run the periodic reconciler alone (production; the embedded worker runs its own)"),
     ("models", cmd_models, "model versions and their flags"),
     ("demo", cmd_demo, "a self-contained run on embedded parts, no servers needed"),
 ]
@@ -170,6 +181,8 @@ def build_parser() -> Parser:
     made["submit"].add_argument("--idempotency-key", metavar="KEY")
     made["worker"].add_argument("--concurrency", type=int, default=2, metavar="N")
     made["worker"].add_argument("--queues", metavar="Q,...", help="default: every erasure queue")
+    made["worker"].add_argument("--beat", action=argparse.BooleanOptionalAction, default=None,
+                                help="also run the reconciler (default: only on the embedded broker)")
     made["status"].add_argument("request_id")
     made["list"].add_argument("--status", metavar="S")
     made["list"].add_argument("--overdue", action="store_true")
@@ -191,7 +204,7 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logs.configure(level="INFO" if args.command == "worker" else "WARNING")
+    logs.configure(level="INFO" if args.command in ("worker", "beat") else "WARNING")
     try:
         return args.handler(args) or 0
     except (InputError, ConfigError, RefusedError) as exc:

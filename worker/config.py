@@ -66,6 +66,7 @@ class WorkerSettings:
     lease_seconds: int = 600
     retry_backoff_seconds: float = 5.0
     retry_backoff_max_seconds: float = 600.0
+    reconcile_seconds: float = 60.0
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before the attempt after `attempt`: exponential, capped, jittered."""
@@ -240,17 +241,21 @@ def _deadline(top: ConfigReader) -> Deadline:
 
 
 def _worker(reader: ConfigReader) -> WorkerSettings:
-    reader.only("max_attempts", "lease_seconds", "retry_backoff_seconds", "retry_backoff_max_seconds")
+    reader.only("max_attempts", "lease_seconds", "retry_backoff_seconds", "retry_backoff_max_seconds",
+                "reconcile_seconds")
     settings = WorkerSettings(
         max_attempts=reader.optional("max_attempts", int, 5),
         lease_seconds=reader.optional("lease_seconds", int, 600),
         retry_backoff_seconds=float(reader.optional("retry_backoff_seconds", (int, float), 5.0)),  # type: ignore[arg-type]
         retry_backoff_max_seconds=float(reader.optional("retry_backoff_max_seconds", (int, float), 600.0)),  # type: ignore[arg-type]
+        reconcile_seconds=float(reader.optional("reconcile_seconds", (int, float), 60.0)),  # type: ignore[arg-type]
     )
     if settings.max_attempts < 1:
         raise reader.error("max_attempts", "must be at least 1")
     if settings.lease_seconds < 5:
         raise reader.error("lease_seconds", "must be at least 5")
+    if settings.reconcile_seconds < 1:
+        raise reader.error("reconcile_seconds", "must be at least 1")
     return settings
 
 

@@ -4,6 +4,7 @@ Every step is safe to run twice: a redelivered message finds its row settled and
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -108,7 +109,7 @@ def erase_system(rt: Runtime, request_id: str, system: str) -> None:
         outcome = connector.erase(subject)
         _record_hits(rt, request_id, system, outcome.snapshots)
         left = connector.verify(subject)
-        if left:
+        if left and not outcome.exempt_reason:  # an exemption has said what it keeps, and why
             raise TransientError(f"{left} items still present after erasure")
     except TransientError as exc:
         _attempt_failed(rt, request_id, system, one_line(exc), transient=True)
@@ -129,8 +130,8 @@ def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | N
             select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system)
             .with_for_update()
         )
-        if task is None or task.request.status != RequestStatus.IN_PROGRESS:
-            return None
+        if task is None or task.request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
+            return None  # a completed request's system is pending again only for a recheck
         lease_lapsed = task.status == SystemStatus.RUNNING and (task.lease_until is None or task.lease_until <= now)
         if task.status != SystemStatus.PENDING and not lease_lapsed:
             return None
@@ -167,9 +168,27 @@ def _record_outcome(rt: Runtime, request_id: str, system: str, outcome: Outcome)
         task = _running(session, request_id, system)
         if task is None:
             return
-        status = SystemStatus.ERASED if outcome.items_erased else SystemStatus.NOT_FOUND
-        move_system(task, status, items_erased=outcome.items_erased, evidence=outcome.evidence,
-                    error=None, lease_until=None, finished_at=utcnow())
+        items, evidence = _with_earlier_passes(task, outcome)
+        if outcome.exempt_reason:
+            move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,
+                        reason=outcome.exempt_reason, recheck_at=outcome.recheck_at, lease_until=None,
+                        finished_at=utcnow())
+            return
+        status = SystemStatus.ERASED if items else SystemStatus.NOT_FOUND
+        move_system(task, status, items_erased=items, evidence=evidence, error=None, reason=None,
+                    recheck_at=None, lease_until=None, finished_at=utcnow())
+
+
+def _with_earlier_passes(task: SystemTask, outcome: Outcome) -> tuple[int, dict[str, Any]]:
+    """Items and evidence of this pass, plus those of earlier passes that erased something
+    (a recheck after an exemption erases what the lock kept; the first pass stays on record)."""
+    evidence: dict[str, Any] = {**outcome.evidence, "items": outcome.items_erased}
+    if not task.evidence:
+        return outcome.items_erased, evidence
+    previous = dict(task.evidence)
+    earlier = previous.pop("earlier", [])
+    evidence["earlier"] = [*earlier, previous] if previous.get("items") else earlier
+    return outcome.items_erased + (task.items_erased or 0), evidence
 
 
 def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, transient: bool) -> None:
@@ -193,12 +212,17 @@ def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, trans
 
 
 def settle(rt: Runtime, request_id: str) -> None:
-    """Once every system has settled, settle the request and flag the models that ate its data."""
+    """Once every system has settled, settle the request and flag the models that ate its data.
+    A completed request whose recheck of an exemption then failed for good turns failed."""
     with rt.transaction() as session:
         request = session.get(Request, request_id, with_for_update=True)
-        if request is None or request.status != RequestStatus.IN_PROGRESS:
+        if request is None or request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
             return
         if any(task.status not in SETTLED for task in request.systems):
+            return
+        if request.status == RequestStatus.COMPLETED:
+            if any(task.status == SystemStatus.FAILED for task in request.systems):
+                move_request(request, RequestStatus.FAILED)
             return
         lineage.flag_models(session, request)
         if any(task.status == SystemStatus.FAILED for task in request.systems):

@@ -23,7 +23,7 @@ REQUEST_MOVES: dict[str, frozenset[str]] = {
     R.RECEIVED: frozenset({R.IN_PROGRESS, R.FAILED}),
     R.IN_PROGRESS: frozenset({R.COMPLETED, R.FAILED}),
     R.FAILED: frozenset({R.RECEIVED, R.IN_PROGRESS}),
-    R.COMPLETED: frozenset(),
+    R.COMPLETED: frozenset({R.FAILED}),  # a recheck of an exempt system failed for good
 }
 
 

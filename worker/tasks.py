@@ -11,7 +11,7 @@ from celery import Task
 from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from worker import intake, logs, pipeline, runtime
+from worker import intake, logs, pipeline, reconcile, runtime
 from worker.celery_app import app
 from worker.errors import InputError, TransientError, one_line
 from worker.store.engine import StoreUnavailable
@@ -59,6 +59,14 @@ def start(self: Task, request_id: str) -> None:
 def erase_system(request_id: str, system: str) -> None:
     """Erase one system of one request."""
     pipeline.erase_system(runtime.current(), request_id, system)
+
+
+@app.task(name="erasure.reconcile", ignore_result=True)
+def reconcile_store() -> None:
+    """One reconciliation pass (sent by beat)."""
+    done = reconcile.reconcile(runtime.current())
+    if any(done.values()):
+        log.info("reconcile.done", **done)
 
 
 @setup_logging.connect

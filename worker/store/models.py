@@ -108,6 +108,7 @@ class SystemTask(Base):
     items_erased: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
+    recheck_at: Mapped[datetime | None] = mapped_column(index=True)
     evidence: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
