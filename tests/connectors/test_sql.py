@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -227,7 +228,7 @@ def test_foreign_key_violation_rolls_everything_back(world: sa.Engine, sql_url: 
         sql.erase(subject(user_id="42"))
     assert dump(world) == before
     assert "'app-db'" in str(caught.value) and "'users'" in str(caught.value)
-    assert "42" not in str(caught.value)
+    assert not re.search(r"(?<![\w.])42(?![\w.])", str(caught.value))  # the database's random name may hold "42"
 
 
 def test_missing_table_is_permanent(world: sa.Engine, sql_url: str) -> None:
