@@ -58,7 +58,10 @@ def clean_subject(config: Config, raw: Any) -> Subject:
     for id_type, values in raw.items():
         if id_type not in config.identifiers:
             known = ", ".join(sorted(config.identifiers))
-            raise InputError(f"subject: unknown identifier type {str(id_type)[:40]!r} (known: {known})")
+            # A key that is no plain name may be a value sent as a key: never echo it into logs.
+            shown = repr(id_type) if isinstance(id_type, str) and id_type.isidentifier() and len(id_type) <= 40 \
+                else "(not a plain name)"
+            raise InputError(f"subject: unknown identifier type {shown} (known: {known})")
         listed = values if isinstance(values, list) else [values]
         if not listed:
             raise InputError(f"{id_type}: no value given")

@@ -4,7 +4,7 @@ messages are kept in a list, and a drain loop that plays the worker without a br
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def drain(rt: Runtime, limit: int = 500) -> int:
 
 
 @pytest.fixture
-def make_runtime(tmp_path: Path) -> Callable[..., Runtime]:
+def make_runtime(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
     """Build a runtime over a config of the given systems, with a ListDispatch."""
     made: list[Runtime] = []
 
@@ -91,6 +91,6 @@ def make_runtime(tmp_path: Path) -> Callable[..., Runtime]:
         made.append(rt)
         return rt
 
-    yield make  # type: ignore[misc]
+    yield make
     for rt in made:
         rt.close()
