@@ -43,6 +43,8 @@ class IdentifierType:
         if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in raw):
             raise InputError(f"{self.name}: the value contains control characters")
         value = NORMALIZERS[self.normalize](raw)
+        if len(value) > MAX_VALUE_LENGTH:  # lower-casing can lengthen a value ("İ" becomes two)
+            raise InputError(f"{self.name}: the value is longer than {MAX_VALUE_LENGTH} characters")
         if not self.pattern.fullmatch(value):
             raise InputError(f"{self.name}: the value does not match the pattern {self.pattern.pattern}")
         return value

@@ -478,3 +478,12 @@ def test_repeated_subject_arguments_collect_values() -> None:
 def test_subject_argument_with_empty_value_is_refused_at_submit(runtime: Runtime) -> None:
     """`user_id=` parses to an empty value, which submit then refuses."""
     refuse(runtime, parse_subject_args(["user_id="]))
+
+
+def test_value_lengthened_past_the_limit_by_normalizing_is_refused(make_runtime) -> None:  # type: ignore[no-untyped-def]
+    """A value that lower-casing makes longer than 1,024 characters is refused, nothing recorded."""
+    rt = make_runtime(stub("crm", uses=["handle"]), top="[identifiers.handle]\npattern = '^.{1,3000}$'\n"
+                      'normalize = "lower"\n')
+    with pytest.raises(InputError, match="longer than 1024"):
+        submit(rt, {"handle": "\u0130" * 1000})
+    assert views.listing(rt) == []
