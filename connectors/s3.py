@@ -1,28 +1,41 @@
 """The `s3` kind: deletes every version and delete marker under a subject's prefixes and
-at a subject's exact keys, in one bucket of S3 or an S3-compatible store."""
+at a subject's exact keys, in one bucket of S3 or an S3-compatible store.
+
+A version under an Object Lock (COMPLIANCE or GOVERNANCE retention, or a legal hold) is kept
+and reported as an exemption with the date to try again; everything else is deleted.
+The credentials need s3:ListBucketVersions, s3:DeleteObject, s3:DeleteObjectVersion, and, to
+learn why a version was refused, s3:GetObjectVersion, s3:GetObjectRetention and
+s3:GetObjectLegalHold (plus s3:BypassGovernanceRetention with `bypass_governance = true`).
+
+How to reach the bucket (endpoint, region, addressing, profile, checksums) is in
+`connectors/s3_config.py`, with MinIO and Ceph examples.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Self
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
-    ReadTimeoutError,
+    ProfileNotFound,
+    ProxyConnectionError,
 )
 
-from connectors.base import ConfigReader, Connector, Outcome, Subject, SystemConfig, Template, retry_blips
+from connectors.base import Connector, Outcome, Subject, Template, retry_blips
+from connectors.s3_config import S3Config
 from worker.errors import ConnectorError, PermanentError, TransientError
 
 BATCH = 1000  # the most keys one DeleteObjects call accepts
@@ -34,59 +47,9 @@ TRANSIENT_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable"}
 )
 ALREADY_GONE = frozenset({"NoSuchKey", "NoSuchVersion"})
-UNREACHABLE = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
-
-
-@dataclass(frozen=True)
-class S3Config(SystemConfig):
-    """An S3 bucket and the key prefixes and exact keys that hold a subject's objects."""
-
-    bucket: str = ""
-    endpoint_url: str | None = None
-    region: str | None = None
-    prefixes: tuple[Template, ...] = ()
-    keys: tuple[Template, ...] = ()
-
-    @classmethod
-    def read(cls, reader: ConfigReader) -> Self:
-        """Parse `kind = "s3"`."""
-        reader.only("name", "kind", "bucket", "endpoint_url", "region", "prefixes", "keys")
-        prefixes = tuple(
-            reader.template(f"prefixes[{i}]", text)
-            for i, text in enumerate(reader.optional("prefixes", list, []))
-        )
-        for i, prefix in enumerate(prefixes):
-            if not prefix.text.endswith("/"):
-                raise reader.error(
-                    f"prefixes[{i}]", f"{prefix.text!r} must end with '/' or it matches neighbours"
-                )
-        keys = tuple(
-            reader.template(f"keys[{i}]", text) for i, text in enumerate(reader.optional("keys", list, []))
-        )
-        if not prefixes and not keys:
-            raise reader.error("prefixes", "neither prefixes nor keys is given: nothing to erase")
-        return cls(
-            name=reader.text("name"),
-            kind="s3",
-            bucket=reader.text("bucket"),
-            endpoint_url=reader.text("endpoint_url") if "endpoint_url" in reader.raw else None,
-            region=reader.text("region") if "region" in reader.raw else None,
-            prefixes=prefixes,
-            keys=keys,
-        )
-
-    @property
-    def identifier_types(self) -> frozenset[str]:
-        """Every type named by a prefix or key template."""
-        return frozenset(f for t in self.prefixes + self.keys for f in t.fields)
-
-    def problem_with(self, subject: Subject) -> str | None:
-        """Refuse values that, inserted literally, could reach into another person's keys."""
-        for id_type in sorted(self.identifier_types):
-            for value in subject.values(id_type):
-                if "/" in value or any(unicodedata.category(c) == "Cc" for c in value):
-                    return f"a {id_type} containing '/' or a control character cannot be used in S3 keys"
-        return None
+NOT_REPORTED = "NotReported"  # DeleteObjects named the version neither deleted nor failed
+UNREACHABLE = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError, HTTPClientError)
+LOCK_MODES = frozenset({"COMPLIANCE", "GOVERNANCE"})
 
 
 @dataclass(frozen=True)
@@ -107,18 +70,46 @@ class _Version:
     version_id: str
     delete_marker: bool
 
+    def templated_key(self, subject: Subject) -> str:
+        """The key with the identifier's value written as its placeholder."""
+        if self.target.exact:
+            return self.target.template.text
+        return self.target.template.text + _redacted(self.key[len(self.target.rendered) :], subject)
+
     def evidence(self, subject: Subject) -> dict[str, Any]:
         """This version as proof, its key written as the template (no identifier value)."""
-        if self.target.exact:
-            key = self.target.template.text
-        else:
-            key = self.target.template.text + _redacted(self.key[len(self.target.rendered) :], subject)
         return {
             "template": self.target.template.text,
-            "key": key,
+            "key": self.templated_key(subject),
             "version_id": self.version_id,
             "delete_marker": self.delete_marker,
         }
+
+
+@dataclass(frozen=True)
+class _Lock:
+    """Why the store kept a version: a retention mode until a date, a legal hold, or both."""
+
+    mode: str | None
+    retain_until: datetime | None
+    legal_hold: bool
+
+    @property
+    def label(self) -> str:
+        """'legal hold', 'COMPLIANCE retention', or both joined by 'and'."""
+        parts = ["legal hold"] if self.legal_hold else []
+        if self.mode:
+            parts.append(f"{self.mode} retention")
+        return " and ".join(parts)
+
+    def recheck_at(self, hold_recheck: datetime) -> datetime:
+        """When deleting may succeed: the retention's end, a legal hold's next look, whichever is later."""
+        ends = [end for end in (hold_recheck if self.legal_hold else None, self.retain_until) if end]
+        return max(ends)
+
+    def evidence(self) -> dict[str, Any]:
+        """The lock as proof."""
+        return {"lock": self.label, "retain_until": _iso(self.retain_until) if self.retain_until else None}
 
 
 def _redacted(text: str, subject: Subject) -> str:
@@ -143,14 +134,16 @@ class S3Connector(Connector):
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client, created on first use."""
+        """The boto3 S3 client, created on first use (an unknown profile fails here)."""
         if self._s3 is None:
-            self._s3 = boto3.session.Session().client(
-                "s3",
-                endpoint_url=self.config.endpoint_url,
-                region_name=self.config.region,
-                config=Config(retries={"mode": "standard", "max_attempts": 3}),
+            c = self.config
+            session = boto3.session.Session(profile_name=c.profile)
+            client = session.client(
+                "s3", endpoint_url=c.endpoint_url, region_name=c.region, config=c.botocore_config()
             )
+            if c.request_checksum_calculation == "when_required":
+                client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
+            self._s3 = client
         return self._s3
 
     def close(self) -> None:
@@ -161,22 +154,36 @@ class S3Connector(Connector):
 
     def erase(self, subject: Subject) -> Outcome:
         """Delete every version and delete marker under the subject's prefixes and keys."""
-        return retry_blips(self._erase)(subject)
+        removed: dict[tuple[str, str], _Version] = {}  # kept across retries: a retry lists only what is left
+        return retry_blips(self._erase)(subject, removed)
 
     def verify(self, subject: Subject) -> int:
         """How many versions and delete markers are still there."""
         with self._boundary("verify"):
             return len(self._versions(subject))
 
-    def _erase(self, subject: Subject) -> Outcome:
+    def _erase(self, subject: Subject, removed: dict[tuple[str, str], _Version]) -> Outcome:
         with self._boundary("erase"):
             versions = self._versions(subject)
-            gone: set[tuple[str, str]] = set()
+            denied: list[_Version] = []
             for start in range(0, len(versions), BATCH):
-                gone |= self._delete(versions[start : start + BATCH])
-        erased = [v for v in versions if (v.key, v.version_id) not in gone]
-        objects = [v.evidence(subject) for v in erased]
-        return Outcome(len(erased), {"bucket": self.config.bucket, "objects": objects})
+                denied += self._delete(versions[start : start + BATCH], removed)
+            # Asked only for the few versions refused, not for every version beforehand.
+            kept = [(version, self._lock_on(version)) for version in denied]
+        evidence = {
+            "bucket": self.config.bucket,
+            "objects": [v.evidence(subject) for v in removed.values()],
+            "kept": [v.evidence(subject) | lock.evidence() for v, lock in kept],
+        }
+        if not kept:
+            return Outcome(len(removed), evidence)
+        hold_recheck = datetime.now(UTC) + timedelta(hours=self.config.legal_hold_recheck_hours)
+        return Outcome(
+            len(removed),
+            evidence,
+            exempt_reason=_exempt_reason(kept, subject),
+            recheck_at=min(lock.recheck_at(hold_recheck) for _, lock in kept),
+        )
 
     def _targets(self, subject: Subject) -> list[_Target]:
         """Every rendered prefix and exact key for the subject."""
@@ -202,39 +209,70 @@ class S3Connector(Connector):
                     found.setdefault((version.key, version.version_id), version)
         return list(found.values())
 
-    def _delete(self, batch: list[_Version]) -> set[tuple[str, str]]:
-        """Delete one batch, retrying keys that were throttled; return those already gone."""
-        gone: set[tuple[str, str]] = set()
+    def _delete(self, batch: list[_Version], removed: dict[tuple[str, str], _Version]) -> list[_Version]:
+        """Delete one batch, adding what went to `removed`; return the versions refused with AccessDenied.
+        Throttled versions are retried; any other refusal fails for good, naming the template."""
+        denied: list[_Version] = []
+        bypass = {"BypassGovernanceRetention": True} if self.config.bypass_governance else {}
         pending = batch
         for attempt in range(1, DELETE_ATTEMPTS + 1):
             response = self.client.delete_objects(
                 Bucket=self.config.bucket,
-                Delete={
-                    "Objects": [{"Key": v.key, "VersionId": v.version_id} for v in pending],
-                    "Quiet": True,
-                },
+                Delete={"Objects": [{"Key": v.key, "VersionId": v.version_id} for v in pending], "Quiet": False},
+                **bypass,
             )
-            codes = {
-                (e.get("Key"), e.get("VersionId")): e.get("Code", "") for e in response.get("Errors", [])
-            }
-            failed = []
-            for version in pending:
-                code = codes.get((version.key, version.version_id), codes.get((version.key, None)))
-                if code in ALREADY_GONE:
-                    gone.add((version.key, version.version_id))
-                elif code is not None:
-                    failed.append((version, code))
-            if not failed:
-                return gone
-            version, code = failed[0]
-            where = f"s3 system {self.config.name!r}: deleting under {version.target.template.text!r}"
-            if code not in TRANSIENT_CODES:
-                raise PermanentError(f"{where} failed: {code}")
+            retry: list[tuple[_Version, str]] = []
+            for version, error in _fates(pending, response):
+                if not error:
+                    removed[version.key, version.version_id] = version
+                    continue
+                code, message = error.get("Code") or "Unknown", error.get("Message") or ""
+                if code == "AccessDenied" and "mfa" not in message.lower():
+                    denied.append(version)  # perhaps an Object Lock: _lock_on tells
+                elif code in TRANSIENT_CODES or code == NOT_REPORTED:
+                    retry.append((version, code))
+                elif code not in ALREADY_GONE:
+                    raise _translate(self._deleting(version), code, 0, message)
+            if not retry:
+                break
+            version, code = retry[0]
             if attempt == DELETE_ATTEMPTS:
-                raise TransientError(f"{where} still failing after {attempt} tries: {code}")
+                raise TransientError(f"{self._deleting(version)}: still failing after {attempt} tries: {code}")
             time.sleep(0.2 * attempt)
-            pending = [v for v, _ in failed]
-        return gone
+            pending = [v for v, _ in retry]
+        return denied
+
+    def _lock_on(self, version: _Version) -> _Lock:
+        """The Object Lock that kept a refused version; PermanentError when none explains it.
+
+        One HeadObject per refused version: it carries retention and legal hold together
+        (GetObjectRetention would take a second call, and moto does not serve it)."""
+        where = self._deleting(version)
+        if version.delete_marker:
+            raise PermanentError(f"{where} failed: AccessDenied on a delete marker, which no lock can hold")
+        try:
+            head = self.client.head_object(Bucket=self.config.bucket, Key=version.key, VersionId=version.version_id)
+        except ClientError as exc:
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if status == 404:
+                raise TransientError(f"{where}: a refused version vanished; listing again") from exc
+            if 400 <= status < 500 and status != 429:
+                raise PermanentError(
+                    f"{where} failed: AccessDenied, and its object lock cannot be read (HeadObject: HTTP {status})"
+                ) from exc
+            raise
+        hold = head.get("ObjectLockLegalHoldStatus") == "ON"
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        bypassed = mode == "GOVERNANCE" and self.config.bypass_governance
+        if mode not in LOCK_MODES or until is None or bypassed:
+            mode, until = None, None
+        if not hold and mode is None:
+            hint = " (GOVERNANCE bypass refused: is s3:BypassGovernanceRetention granted?)" if bypassed else ""
+            raise PermanentError(f"{where} failed: AccessDenied, and no object lock explains it{hint}")
+        return _Lock(mode, _utc(until) if until else None, hold)
+
+    def _deleting(self, version: _Version) -> str:
+        return f"s3 system {self.config.name!r}: deleting under {version.target.template.text!r}"
 
     @contextmanager
     def _boundary(self, action: str) -> Iterator[None]:
@@ -243,25 +281,85 @@ class S3Connector(Connector):
         try:
             yield
         except ClientError as exc:
-            raise _client_error(where, exc) from exc
+            error = exc.response.get("Error", {})
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            raise _translate(where, str(error.get("Code", "Unknown")), status, str(error.get("Message", ""))) from exc
         except UNREACHABLE as exc:
             raise TransientError(f"{where}: endpoint unreachable ({type(exc).__name__})") from exc
         except NoCredentialsError as exc:
             raise PermanentError(f"{where}: no AWS credentials found") from exc
+        except ProfileNotFound as exc:
+            raise PermanentError(f"{where}: AWS profile {self.config.profile!r} not found") from exc
         except BotoCoreError as exc:
             raise PermanentError(f"{where}: {type(exc).__name__}") from exc
 
 
-def _client_error(where: str, exc: ClientError) -> ConnectorError:
-    """The project's error for an S3 error response, by its code and HTTP status."""
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", "Unknown"))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    message = f"{where}: {code} (HTTP {status})"
-    if code in {"InvalidRequest", "AccessDenied"} and "mfa" in str(error.get("Message", "")).lower():
+def _fates(batch: list[_Version], response: dict[str, Any]) -> list[tuple[_Version, dict[str, Any]]]:
+    """Each version of a batch with its DeleteObjects error, or {} if it was deleted.
+
+    Entries without a VersionId (moto leaves it out of errors) match by key; an exact match
+    comes first, so a key's deleted versions are never taken for its refused one."""
+    errors = {(e.get("Key"), e.get("VersionId")): e for e in response.get("Errors", [])}
+    deleted = {(d.get("Key"), d.get("VersionId")) for d in response.get("Deleted", [])}
+    fates = []
+    for version in batch:
+        exact, by_key = (version.key, version.version_id), (version.key, None)
+        if exact in errors or exact in deleted:
+            fates.append((version, errors.get(exact, {})))
+        elif by_key in errors or by_key in deleted:
+            fates.append((version, errors.get(by_key, {})))
+        else:
+            fates.append((version, {"Code": NOT_REPORTED}))
+    return fates
+
+
+def _translate(where: str, code: str, status: int, message: str) -> ConnectorError:
+    """The project's error for an S3 error code: throttling and 5xx may pass, the rest will not."""
+    if code in {"InvalidRequest", "AccessDenied"} and "mfa" in message.lower():
         return PermanentError(f"{where}: the bucket requires MFA to delete versions ({code})")
+    suffix = f" (HTTP {status})" if status else ""
     if code in PERMANENT_CODES:
-        return PermanentError(message)
+        return PermanentError(f"{where}: {code}{suffix}")
     if code in TRANSIENT_CODES or status >= 500:
-        return TransientError(message)
-    return PermanentError(message)
+        return TransientError(f"{where}: {code}{suffix}")
+    return PermanentError(f"{where}: {code}{suffix}")
+
+
+def _exempt_reason(kept: list[tuple[_Version, _Lock]], subject: Subject) -> str:
+    """One line naming each lock, its dates, how many versions it keeps, and their keys as templates."""
+    groups: dict[str, list[tuple[_Version, _Lock]]] = {}
+    for version, lock in kept:
+        groups.setdefault(lock.label, []).append((version, lock))
+    parts = []
+    for label, members in sorted(groups.items()):
+        untils = sorted(lock.retain_until for _, lock in members if lock.retain_until)
+        when = f" until {_iso(untils[0])}" if untils else ""
+        if untils and untils[-1] != untils[0]:
+            when = f" until between {_iso(untils[0])} and {_iso(untils[-1])}"
+        keys = sorted({version.templated_key(subject) for version, _ in members})
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more keys" if len(keys) > 3 else "")
+        parts.append((len(members), f"under {label}{when} ({shown})"))
+    if len(parts) == 1:
+        return f"S3 Object Lock keeps {_count(len(kept))} {parts[0][1]}"
+    return f"S3 Object Lock keeps {_count(len(kept))}: " + "; ".join(f"{n} {text}" for n, text in parts)
+
+
+def _count(n: int) -> str:
+    return f"{n} version" + ("" if n == 1 else "s")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _add_content_md5(request: Any, **_: Any) -> None:
+    """Content-MD5 on a DeleteObjects request, for stores that still demand it."""
+    body = request.body
+    if "Content-MD5" in request.headers or not isinstance(body, bytes | str):
+        return
+    digest = hashlib.md5(body.encode() if isinstance(body, str) else body, usedforsecurity=False).digest()
+    request.headers["Content-MD5"] = base64.b64encode(digest).decode()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from connectors.base import Template
-from connectors.s3 import S3Config
+from connectors.s3_config import S3Config
 from connectors.snapshots import SnapshotConfig
 from connectors.sql import Reference, SqlConfig, SqlTable
 from connectors.stub import StubConfig
