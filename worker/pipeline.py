@@ -3,6 +3,7 @@ Every step is safe to run twice: a redelivered message finds its row settled and
 
 from __future__ import annotations
 
+import traceback
 from datetime import timedelta
 from typing import Any
 
@@ -116,11 +117,17 @@ def erase_system(rt: Runtime, request_id: str, system: str) -> None:
     except PermanentError as exc:
         _attempt_failed(rt, request_id, system, one_line(exc), transient=False)
     except Exception as exc:  # a bug in a connector: fail the system, keep the worker
-        bound.exception("system.crashed")
+        # not the traceback's text: its last line is the message, which may carry an identifier
+        bound.error("system.crashed", error=type(exc).__name__, where=_frames(exc))
         _attempt_failed(rt, request_id, system, f"internal error ({type(exc).__name__})", transient=False)
     else:
         _record_outcome(rt, request_id, system, outcome)
     settle(rt, request_id)
+
+
+def _frames(exc: BaseException) -> list[str]:
+    """Where an exception was raised, as `file:line in function`, without values or source text."""
+    return [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)]
 
 
 def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | None:

@@ -1,0 +1,191 @@
+"""Model flags: a model version trained on a snapshot that held the subject's rows is flagged,
+with the request and exactly the snapshots that caused it; lineage input is checked first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import func, select
+
+from tests.worker.conftest import drain, stub
+from worker import intake, lineage, pipeline, views
+from worker.errors import InputError
+from worker.runtime import Runtime
+from worker.store.models import Lineage, ModelFlag
+
+MakeRuntime = Callable[..., Runtime]
+OCT, NOV, DEC = "clickstream:2026-10-01", "clickstream:2026-11-01", "clickstream:2026-12-01"
+
+
+def write_snapshot(path: Path, user_ids: list[int]) -> None:
+    """A tiny Parquet file of clicks, one event per user id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"user_id": pa.array(user_ids, pa.int64()),
+                      "event": [f"click-{i}" for i in range(len(user_ids))]})
+    pq.write_table(table, path)
+
+
+def snapshot_system(location: Path) -> str:
+    """The TOML of the `clickstream` snapshot system over a local folder."""
+    return (f'[[systems]]\nname = "clickstream"\nkind = "snapshot"\nlocation = "{location}"\n'
+            f'format = "parquet"\nwhere = {{ user_id = "user_id" }}\n')
+
+
+@pytest.fixture
+def clickstream(tmp_path: Path) -> Path:
+    """Three snapshots; user 2 is in 2026-10-01 and 2026-12-01 only, user 99 in none."""
+    root = tmp_path / "clickstream"
+    write_snapshot(root / "2026-10-01" / "part-0.parquet", [1, 2, 3])
+    write_snapshot(root / "2026-11-01" / "part-0.parquet", [1, 3])
+    write_snapshot(root / "2026-12-01" / "part-0.parquet", [2, 4])
+    return root
+
+
+@pytest.fixture
+def snapshot_runtime(make_runtime: MakeRuntime, clickstream: Path) -> Runtime:
+    """A runtime with the clickstream snapshot system and a stub `crm` system."""
+    return make_runtime(snapshot_system(clickstream) + stub("crm"))
+
+
+def erased(rt: Runtime, user_id: str) -> str:
+    """Submit and play a request for one user id; returns its id."""
+    request_id = intake.submit(rt, {"user_id": user_id}).request_id
+    drain(rt)
+    return request_id
+
+
+def flags_of(rt: Runtime) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Every flagged model version's flags, by (model, version)."""
+    return {(m["model"], m["version"]): m["flags"] for m in lineage.models(rt, flagged_only=True)}
+
+
+def test_only_models_trained_on_a_snapshot_holding_the_subject_are_flagged(
+    make_runtime: MakeRuntime, clickstream: Path, store_url: str,
+) -> None:
+    """Versions trained on a snapshot with the subject's rows are flagged with the request and those snapshots."""
+    rt = make_runtime(snapshot_system(clickstream), store_url=store_url)
+    lineage.add(rt, "recsys", "1", [OCT])
+    lineage.add(rt, "recsys", "2", [NOV])
+    lineage.add(rt, "ranker", "3", [OCT, DEC])
+    request_id = erased(rt, "2")
+
+    flags = flags_of(rt)
+    assert set(flags) == {("recsys", "1"), ("ranker", "3")}
+    assert [(f["request_id"], f["snapshots"]) for f in flags[("recsys", "1")]] == [(request_id, [OCT])]
+    assert [(f["request_id"], f["snapshots"]) for f in flags[("ranker", "3")]] == [(request_id, [OCT, DEC])]
+    assert views.status(rt, request_id)["status"] == "completed"
+
+
+def test_a_model_on_two_snapshots_lists_only_the_one_holding_the_subject(snapshot_runtime: Runtime) -> None:
+    """A version trained on a snapshot with the subject and one without is flagged for the first only."""
+    lineage.add(snapshot_runtime, "recsys", "7", [OCT, NOV])
+    request_id = erased(snapshot_runtime, "2")
+    assert flags_of(snapshot_runtime) == {
+        ("recsys", "7"): [{"request_id": request_id, "snapshots": [OCT], "state": "open"}]}
+
+
+def test_a_subject_in_no_snapshot_flags_nothing(snapshot_runtime: Runtime) -> None:
+    """A request whose subject no snapshot holds completes, the snapshot system not_found, no model flagged."""
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT, NOV, DEC])
+    request_id = erased(snapshot_runtime, "99")
+    status = views.status(snapshot_runtime, request_id)
+    snapshot = next(s for s in status["systems"] if s["system"] == "clickstream")
+    assert (status["status"], snapshot["status"]) == ("completed", "not_found")
+    assert status["flagged_models"] == []
+    assert lineage.models(snapshot_runtime, flagged_only=True) == []
+
+
+def test_each_request_is_flagged_only_by_its_own_snapshots(snapshot_runtime: Runtime) -> None:
+    """A later request whose subject is not in a model's snapshot does not inherit an earlier request's flag."""
+    lineage.add(snapshot_runtime, "recsys", "1", [DEC])
+    lineage.add(snapshot_runtime, "ranker", "1", [NOV])
+    holder = erased(snapshot_runtime, "2")  # in 2026-10-01 and 2026-12-01
+    other = erased(snapshot_runtime, "1")   # in 2026-10-01 and 2026-11-01
+    flags = flags_of(snapshot_runtime)
+    assert [(f["request_id"], f["snapshots"]) for f in flags[("recsys", "1")]] == [(holder, [DEC])]
+    assert [(f["request_id"], f["snapshots"]) for f in flags[("ranker", "1")]] == [(other, [NOV])]
+
+
+def test_models_lists_every_version_or_only_flagged_ones(snapshot_runtime: Runtime) -> None:
+    """`models` lists each recorded version with its flags; flagged_only keeps those with a flag, in contract shape."""
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT])
+    lineage.add(snapshot_runtime, "recsys", "2", [NOV])
+    request_id = erased(snapshot_runtime, "2")
+
+    everything = lineage.models(snapshot_runtime, flagged_only=False)
+    assert [(m["model"], m["version"], len(m["flags"])) for m in everything] == [("recsys", "1", 1), ("recsys", "2", 0)]
+    flagged = lineage.models(snapshot_runtime, flagged_only=True)
+    assert [(m["model"], m["version"]) for m in flagged] == [("recsys", "1")]
+    assert set(flagged[0]) == {"model", "version", "flags"}
+    assert {"request_id": request_id, "snapshots": [OCT]}.items() <= flagged[0]["flags"][0].items()
+
+
+def test_the_status_json_carries_the_flagged_models(snapshot_runtime: Runtime) -> None:
+    """The request's status lists each flagged model version with the snapshots that caused it."""
+    lineage.add(snapshot_runtime, "ranker", "3", [DEC, NOV])
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT])
+    request_id = erased(snapshot_runtime, "2")
+    assert views.status(snapshot_runtime, request_id)["flagged_models"] == [
+        {"model": "ranker", "version": "3", "snapshots": [DEC]},
+        {"model": "recsys", "version": "1", "snapshots": [OCT]},
+    ]
+
+
+def test_a_flag_is_raised_once_even_when_the_request_is_retried(snapshot_runtime: Runtime) -> None:
+    """A request that failed, was flagged and then retried to completion keeps one flag per model version."""
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT])
+    snapshot_runtime.connector("crm").erase = refuse  # type: ignore[method-assign, assignment]
+    request_id = erased(snapshot_runtime, "2")
+    assert views.status(snapshot_runtime, request_id)["status"] == "failed"
+    del snapshot_runtime._connectors["crm"]  # a fresh, working stub on next use
+
+    pipeline.retry(snapshot_runtime, request_id)
+    drain(snapshot_runtime)
+    status = views.status(snapshot_runtime, request_id)
+    assert status["status"] == "completed"
+    assert status["flagged_models"] == [{"model": "recsys", "version": "1", "snapshots": [OCT]}]
+    with snapshot_runtime.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(ModelFlag)) == 1
+
+
+def refuse(subject: object) -> None:
+    """A connector's erase that fails for good."""
+    from worker.errors import PermanentError
+
+    raise PermanentError("crm is read-only")
+
+
+@pytest.mark.parametrize(("model", "snapshots"), [
+    ("recsys", ["clickstream2026-10-01"]),          # no ":"
+    ("recsys", ["nosuch:2026-10-01"]),              # unknown system
+    ("recsys", ["crm:2026-10-01"]),                 # a system that is not a snapshot system
+    ("recsys", ["clickstream:.."]),                 # a folder that climbs out
+    ("recsys", ["clickstream:../2026-10-01"]),      # a folder with a path in it
+    ("", [OCT]),                                    # empty model
+    ("recsys", [OCT, "clickstream:.."]),            # one good, one bad: all refused
+    ("recsys", []),                                 # no snapshot at all
+], ids=["no-colon", "unknown-system", "not-snapshot", "dotdot", "path", "empty-model", "mixed", "none"])
+def test_bad_lineage_input_is_refused_and_records_nothing(
+    snapshot_runtime: Runtime, model: str, snapshots: list[str],
+) -> None:
+    """Malformed lineage raises InputError and leaves no lineage row behind."""
+    with pytest.raises(InputError):
+        lineage.add(snapshot_runtime, model, "1", snapshots)
+    assert lineage.models(snapshot_runtime, flagged_only=False) == []
+
+
+def test_adding_the_same_lineage_twice_records_it_once(snapshot_runtime: Runtime) -> None:
+    """A repeated `lineage add` reports nothing new and keeps one row per snapshot."""
+    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, NOV]) == 2
+    assert lineage.add(snapshot_runtime, "recsys", "1", [NOV, OCT]) == 0
+    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, DEC]) == 1
+    with snapshot_runtime.transaction() as session:
+        rows = sorted(session.scalars(select(Lineage.snapshot)))
+    assert rows == [OCT, NOV, DEC]
+    assert [(m["model"], m["version"]) for m in lineage.models(snapshot_runtime, flagged_only=False)] == [
+        ("recsys", "1")]
