@@ -7,7 +7,7 @@ import itertools
 import re
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Self, TypeVar
@@ -95,6 +95,7 @@ class Connector(ABC):
 
     kind: ClassVar[str]
     config_class: ClassVar[type[SystemConfig]]
+    batches: ClassVar[bool] = False  # shares one pass among many subjects: the worker coalesces requests
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -110,6 +111,18 @@ class Connector(ABC):
     def locate(self, subject: Subject) -> tuple[SnapshotHit, ...]:
         """Snapshots holding the subject, recorded before erase() so a crash cannot lose them."""
         return ()
+
+    def locate_many(self, subjects: Sequence[Subject]) -> list[tuple[SnapshotHit, ...]]:
+        """locate() for each subject, in order; a kind that batches does it in one pass."""
+        return [self.locate(subject) for subject in subjects]
+
+    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
+        """erase() for each subject, in order, each with its own counts; a kind that batches does it in one pass."""
+        return [self.erase(subject) for subject in subjects]
+
+    def verify_many(self, subjects: Sequence[Subject]) -> list[int]:
+        """verify() for each subject, in order; a kind that batches does it in one pass."""
+        return [self.verify(subject) for subject in subjects]
 
     def close(self) -> None:  # noqa: B027 - a hook with a no-op default, not abstract
         """Release connections and clients."""
