@@ -95,7 +95,7 @@ class Connector(ABC):
 
     kind: ClassVar[str]
     config_class: ClassVar[type[SystemConfig]]
-    batches: ClassVar[bool] = False  # shares one pass among many subjects: the worker coalesces requests
+    batches: bool = False  # shares one pass among many subjects: the worker coalesces requests
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Self
@@ -21,12 +22,13 @@ class StubConfig(SystemConfig):
     fail_permanently: bool = False
     delay_seconds: float = 0.0
     locked_for_seconds: float = 0.0
+    batches: bool = False
 
     @classmethod
     def read(cls, reader: ConfigReader) -> Self:
         """Parse `kind = "stub"`."""
         reader.only("name", "kind", "uses", "items", "fail_transiently", "fail_permanently", "delay_seconds",
-                    "locked_for_seconds")
+                    "locked_for_seconds", "batches")
         uses = reader.require("uses", list)
         if not uses:
             raise reader.error("uses", "names no identifier type")
@@ -41,6 +43,7 @@ class StubConfig(SystemConfig):
             fail_permanently=reader.optional("fail_permanently", bool, False),
             delay_seconds=float(delay),
             locked_for_seconds=float(locked),
+            batches=reader.optional("batches", bool, False),
         )
 
     @property
@@ -51,7 +54,8 @@ class StubConfig(SystemConfig):
 
 class StubConnector(Connector):
     """Pretends to erase `items` items per subject, once; fails as its knobs say. With
-    `locked_for_seconds`, one more item is kept under a lock that long, reported as exempt."""
+    `locked_for_seconds`, one more item is kept under a lock that long, reported as exempt.
+    With `batches`, the worker coalesces requests into one erase_many, whose sizes `passes` keeps."""
 
     kind = "stub"
     config_class = StubConfig
@@ -60,6 +64,8 @@ class StubConnector(Connector):
     def __init__(self, config: StubConfig) -> None:
         super().__init__(config)
         self.calls = 0
+        self.batches = config.batches
+        self.passes: list[int] = []
         self.erased: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()
         self.locked_until: dict[tuple[tuple[str, tuple[str, ...]], ...], datetime] = {}
 
@@ -86,6 +92,11 @@ class StubConnector(Connector):
             if self.locked_until.pop(key, None) is not None:
                 items += 1
         return Outcome(items, {})
+
+    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
+        """One pass over the subjects, its size kept in `passes`."""
+        self.passes.append(len(subjects))
+        return super().erase_many(subjects)
 
     def verify(self, subject: Subject) -> int:
         """The stub's items for a subject it holds and has not erased yet."""

@@ -69,6 +69,8 @@ class WorkerSettings:
     retry_backoff_seconds: float = 5.0
     retry_backoff_max_seconds: float = 600.0
     reconcile_seconds: float = 60.0
+    batch_size: int = 1000  # most requests one pass of a batching kind (snapshot) erases together
+    batch_wait_seconds: float = 1.0  # how long the first request waits for others to join its pass
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before the attempt after `attempt`: exponential, capped, jittered."""
@@ -244,13 +246,15 @@ def _deadline(top: ConfigReader) -> Deadline:
 
 def _worker(reader: ConfigReader) -> WorkerSettings:
     reader.only("max_attempts", "lease_seconds", "retry_backoff_seconds", "retry_backoff_max_seconds",
-                "reconcile_seconds")
+                "reconcile_seconds", "batch_size", "batch_wait_seconds")
     settings = WorkerSettings(
         max_attempts=reader.optional("max_attempts", int, 5),
         lease_seconds=reader.optional("lease_seconds", int, 600),
         retry_backoff_seconds=float(reader.optional("retry_backoff_seconds", (int, float), 5.0)),  # type: ignore[arg-type]
         retry_backoff_max_seconds=float(reader.optional("retry_backoff_max_seconds", (int, float), 600.0)),  # type: ignore[arg-type]
         reconcile_seconds=float(reader.optional("reconcile_seconds", (int, float), 60.0)),  # type: ignore[arg-type]
+        batch_size=reader.optional("batch_size", int, 1000),
+        batch_wait_seconds=float(reader.optional("batch_wait_seconds", (int, float), 1.0)),  # type: ignore[arg-type]
     )
     if settings.max_attempts < 1:
         raise reader.error("max_attempts", "must be at least 1")
@@ -258,6 +262,12 @@ def _worker(reader: ConfigReader) -> WorkerSettings:
         raise reader.error("lease_seconds", "must be at least 5")
     if settings.reconcile_seconds < 1:
         raise reader.error("reconcile_seconds", "must be at least 1")
+    if not 1 <= settings.batch_size <= 100_000:
+        raise reader.error("batch_size", "must be between 1 and 100000")
+    if not 0 <= settings.batch_wait_seconds <= 60:
+        raise reader.error("batch_wait_seconds", "must be between 0 and 60")
+    if settings.batch_wait_seconds >= settings.lease_seconds / 2:
+        raise reader.error("batch_wait_seconds", "must be under half of lease_seconds")
     return settings
 
 

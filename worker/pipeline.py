@@ -3,6 +3,7 @@ Every step is safe to run twice: a redelivered message finds its row settled and
 
 from __future__ import annotations
 
+import time
 import traceback
 from datetime import timedelta
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from connectors.base import Outcome, Subject
+from connectors.base import Connector, Outcome, Subject
 from worker import lineage
 from worker.errors import InputError, PermanentError, TransientError, one_line
 from worker.runtime import Runtime
@@ -95,34 +96,56 @@ def fail_unstarted(rt: Runtime, request_id: str, error: str) -> None:
 
 
 def erase_system(rt: Runtime, request_id: str, system: str) -> None:
-    """Claim one system of one request, erase and verify it, record the outcome, settle."""
+    """Claim one system of one request, erase and verify it, record the outcome, settle.
+    For a kind that batches, other requests waiting for the same system join the pass."""
     claimed = _claim(rt, request_id, system)
     if claimed is None:
         return
-    subject, attempt = claimed
-    bound = log.bind(request_id=request_id, system=system, attempt=attempt)
+    batch = {request_id: claimed}
     connector = rt.connector(system)
-    try:
+    if connector.batches:
+        batch |= _claim_waiting(rt, system, request_id)
+    _erase(rt, system, connector, batch)
+    for member in batch:
+        settle(rt, member)
+
+
+def _erase(rt: Runtime, system: str, connector: Connector, batch: dict[str, tuple[Subject, int]]) -> None:
+    """One pass of a connector over the claimed requests; each request's outcome recorded apart."""
+    subjects: dict[str, Subject] = {}
+    for request_id, (subject, _) in batch.items():
         problem = rt.config.system(system).problem_with(subject)
         if problem:
-            raise PermanentError(problem)
-        _record_hits(rt, request_id, system, connector.locate(subject))
-        outcome = connector.erase(subject)
-        _record_hits(rt, request_id, system, outcome.snapshots)
-        left = connector.verify(subject)
-        if left and not outcome.exempt_reason:  # an exemption has said what it keeps, and why
-            raise TransientError(f"{left} items still present after erasure")
-    except TransientError as exc:
-        _attempt_failed(rt, request_id, system, one_line(exc), transient=True)
-    except PermanentError as exc:
-        _attempt_failed(rt, request_id, system, one_line(exc), transient=False)
+            _attempt_failed(rt, request_id, system, problem, transient=False)
+        else:
+            subjects[request_id] = subject
+    if not subjects:
+        return
+    ids, members = list(subjects), list(subjects.values())
+    if len(ids) > 1:
+        log.info("system.batch", system=system, requests=len(ids))
+    try:
+        for request_id, hits in zip(ids, connector.locate_many(members), strict=True):
+            _record_hits(rt, request_id, system, hits)
+        outcomes = connector.erase_many(members)
+        for request_id, outcome in zip(ids, outcomes, strict=True):
+            _record_hits(rt, request_id, system, outcome.snapshots)
+        left = connector.verify_many(members)
+    except (TransientError, PermanentError) as exc:
+        for request_id in ids:
+            _attempt_failed(rt, request_id, system, one_line(exc), transient=isinstance(exc, TransientError))
+        return
     except Exception as exc:  # a bug in a connector: fail the system, keep the worker
         # not the traceback's text: its last line is the message, which may carry an identifier
-        bound.error("system.crashed", error=type(exc).__name__, where=_frames(exc))
-        _attempt_failed(rt, request_id, system, f"internal error ({type(exc).__name__})", transient=False)
-    else:
-        _record_outcome(rt, request_id, system, outcome)
-    settle(rt, request_id)
+        log.error("system.crashed", system=system, requests=ids, error=type(exc).__name__, where=_frames(exc))
+        for request_id in ids:
+            _attempt_failed(rt, request_id, system, f"internal error ({type(exc).__name__})", transient=False)
+        return
+    for request_id, outcome, remaining in zip(ids, outcomes, left, strict=True):
+        if remaining and not outcome.exempt_reason:  # an exemption has said what it keeps, and why
+            _attempt_failed(rt, request_id, system, f"{remaining} items still present after erasure", transient=True)
+        else:
+            _record_outcome(rt, request_id, system, outcome)
 
 
 def _frames(exc: BaseException) -> list[str]:
@@ -145,6 +168,34 @@ def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | N
         move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
                     lease_until=now + timedelta(seconds=rt.config.worker.lease_seconds))
         return Subject.from_json(task.request.identifiers), task.attempts
+
+
+def _claim_waiting(rt: Runtime, system: str, claimed: str) -> dict[str, tuple[Subject, int]]:
+    """Claim other requests' first attempts at this system, waiting up to `batch_wait_seconds`
+    for up to `batch_size - 1` of them (a retry keeps its own backoff, so it never joins)."""
+    settings = rt.config.worker
+    wanted = settings.batch_size - 1
+    waiting = (
+        select(SystemTask).join(Request)
+        .where(SystemTask.system == system, SystemTask.status == SystemStatus.PENDING, SystemTask.attempts == 0,
+               SystemTask.request_id != claimed, Request.status == RequestStatus.IN_PROGRESS)
+        .order_by(SystemTask.id)
+    )
+    if wanted < 1:
+        return {}
+    until = time.monotonic() + settings.batch_wait_seconds
+    while time.monotonic() < until:
+        with rt.transaction() as session:
+            if len(session.scalars(waiting.with_only_columns(SystemTask.id).limit(wanted)).all()) >= wanted:
+                break
+        time.sleep(min(0.2, max(0.0, until - time.monotonic())))
+    now = utcnow()
+    with rt.transaction() as session:
+        tasks = session.scalars(waiting.limit(wanted).with_for_update(of=SystemTask, skip_locked=True)).all()
+        for task in tasks:
+            move_system(task, SystemStatus.RUNNING, attempts=1, started_at=now,
+                        lease_until=now + timedelta(seconds=settings.lease_seconds))
+        return {task.request_id: (Subject.from_json(task.request.identifiers), 1) for task in tasks}
 
 
 def _running(session, request_id: str, system: str) -> SystemTask | None:  # type: ignore[no-untyped-def]

@@ -299,6 +299,24 @@ def test_unknown_key_in_worker_is_refused(good_config: dict[str, Any]) -> None:
     refused(good_config, "worker", "max_attempt", "unknown key")
 
 
+@pytest.mark.parametrize("key, value, problem", [
+    ("batch_size", 0, "between 1 and 100000"),
+    ("batch_size", 100_001, "between 1 and 100000"),
+    ("batch_wait_seconds", -1, "between 0 and 60"),
+    ("batch_wait_seconds", 400, "between 0 and 60"),
+])
+def test_batch_bounds_out_of_range_are_refused(good_config: dict[str, Any], key: str, value: int, problem: str) -> None:
+    """A batch size or wait out of range stops start-up, naming the key."""
+    good_config["worker"][key] = value
+    refused(good_config, "worker", key, problem)
+
+
+def test_batch_wait_must_be_well_under_the_lease(good_config: dict[str, Any]) -> None:
+    """A batch wait of half the lease or more could let the lease of the first request run out while it waits."""
+    good_config["worker"].update(lease_seconds=60, batch_wait_seconds=30)
+    refused(good_config, "worker", "batch_wait_seconds", "half of lease_seconds")
+
+
 def test_sql_where_naming_an_unknown_identifier_type_is_refused(good_config: dict[str, Any]) -> None:
     """A `where` column must refer to a declared identifier type."""
     system(good_config, "app-db")["tables"][0]["where"] = {"id": "customer_id"}
