@@ -13,29 +13,16 @@ How to reach the bucket (endpoint, region, addressing, profile, checksums) is in
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ProfileNotFound,
-    ProxyConnectionError,
-)
+from botocore.exceptions import ClientError
 
 from connectors.base import Connector, Outcome, Subject, Template, retry_blips
-from connectors.s3_config import S3Config
+from connectors.s3_config import S3Config, client_errors, make_client
 from worker.errors import ConnectorError, PermanentError, TransientError
 
 BATCH = 1000  # the most keys one DeleteObjects call accepts
@@ -48,7 +35,6 @@ TRANSIENT_CODES = frozenset(
 )
 ALREADY_GONE = frozenset({"NoSuchKey", "NoSuchVersion"})
 NOT_REPORTED = "NotReported"  # DeleteObjects named the version neither deleted nor failed
-UNREACHABLE = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError, HTTPClientError)
 LOCK_MODES = frozenset({"COMPLIANCE", "GOVERNANCE"})
 
 
@@ -137,13 +123,7 @@ class S3Connector(Connector):
         """The boto3 S3 client, created on first use (an unknown profile fails here)."""
         if self._s3 is None:
             c = self.config
-            session = boto3.session.Session(profile_name=c.profile)
-            client = session.client(
-                "s3", endpoint_url=c.endpoint_url, region_name=c.region, config=c.botocore_config()
-            )
-            if c.request_checksum_calculation == "when_required":
-                client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
-            self._s3 = client
+            self._s3 = make_client(c, c.connect_timeout, c.read_timeout)
         return self._s3
 
     def close(self) -> None:
@@ -274,24 +254,16 @@ class S3Connector(Connector):
     def _deleting(self, version: _Version) -> str:
         return f"s3 system {self.config.name!r}: deleting under {version.target.template.text!r}"
 
-    @contextmanager
-    def _boundary(self, action: str) -> Iterator[None]:
+    def _boundary(self, action: str) -> AbstractContextManager[None]:
         """Translate botocore's errors into the project's, naming the system, never a key."""
         where = f"s3 system {self.config.name!r} ({action}, bucket {self.config.bucket!r})"
-        try:
-            yield
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            raise _translate(where, str(error.get("Code", "Unknown")), status, str(error.get("Message", ""))) from exc
-        except UNREACHABLE as exc:
-            raise TransientError(f"{where}: endpoint unreachable ({type(exc).__name__})") from exc
-        except NoCredentialsError as exc:
-            raise PermanentError(f"{where}: no AWS credentials found") from exc
-        except ProfileNotFound as exc:
-            raise PermanentError(f"{where}: AWS profile {self.config.profile!r} not found") from exc
-        except BotoCoreError as exc:
-            raise PermanentError(f"{where}: {type(exc).__name__}") from exc
+        return client_errors(where, self.config, _client_error)
+
+
+def _client_error(where: str, exc: ClientError) -> ConnectorError:
+    error = exc.response.get("Error", {})
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return _translate(where, str(error.get("Code", "Unknown")), status, str(error.get("Message", "")))
 
 
 def _fates(batch: list[_Version], response: dict[str, Any]) -> list[tuple[_Version, dict[str, Any]]]:
@@ -354,12 +326,3 @@ def _utc(moment: datetime) -> datetime:
 
 def _iso(moment: datetime) -> str:
     return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _add_content_md5(request: Any, **_: Any) -> None:
-    """Content-MD5 on a DeleteObjects request, for stores that still demand it."""
-    body = request.body
-    if "Content-MD5" in request.headers or not isinstance(body, bytes | str):
-        return
-    digest = hashlib.md5(body.encode() if isinstance(body, str) else body, usedforsecurity=False).digest()
-    request.headers["Content-MD5"] = base64.b64encode(digest).decode()
