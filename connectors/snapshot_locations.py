@@ -1,7 +1,8 @@
-"""Where a snapshot system's files live: a local folder today; an object store slots in here.
+"""Where a snapshot system's files live: a local folder here, an S3 prefix in snapshot_s3.py.
 
-A location lists the data files under its snapshot folders, lets pyarrow read them, holds a
-rewrite lock, and replaces a file atomically (write beside, then swap)."""
+A location lists the data files under its snapshot folders, hands out a local path to read
+each one, holds a rewrite lock, replaces a file atomically (write beside, then swap), and
+deletes the older versions of a file that still hold a subject, if the store keeps any."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
+
+if TYPE_CHECKING:
+    from connectors.snapshot_config import SnapshotConfig
+    from connectors.snapshot_s3 import S3Folder
 
 TEMP_SUFFIX = ".erasure-tmp"
 LOCK_FILE = ".erasure.lock"
@@ -19,8 +24,28 @@ HIDDEN_PREFIXES = (".", "_")  # as pyarrow.dataset: dotfiles, _SUCCESS, _tempora
 T = TypeVar("T")
 
 
+def open_location(config: SnapshotConfig) -> LocalFolder | S3Folder:
+    """The location a snapshot system names: `s3://BUCKET/PREFIX/` or a local folder."""
+    if config.location.startswith("s3://"):
+        from connectors.snapshot_s3 import S3Folder  # imports this module: loaded on demand
+
+        return S3Folder(config)
+    return LocalFolder(Path(config.location))
+
+
+def in_snapshot(relative: str, suffixes: str | tuple[str, ...]) -> bool:
+    """Whether a path under a location is a data file of a snapshot: inside a snapshot folder,
+    ending in one of the suffixes, and with no hidden part (`.x`, `_x`) on the way."""
+    parts = relative.split("/")
+    return (
+        len(parts) >= 2
+        and relative.endswith(suffixes)
+        and all(part and not part.startswith(HIDDEN_PREFIXES) for part in parts)
+    )
+
+
 class LocalFolder:
-    """The files of a snapshot location on a local disk; an object store will slot in here."""
+    """The files of a snapshot location on a local disk."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -29,18 +54,24 @@ class LocalFolder:
         """Whether the location is a folder."""
         return self.root.is_dir()
 
-    def data_files(self, suffix: str) -> list[str]:
+    def data_files(self, suffixes: str | tuple[str, ...]) -> list[str]:
         """Each data file under a snapshot folder, relative to the location, sorted."""
+        endings = (suffixes,) if isinstance(suffixes, str) else tuple(suffixes)
         found = []
-        for path in self.root.glob(f"*/**/*{suffix}"):
-            relative = path.relative_to(self.root)
-            if not any(part.startswith(HIDDEN_PREFIXES) for part in relative.parts) and path.is_file():
-                found.append(relative.as_posix())
+        for path in self.root.glob("*/**/*"):
+            relative = path.relative_to(self.root).as_posix()
+            if in_snapshot(relative, endings) and path.is_file():
+                found.append(relative)
         return sorted(found)
 
     def path(self, relative: str) -> str:
         """A path pyarrow can open."""
         return str(self.root / relative)
+
+    @contextmanager
+    def reading(self, relative: str) -> Iterator[str]:
+        """The file's own path: a folder needs no copy to be read."""
+        yield self.path(relative)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -73,3 +104,7 @@ class LocalFolder:
         finally:
             os.close(folder)
         return result
+
+    def purge_history(self, relative: str, holds: Callable[[str], bool]) -> int:
+        """Nothing to delete: a folder keeps no older versions of a file."""
+        return 0
