@@ -1,201 +1,221 @@
-"""Training-data snapshots: a location holds one folder per snapshot, each full of Parquet
-files. Files holding the subject's rows are rewritten without them, atomically; the others
-are only ever read, so their bytes and mtime stay as they were."""
+"""Training-data snapshots: a location holds one folder per snapshot, each full of data files
+(Parquet, JSON lines, CSV, gzipped or not) or a Delta table. Files holding a subject's rows are
+rewritten without them, atomically; the others are only ever read, so their bytes and mtime
+stay as they were. Many subjects share one pass: each file is read once for all of them and
+rewritten at most once, and each subject gets its own counts, evidence and snapshot hits."""
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, Self, TypeVar
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from connectors.base import ConfigReader, Connector, Outcome, SnapshotHit, Subject, SystemConfig, as_integer
-from connectors.snapshot_locations import LocalFolder
+from connectors.base import Connector, Outcome, SnapshotHit, Subject
+from connectors.snapshot_config import SnapshotConfig
+from connectors.snapshot_formats import format_of, suffixes
+from connectors.snapshot_locations import open_location
+from connectors.snapshot_match import Malformed, Sought
 from worker.errors import PermanentError, TransientError
 
-FORMATS = ("parquet",)
+__all__ = ["Location", "SnapshotConfig", "SnapshotConnector", "open_location"]
+
 PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class SnapshotConfig(SystemConfig):
-    """A snapshot system: where its snapshots live, their format, which columns identify."""
+class Location(Protocol):
+    """Where a system's files live (a local folder, an object store prefix)."""
 
-    location: str = ""
-    format: str = "parquet"
-    where: tuple[tuple[str, str], ...] = ()  # (column, identifier type), ANDed
-    endpoint_url: str | None = None
+    def exists(self) -> bool:
+        """Whether the location is there."""
 
-    @classmethod
-    def read(cls, reader: ConfigReader) -> Self:
-        """Parse `kind = "snapshot"`."""
-        reader.only("name", "kind", "location", "format", "where", "endpoint_url")
-        location = reader.text("location")
-        if location.startswith("s3://"):
-            raise reader.error("location", "object-store snapshots (s3://) are not supported yet")
-        if "://" in location:
-            raise reader.error("location", "must be a local folder")
-        fmt = reader.text("format", "parquet")
-        if fmt not in FORMATS:
-            raise reader.error("format", f"unsupported format {fmt!r} (supported: {', '.join(FORMATS)})")
-        where = reader.require("where", dict)
-        if not where:
-            raise reader.error("where", "names no column")
-        return cls(
-            name=reader.text("name"),
-            kind="snapshot",
-            location=location,
-            format=fmt,
-            where=tuple((column, reader.identifier(f"where.{column}", t)) for column, t in where.items()),
-            endpoint_url=reader.optional("endpoint_url", str, "") or None,
-        )
+    def data_files(self, suffixes: tuple[str, ...]) -> list[str]:
+        """`SNAPSHOT/.../FILE` paths ending in one of the suffixes, sorted, hidden ones left out."""
 
-    @property
-    def identifier_types(self) -> frozenset[str]:
-        """The identifier types named in `where`."""
-        return frozenset(t for _, t in self.where)
+    def reading(self, rel: str) -> AbstractContextManager[str]:
+        """A local path holding the file's current content while the context lasts."""
 
+    def replace(self, rel: str, write: Callable[[BinaryIO], T]) -> T:
+        """Write a new version of the file and swap it in atomically; write's result."""
 
-def value_set(values: Iterable[str], column_type: pa.DataType) -> pa.Array:
-    """The values a column of this Arrow type can hold, typed like it; the rest are dropped."""
-    if pa.types.is_dictionary(column_type):
-        column_type = column_type.value_type
-    typed = []
-    for value in values:
-        try:
-            if pa.types.is_integer(column_type):
-                number = as_integer(value)  # "42" is 42; "42abc" and "4.2e1" are nothing
-                if number is not None:
-                    typed.append(pa.scalar(number, column_type))
-            elif pa.types.is_string(column_type) or pa.types.is_large_string(column_type):
-                typed.append(pa.scalar(value, column_type))
-            else:
-                typed.append(pa.scalar(value).cast(column_type))
-        except (pa.ArrowException, OverflowError, ValueError):
-            continue
-    return pa.array(typed, column_type)
+    def locked(self) -> AbstractContextManager[None]:
+        """Hold the location's rewrite lock."""
 
-
-def matching(data: pa.Table | pa.RecordBatch, sets: dict[str, pa.Array]) -> pa.ChunkedArray | pa.Array:
-    """A boolean mask of the rows whose every `where` column holds one of the subject's values."""
-    masks = [pc.is_in(data.column(column), value_set=values) for column, values in sets.items()]
-    mask = masks[0]
-    for other in masks[1:]:
-        mask = pc.and_(mask, other)
-    return mask
-
-
-def copy_without(parquet: pq.ParquetFile, sets: dict[str, pa.Array], sink: BinaryIO) -> int:
-    """Copy a Parquet file to sink row group by row group, minus the matching rows; rows dropped."""
-    meta = parquet.metadata
-    codec = meta.row_group(0).column(0).compression if meta.num_row_groups else "snappy"
-    removed = 0
-    with pq.ParquetWriter(
-        sink, parquet.schema_arrow, compression="none" if codec == "UNCOMPRESSED" else codec.lower()
-    ) as writer:
-        for index in range(meta.num_row_groups):
-            group = parquet.read_row_group(index)
-            kept = group.filter(pc.invert(matching(group, sets)))
-            removed += group.num_rows - kept.num_rows
-            if kept.num_rows:
-                writer.write_table(kept, row_group_size=meta.row_group(index).num_rows)
-    return removed
+    def purge_history(self, rel: str, holds: Callable[[str], bool]) -> int:
+        """Delete the file's older versions whose content (a local path) holds a subject; how many."""
 
 
 class SnapshotConnector(Connector):
-    """Removes the subject's rows from every snapshot, rewriting only the files that hold them."""
+    """Removes subjects' rows from every snapshot, rewriting only the files that hold them."""
 
     kind = "snapshot"
     config_class = SnapshotConfig
     config: SnapshotConfig
+    batches = True
 
     def __init__(self, config: SnapshotConfig) -> None:
         super().__init__(config)
-        self.folder = LocalFolder(Path(config.location))
+        self._location: Location | None = None
+        self._delta: Any = None
+
+    @property
+    def location(self) -> Location:
+        """Where the system's files live, opened on first use."""
+        if self._location is None:
+            self._location = open_location(self.config)
+        return self._location
 
     def locate(self, subject: Subject) -> tuple[SnapshotHit, ...]:
         """The snapshots holding the subject's rows, found without changing anything."""
-        return self._hits({rel: n for rel in self._files() if (n := self._count(rel, subject))})
+        return self.locate_many([subject])[0]
 
     def erase(self, subject: Subject) -> Outcome:
         """Rewrite each file holding the subject's rows without them."""
-        removed: dict[str, int] = {}
-        files = self._files()
-        with self._errors("location"), self.folder.locked():
-            for rel in files:
-                if self._count(rel, subject):
-                    removed[rel] = self._rewrite(rel, subject)
-        evidence = [
-            {"snapshot": self._snapshot(rel), "file": rel, "rows_removed": n} for rel, n in removed.items()
-        ]
-        return Outcome(sum(removed.values()), {"files": evidence}, self._hits(removed))
+        return self.erase_many([subject])[0]
 
     def verify(self, subject: Subject) -> int:
         """How many of the subject's rows are left across every snapshot."""
-        return sum(self._count(rel, subject) for rel in self._files())
+        return self.verify_many([subject])[0]
+
+    def locate_many(self, subjects: Sequence[Subject]) -> list[tuple[SnapshotHit, ...]]:
+        """For each subject, the snapshots holding their rows; each file is read once for all."""
+        if self.config.format == "delta":
+            return list(self._engine().locate_many(subjects))
+        counts = self._counts(Sought(self.config.where, subjects))
+        return [self._hits({rel: n[i] for rel, n in counts.items() if n[i]}) for i in range(len(subjects))]
+
+    def verify_many(self, subjects: Sequence[Subject]) -> list[int]:
+        """For each subject, how many of their rows are left; each file is read once for all."""
+        if self.config.format == "delta":
+            return list(self._engine().verify_many(subjects))
+        counts = self._counts(Sought(self.config.where, subjects))
+        return [sum(n[i] for n in counts.values()) for i in range(len(subjects))]
+
+    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
+        """Rewrite each file holding any subject's rows once, without all of them; an outcome each."""
+        if self.config.format == "delta":
+            return list(self._engine().erase_many(subjects))
+        sought = Sought(self.config.where, subjects)
+        removed: dict[str, list[int]] = {}
+        purged: dict[str, list[int]] = {}
+        if not sought.nobody:
+            self._check_location()
+            with self._errors("location"), self.location.locked():
+                for rel in self._files():
+                    if rows := self._rewrite(rel, sought):
+                        removed[rel] = rows
+                    purged[rel] = self._purge(rel, sought)
+        return [self._outcome(i, removed, purged) for i in range(len(subjects))]
+
+    def close(self) -> None:
+        """Release the Delta engine, if one was opened."""
+        if self._delta is not None:
+            self._delta.close()
+            self._delta = None
+
+    def _engine(self) -> Any:
+        """The Delta table engine, imported on first use: the deltalake package is optional."""
+        if self._delta is None:
+            try:
+                from connectors.snapshot_delta import DeltaEngine
+            except ImportError as exc:
+                raise PermanentError(f"snapshot {self.config.name}: format delta needs the deltalake package") from exc
+            self._delta = DeltaEngine(self.config)
+        return self._delta
+
+    def _check_location(self) -> None:
+        with self._errors("location"):
+            there = self.location.exists()
+        if not there:
+            raise PermanentError(f"snapshot {self.config.name}: location is not there")
 
     def _files(self) -> list[str]:
-        if not self.folder.exists():
-            raise PermanentError(f"snapshot {self.config.name}: location is not a folder")
         with self._errors("location"):
-            return self.folder.data_files(f".{self.config.format}")
+            return self.location.data_files(suffixes(self.config.format))
+
+    def _counts(self, sought: Sought) -> dict[str, list[int]]:
+        """Each file's rows per subject, reading each file once, changing nothing."""
+        self._check_location()
+        if sought.nobody:
+            return {}
+        counts = {}
+        for rel in self._files():
+            with self._errors(rel), self.location.reading(rel) as path:
+                counts[rel] = format_of(self.config.format, rel).count(path, sought)
+        return counts
+
+    def _rewrite(self, rel: str, sought: Sought) -> list[int] | None:
+        """Write a file again without any subject's rows if it holds some; rows removed per subject."""
+        fmt = format_of(self.config.format, rel)
+        with self._errors(rel), self.location.reading(rel) as path:
+            if not any(fmt.count(path, sought)):
+                return None  # never opened for writing: bytes and mtime stay
+            return self.location.replace(rel, lambda sink: fmt.rewrite(path, sought, sink))
+
+    def _purge(self, rel: str, sought: Sought) -> list[int]:
+        """Delete a file's older versions holding any subject; per subject, how many held theirs."""
+        held = sought.zeros()
+        fmt = format_of(self.config.format, rel)
+
+        def holds(path: str) -> bool:
+            counts = fmt.count(path, sought)
+            for subject, n in enumerate(counts):
+                held[subject] += bool(n)
+            return any(counts)
+
+        with self._errors(rel):
+            total = self.location.purge_history(rel, holds)
+        return [min(n, total) for n in held]
+
+    def _outcome(self, subject: int, removed: dict[str, list[int]], purged: dict[str, list[int]]) -> Outcome:
+        """One subject's share of a batch's erasure: their rows, files and snapshots."""
+        files = []
+        for rel in sorted(removed.keys() | purged.keys()):
+            rows = removed[rel][subject] if rel in removed else 0
+            older = purged[rel][subject] if rel in purged else 0
+            if rows or older:
+                entry: dict[str, Any] = {"snapshot": self._snapshot(rel), "file": rel, "rows_removed": rows}
+                files.append(entry | ({"older_versions_removed": older} if older else {}))
+        rows_by_file = {rel: n[subject] for rel, n in removed.items() if n[subject]}
+        return Outcome(sum(rows_by_file.values()), {"files": files}, self._hits(rows_by_file))
 
     def _snapshot(self, rel: str) -> str:
         return f"{self.config.name}:{rel.split('/', 1)[0]}"
 
     def _hits(self, rows: dict[str, int]) -> tuple[SnapshotHit, ...]:
         by_snapshot: dict[str, list[str]] = {}
-        for rel in rows:
+        for rel in sorted(rows):
             by_snapshot.setdefault(self._snapshot(rel), []).append(rel)
         return tuple(
             SnapshotHit(snapshot, sum(rows[rel] for rel in files), tuple(files))
             for snapshot, files in by_snapshot.items()
         )
 
-    def _value_sets(self, rel: str, schema: pa.Schema, subject: Subject) -> dict[str, pa.Array]:
-        sets = {}
-        for column, id_type in self.config.where:
-            if column not in schema.names:
-                raise PermanentError(f"snapshot {self.config.name}: {rel}: no column {column!r}")
-            sets[column] = value_set(subject.values(id_type), schema.field(column).type)
-        return sets
-
-    def _count(self, rel: str, subject: Subject) -> int:
-        """Rows of one file matching the subject, reading only the `where` columns."""
-        if not all(subject.values(t) for t in self.config.identifier_types):
-            return 0
-        with self._errors(rel), pq.ParquetFile(self.folder.path(rel)) as parquet:
-            sets = self._value_sets(rel, parquet.schema_arrow, subject)
-            batches = parquet.iter_batches(columns=list(sets), use_threads=False)
-            return sum(pc.sum(matching(batch, sets)).as_py() or 0 for batch in batches)
-
-    def _rewrite(self, rel: str, subject: Subject) -> int:
-        """Write one file again without the subject's rows; how many rows went."""
-        with self._errors(rel), pq.ParquetFile(self.folder.path(rel)) as parquet:
-            sets = self._value_sets(rel, parquet.schema_arrow, subject)
-            return self.folder.replace(rel, lambda sink: copy_without(parquet, sets, sink))
-
     @contextmanager
     def _errors(self, rel: str) -> Iterator[None]:
-        """Translate disk and Parquet errors into the project's, naming the system and file."""
+        """Translate disk, format and decoding errors into the project's, naming the system and file."""
         where = f"snapshot {self.config.name}: {rel}"
+        unreadable = f"{where}: not a readable {self._label(rel)} file"
         try:
             yield
+        except Malformed as exc:
+            raise PermanentError(f"{where}: {exc}") from exc
         except PermissionError as exc:
             raise PermanentError(f"{where}: permission denied") from exc
         except OSError as exc:
-            if exc.errno is None:  # pyarrow reports a malformed Parquet file as a bare OSError
-                raise PermanentError(f"{where}: not a readable Parquet file") from exc
+            if exc.errno is None:  # pyarrow and gzip report a malformed file as a bare OSError
+                raise PermanentError(unreadable) from exc
             code = errno.errorcode.get(exc.errno, str(exc.errno))
             if exc.errno in PERMANENT_ERRNOS:
                 raise PermanentError(f"{where}: {code}") from exc
             raise TransientError(f"{where}: {code}") from exc
-        except pa.ArrowException as exc:
-            raise PermanentError(f"{where}: not a readable Parquet file") from exc
+        except (pa.ArrowException, EOFError, zlib.error) as exc:  # EOFError: a truncated gzip file
+            raise PermanentError(unreadable) from exc
+
+    def _label(self, rel: str) -> str:
+        label = format_of(self.config.format, rel).label if self.config.format != "delta" else "Delta"
+        return f"gzipped {label}" if rel.endswith(".gz") else label

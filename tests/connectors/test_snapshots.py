@@ -15,6 +15,8 @@ import pytest
 
 from connectors import snapshots
 from connectors.base import ConfigReader, SnapshotHit, Subject
+from connectors.snapshot_formats import ParquetFormat
+from connectors.snapshot_locations import LocalFolder
 from connectors.snapshots import SnapshotConfig, SnapshotConnector
 from worker.errors import ConfigError, PermanentError, TransientError
 
@@ -228,13 +230,13 @@ def test_concurrent_erasures_of_one_file_both_hold(tmp_path: Path, monkeypatch: 
     """Two erasures rewriting the same file at once both take effect: neither brings back
     the rows the other removed."""
     target = write(tmp_path / "snaps" / "2026-10-01" / "part-0.parquet", [1, 2, 3, 2, 4, 3, 5] * 50)
-    slow_copy = snapshots.copy_without
+    rewrite = ParquetFormat.rewrite
 
-    def copy_slowly(*args: Any) -> int:
+    def rewrite_slowly(*args: Any) -> list[int]:
         time.sleep(0.3)  # widen the window in which the other erasure could read the old file
-        return slow_copy(*args)
+        return rewrite(*args)
 
-    monkeypatch.setattr(snapshots, "copy_without", copy_slowly)
+    monkeypatch.setattr(ParquetFormat, "rewrite", rewrite_slowly)
     first, second = connector(tmp_path / "snaps"), connector(tmp_path / "snaps")
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda job: job[0].erase(job[1]), [(first, user("2")), (second, user("3"))]))
@@ -301,8 +303,16 @@ def test_config_is_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("overrides", "key", "problem"), [
-    ({"location": "s3://ml-data/clickstream/"}, "location", "not supported yet"),
-    ({"format": "csv"}, "format", "supported: parquet"),
+    ({"location": "gs://ml-data/clickstream/"}, "location", "must be a local folder or s3://"),
+    ({"location": "s3://ml-data/clickstream"}, "location", "must end with '/'"),
+    ({"location": "s3://ML_Data/clickstream/"}, "location", "not an S3 bucket name"),
+    ({"format": "orc"}, "format", "supported: parquet, jsonl, jsonl.gz, csv, csv.gz, delta"),
+    ({"retention_hours": 24}, "retention_hours", 'only applies to format = "delta"'),
+    ({"format": "delta", "retention_hours": -1}, "retention_hours", "0 or more"),
+    ({"format": "delta", "retention_hours": True}, "retention_hours", "0 or more"),
+    ({"addressing_style": "sideways"}, "addressing_style", "must be one of"),
+    ({"region": "us east"}, "region", "region name"),
+    ({"endpoint_url": "ftp://x"}, "endpoint_url", "http:// or https://"),
     ({"where": {"user_id": "phone"}}, "where.user_id", "unknown identifier type 'phone'"),
     ({"where": {}}, "where", "names no column"),
     ({"wehre": {"user_id": "user_id"}}, "wehre", "unknown key"),
@@ -314,3 +324,213 @@ def test_bad_config_names_file_system_and_key(overrides: dict[str, Any], key: st
     message = str(caught.value)
     assert message.startswith(f"erasure.toml: system 'clickstream': {key}: ")
     assert problem in message
+
+
+# --- many subjects in one pass ------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted_rewrites(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files each connector swaps in, one entry per rewrite."""
+    rewritten: list[str] = []
+    real_open = snapshots.open_location
+
+    def open_counting(config: SnapshotConfig) -> Any:
+        location = real_open(config)
+        real_replace = location.replace
+
+        def replace(rel: str, write: Any) -> Any:
+            rewritten.append(rel)
+            return real_replace(rel, write)
+
+        location.replace = replace  # type: ignore[method-assign]
+        return location
+
+    monkeypatch.setattr(snapshots, "open_location", open_counting)
+    return rewritten
+
+
+def test_erase_many_rewrites_each_file_once_for_all_subjects(snaps: Path, counted_rewrites: list[str]) -> None:
+    """Two subjects sharing a file: it is rewritten once without both, and each gets their own
+    counts, evidence and hits."""
+    two, four_and_three = connector(snaps).erase_many([user("2"), user("4", "3")])
+    assert counted_rewrites == ["2026-10-01/part-0.parquet", "2026-10-01/part-1.parquet", "2026-11-01/part-0.parquet"]
+    assert column(snaps / "2026-10-01" / "part-0.parquet") == [1, 1]
+    assert column(snaps / "2026-10-01" / "part-1.parquet") == [5]
+    assert (two.items_erased, four_and_three.items_erased) == (3, 5)
+    assert two.snapshots == (SnapshotHit("clickstream:2026-10-01", 3, ("2026-10-01/part-0.parquet",)),)
+    assert four_and_three.snapshots == (
+        SnapshotHit("clickstream:2026-10-01", 3, ("2026-10-01/part-0.parquet", "2026-10-01/part-1.parquet")),
+        SnapshotHit("clickstream:2026-11-01", 2, ("2026-11-01/part-0.parquet",)),
+    )
+    assert two.evidence == {"files": [
+        {"snapshot": "clickstream:2026-10-01", "file": "2026-10-01/part-0.parquet", "rows_removed": 3}]}
+    assert [(f["file"], f["rows_removed"]) for f in four_and_three.evidence["files"]] == [
+        ("2026-10-01/part-0.parquet", 1), ("2026-10-01/part-1.parquet", 2), ("2026-11-01/part-0.parquet", 2)]
+
+
+def test_erase_many_leaves_files_without_any_subject_alone(snaps: Path, counted_rewrites: list[str]) -> None:
+    """A file holding none of the batch's subjects is neither rewritten nor touched."""
+    files = [snaps / "2026-10-01" / "part-1.parquet", snaps / "2026-11-01" / "part-0.parquet"]
+    before = [state(p) for p in files]
+    outcomes = connector(snaps).erase_many([user("2"), user("99")])
+    assert counted_rewrites == ["2026-10-01/part-0.parquet"]
+    assert [state(p) for p in files] == before
+    assert [o.items_erased for o in outcomes] == [3, 0]
+    assert outcomes[1].evidence == {"files": []} and outcomes[1].snapshots == ()
+
+
+def test_a_row_matching_two_subjects_counts_for_each(snaps: Path) -> None:
+    """Two subjects sharing a value both get the shared rows; the file loses them once."""
+    outcomes = connector(snaps).erase_many([user("2"), user("2", "5")])
+    assert [o.items_erased for o in outcomes] == [3, 4]
+    assert column(snaps / "2026-10-01" / "part-0.parquet") == [1, 3, 1]
+
+
+def test_one_subjects_columns_never_combine_with_anothers(tmp_path: Path) -> None:
+    """With two where columns, A's user_id beside B's email is neither's row and stays."""
+    path = tmp_path / "s" / "p.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.table({"user_id": [1, 1, 2, 2], "email": ["a@x", "b@x", "a@x", "b@x"]}), path)
+    conn = connector(tmp_path, where={"user_id": "user_id", "email": "email"})
+    a, b = Subject({"user_id": ("1",), "email": ("a@x",)}), Subject({"user_id": ("2",), "email": ("b@x",)})
+    assert conn.locate_many([a, b])[0][0].rows == 1
+    assert [o.items_erased for o in conn.erase_many([a, b])] == [1, 1]
+    assert list(zip(column(path), column(path, "email"), strict=True)) == [(1, "b@x"), (2, "a@x")]
+
+
+def test_locate_and_verify_many_answer_per_subject(snaps: Path) -> None:
+    """locate_many and verify_many give each subject their own hits and counts, in order."""
+    conn = connector(snaps)
+    subjects = [user("2"), user("99"), user("4")]
+    assert conn.locate_many(subjects) == [
+        (SnapshotHit("clickstream:2026-10-01", 3, ("2026-10-01/part-0.parquet",)),),
+        (),
+        (SnapshotHit("clickstream:2026-10-01", 2, ("2026-10-01/part-1.parquet",)),),
+    ]
+    assert conn.verify_many(subjects) == [3, 0, 2]
+
+
+def test_a_subject_lacking_a_where_type_matches_nothing(tmp_path: Path) -> None:
+    """A subject without an email, where user_id AND email identify, removes nothing; the other does."""
+    path = tmp_path / "s" / "p.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.table({"user_id": [1, 2], "email": ["a@x", "b@x"]}), path)
+    conn = connector(tmp_path, where={"user_id": "user_id", "email": "email"})
+    outcomes = conn.erase_many([Subject({"user_id": ("1",)}), Subject({"user_id": ("2",), "email": ("b@x",)})])
+    assert [o.items_erased for o in outcomes] == [0, 1]
+    assert column(path) == [1]
+
+
+# --- statistics first ---------------------------------------------------------------------------
+
+
+def corrupt_row_group(path: Path, index: int) -> None:
+    """Overwrite one row group's pages with junk, leaving the footer and its statistics intact."""
+    group = pq.ParquetFile(path).metadata.row_group(index)
+    data = bytearray(path.read_bytes())
+    for j in range(group.num_columns):
+        chunk = group.column(j)
+        start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+        data[start:start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
+def test_row_groups_whose_statistics_exclude_the_values_are_not_read(tmp_path: Path) -> None:
+    """A row group whose min/max rule the subject out is skipped: its corrupt pages are never read."""
+    path = write(tmp_path / "s" / "p.parquet", list(range(100)) + list(range(1000, 1100)), row_group_size=100)
+    corrupt_row_group(path, 1)
+    conn = connector(tmp_path)
+    assert conn.verify(user("42")) == 1
+    assert conn.locate(user("42", "5000")) == (SnapshotHit("clickstream:s", 1, ("s/p.parquet",)),)
+    with pytest.raises(PermanentError, match=r"s/p\.parquet: not a readable Parquet file"):
+        conn.verify(user("1042"))  # within the corrupt group's bounds: read, and found corrupt
+
+
+def test_files_whose_statistics_exclude_the_values_are_not_rewritten(tmp_path: Path) -> None:
+    """Erasing from a file whose every group rules the subject out reads no page and writes nothing."""
+    path = write(tmp_path / "s" / "p.parquet", list(range(100)), row_group_size=50)
+    corrupt_row_group(path, 0)
+    corrupt_row_group(path, 1)
+    before = state(path)
+    assert connector(tmp_path).erase(user("420", "-1")).items_erased == 0
+    assert state(path) == before
+
+
+def test_only_where_columns_of_candidate_groups_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting reads the where columns of the row groups that may hold a value, and no others."""
+    write(tmp_path / "s" / "p.parquet", [i // 10 for i in range(100)], row_group_size=10)
+    reads: list[tuple[int, tuple[str, ...] | None]] = []
+    real_read = pq.ParquetFile.read_row_group
+
+    def read_row_group(self: pq.ParquetFile, i: int, columns: list[str] | None = None, **kw: Any) -> pa.Table:
+        reads.append((i, tuple(columns) if columns is not None else None))
+        return real_read(self, i, columns=columns, **kw)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", read_row_group)
+    assert connector(tmp_path).verify_many([user("3"), user("7", "70")]) == [10, 10]
+    assert reads == [(3, ("user_id",)), (7, ("user_id",))]
+
+
+def test_string_statistics_skip_by_text_order(tmp_path: Path) -> None:
+    """String min/max compare as text: "42" lies outside a group of "5".."9", inside "3".."5"."""
+    path = write(tmp_path / "s" / "p.parquet", ["5", "9", "3", "420"], pa.string(), row_group_size=2)
+    corrupt_row_group(path, 0)
+    assert connector(tmp_path).verify(user("420")) == 1
+
+
+# --- older versions -----------------------------------------------------------------------------
+
+
+class VersionedFolder(LocalFolder):
+    """A real folder that keeps each file's older versions as files under .versions/."""
+
+    def purge_history(self, rel: str, holds: Any) -> int:
+        """Delete the older versions holding a subject, as an object store's location would."""
+        purged = 0
+        for old in sorted((self.root / ".versions" / rel).glob("v*")):
+            if holds(str(old)):
+                old.unlink()
+                purged += 1
+        return purged
+
+
+def test_older_versions_holding_a_subject_are_purged_and_reported(snaps: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Older versions holding a subject go, counted in that subject's evidence, not in its rows."""
+    history = snaps / ".versions" / "2026-11-01" / "part-0.parquet"
+    old_two = write(history / "v1", [2, 8])
+    old_other = write(history / "v2", [8])
+    monkeypatch.setattr(snapshots, "open_location", lambda config: VersionedFolder(Path(config.location)))
+    two, nine = connector(snaps).erase_many([user("2"), user("9")])
+    assert not old_two.exists() and old_other.exists()
+    assert two.items_erased == 3 and nine.items_erased == 0
+    assert two.evidence["files"] == [
+        {"snapshot": "clickstream:2026-10-01", "file": "2026-10-01/part-0.parquet", "rows_removed": 3},
+        {"snapshot": "clickstream:2026-11-01", "file": "2026-11-01/part-0.parquet", "rows_removed": 0,
+         "older_versions_removed": 1},
+    ]
+    assert nine.evidence == {"files": []}
+
+
+def test_object_store_config_is_read() -> None:
+    """An s3:// location and the keys to reach it are read for the S3 location to use."""
+    read = config("s3://ml-data/clickstream/", endpoint_url="http://127.0.0.1:5000", region="us-east-1",
+                  profile="minio", addressing_style="path", request_checksum_calculation="when_required",
+                  response_checksum_validation="when_required")
+    assert (read.location, read.region, read.profile, read.addressing_style) == (
+        "s3://ml-data/clickstream/", "us-east-1", "minio", "path")
+    assert (read.request_checksum_calculation, read.response_checksum_validation) == ("when_required",) * 2
+    assert config("s3://ml-data").location == "s3://ml-data"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "jsonl.gz", "csv", "csv.gz", "delta"])
+def test_every_format_is_accepted(fmt: str) -> None:
+    """Each supported format reads; retention_hours defaults to 0."""
+    read = config("/data/clickstream", format=fmt)
+    assert (read.format, read.retention_hours) == (fmt, 0.0)
+
+
+def test_delta_reads_retention_hours() -> None:
+    """A delta system may say how many hours removed files are kept before vacuuming."""
+    assert config("/data/clickstream", format="delta", retention_hours=168).retention_hours == 168.0
