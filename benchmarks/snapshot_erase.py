@@ -1,0 +1,374 @@
+"""How the snapshot connector erases K subjects in one batched pass, against a bare pyarrow pass and DuckDB.
+
+    pip install -e '.[bench]'
+    python benchmarks/snapshot_erase.py --rows 10000000 --files 8 --ks 1,100,1000 --data /var/tmp/snapshot-bench
+
+(a quick run: --rows 400000 --ks 1,10). The snapshot is generated once and kept in --data
+(default: erasure-snapshot-bench in the temp folder), reused while its parameters match:
+Parquet files of user_id int64, event string, ts timestamp, value float64 and a 40-byte
+payload, zstd, row groups of 131,072 rows. Each user_id has four rows; each file
+covers its own user_id range (file statistics can skip files) but its rows are shuffled
+(row-group statistics cannot skip within a file), as in a partitioned export.
+
+For each K, the K subjects are (a) spread over all files and (b) concentrated in one file.
+Three ways leave the same result, the affected files replaced durably (fsync, then rename):
+the connector (`erase_many` once, on a location holding the snapshot as 2026-11-01/), the
+floor (one pyarrow read-filter-write pass over exactly the affected files, row group by row
+group), and DuckDB (one COPY ... WHERE user_id NOT IN (...) per affected file). Every case
+starts from a fresh copy (not timed) and runs in a fresh spawned process pinned to the same
+cores, after a warm-up erasure of a small file; its peak memory is the RSS high-water mark
+(VmHWM, reset just before the erasure), and "above start" what it grew beyond the RSS it had
+then. Figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+SNAPSHOT_ID = "2026-11-01"
+ROW_GROUP = 128 * 1024
+ROWS_PER_USER = 4
+COMPRESSION = "zstd"
+PAYLOAD_BYTES = 40
+SEED = 2026
+FIRST_ID = 1_000_000_000
+EVENTS = pa.array(["view", "click", "add_to_cart", "purchase", "search", "share"])
+WAYS = ("connector", "pyarrow floor", "duckdb")
+LAYOUTS = ("spread", "concentrated")
+MB = 1024 * 1024
+Case = dict[str, Any]
+
+
+def file_rows(rows: int, files: int) -> list[int]:
+    """How many rows each file holds."""
+    return [rows // files + (i < rows % files) for i in range(files)]
+
+
+def id_ranges(rows: int, files: int) -> list[range]:
+    """The user ids each file holds, one distinct range per file."""
+    span = -(-max(file_rows(rows, files)) // ROWS_PER_USER)
+    return [range(FIRST_ID + i * span, FIRST_ID + i * span + -(-n // ROWS_PER_USER))
+            for i, n in enumerate(file_rows(rows, files))]
+
+
+def uniform(n: int, seed: int, scale: float) -> pa.Array:
+    """n reproducible random floats in [0, scale)."""
+    return pc.multiply(pc.random(n, initializer=seed), scale)
+
+
+def whole(n: int, seed: int, scale: float) -> pa.Array:
+    """n reproducible random int64 in [0, scale)."""
+    return pc.cast(pc.floor(uniform(n, seed, scale)), pa.int64())
+
+
+def clicks(n: int, ids: range, seed: int) -> pa.Table:
+    """One file's rows: each id ROWS_PER_USER times (the last maybe fewer), shuffled."""
+    user_id = pc.add(pc.divide(pa.array(range(n), pa.int64()), ROWS_PER_USER), ids.start)
+    payload = random.Random(seed).randbytes(n * PAYLOAD_BYTES // 2).hex().encode()
+    offsets = pa.array(range(0, n * PAYLOAD_BYTES + 1, PAYLOAD_BYTES), pa.int32()).buffers()[1]
+    since = 1_790_000_000_000_000  # microseconds, autumn 2026
+    table = pa.table({
+        "user_id": user_id,
+        "event": EVENTS.take(whole(n, seed + 1, len(EVENTS))),
+        "ts": pc.cast(pc.add(whole(n, seed + 2, 30 * 86_400e6), since), pa.timestamp("us")),
+        "value": uniform(n, seed + 3, 100.0),
+        "payload": pa.Array.from_buffers(pa.string(), n, [None, offsets, pa.py_buffer(payload)]),
+    })
+    return table.take(pc.sort_indices(uniform(n, seed + 4, 1.0)))
+
+
+def generate(data: Path, rows: int, files: int) -> list[Path]:
+    """The snapshot's files in data, written unless a run with the same parameters left them."""
+    params = {"rows": rows, "files": files, "row_group": ROW_GROUP, "rows_per_user": ROWS_PER_USER,
+              "compression": COMPRESSION, "seed": SEED, "version": 1}
+    manifest = data / "params.json"
+    paths = [data / f"part-{i:05}.parquet" for i in range(files)]
+    if manifest.exists() and json.loads(manifest.read_text()) == params and all(p.exists() for p in paths):
+        return paths
+    if data.exists() and any(data.iterdir()) and not manifest.exists():
+        raise SystemExit(f"{data} is not empty and holds no params.json: not a benchmark data folder")
+    data.mkdir(parents=True, exist_ok=True)
+    manifest.unlink(missing_ok=True)
+    for old in data.glob("part-*.parquet"):
+        old.unlink()
+    print(f"generating {rows:,} rows in {files} files in {data} ...", flush=True)
+    start = time.perf_counter()
+    for i, (n, ids) in enumerate(zip(file_rows(rows, files), id_ranges(rows, files), strict=True)):
+        pq.write_table(clicks(n, ids, SEED + 10 * i), paths[i], row_group_size=ROW_GROUP, compression=COMPRESSION)
+    manifest.write_text(json.dumps(params))
+    print(f"generated in {time.perf_counter() - start:.1f} s", flush=True)
+    return paths
+
+
+def subject_sets(ranges: list[range], k: int) -> dict[str, list[int]]:
+    """K existing user ids spread over all files, and K in the middle file alone."""
+    rng = random.Random(SEED + k)
+    spread: list[int] = []
+    for i, ids in enumerate(ranges):
+        spread += rng.sample(ids, k // len(ranges) + (i < k % len(ranges)))
+    return {"spread": spread, "concentrated": rng.sample(ranges[len(ranges) // 2], k)}
+
+
+def matches(location: Path, rels: list[str], ids: list[int]) -> dict[str, int]:
+    """Rows of each file whose user_id is one of ids (only files holding some)."""
+    values = pa.array(ids, pa.int64())
+    found = {}
+    for rel in rels:
+        column = pq.read_table(location / rel, columns=["user_id"])["user_id"]
+        if n := pc.sum(pc.is_in(column, value_set=values)).as_py():
+            found[rel] = n
+    return found
+
+
+def swap_in(temp: Path, target: Path) -> None:
+    """Make a written file durable and put it in place of the target, as the connector does."""
+    with open(temp, "rb+") as written:
+        os.fsync(written.fileno())
+    os.replace(temp, target)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def erase_with_connector(location: Path, rels: list[str], ids: list[int], threads: int) -> None:
+    """One erase_many call over the location, one subject per id."""
+    from connectors.base import ConfigReader, Subject
+    from connectors.snapshots import SnapshotConfig, SnapshotConnector
+
+    raw = {"name": "clickstream", "kind": "snapshot", "location": str(location), "format": "parquet",
+           "where": {"user_id": "user_id"}}
+    config = SnapshotConfig.read(ConfigReader("bench", "system 'clickstream'", raw, frozenset({"user_id"})))
+    subjects = [Subject({"user_id": (str(i),)}) for i in ids]
+    with SnapshotConnector(config) as connector:
+        timed(lambda: connector.erase_many(subjects))
+
+
+def erase_with_pyarrow(location: Path, rels: list[str], ids: list[int], threads: int) -> None:
+    """The floor: each affected file read row group by row group, filtered and written once."""
+    values = pa.array(ids, pa.int64())
+
+    def run() -> None:
+        for rel in rels:
+            target = location / rel
+            temp = target.with_name(f".{target.name}.tmp")
+            with pq.ParquetFile(target) as parquet:
+                with pq.ParquetWriter(temp, parquet.schema_arrow, compression=COMPRESSION) as writer:
+                    for index in range(parquet.metadata.num_row_groups):
+                        group = parquet.read_row_group(index)
+                        kept = group.filter(pc.invert(pc.is_in(group["user_id"], value_set=values)))
+                        writer.write_table(kept, row_group_size=ROW_GROUP)
+            swap_in(temp, target)
+
+    timed(run)
+
+
+def erase_with_duckdb(location: Path, rels: list[str], ids: list[int], threads: int) -> None:
+    """One DuckDB COPY per affected file, on the same number of threads."""
+    import duckdb
+
+    listed = ", ".join(str(int(i)) for i in ids)  # integers made here: nothing to inject
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}")
+
+    def run() -> None:
+        for rel in rels:
+            target = location / rel
+            temp = target.with_name(f".{target.name}.tmp")
+            source, sink = (str(p).replace("'", "''") for p in (target, temp))
+            con.execute(f"COPY (SELECT * FROM read_parquet('{source}') WHERE user_id NOT IN ({listed})) "  # noqa: S608
+                        f"TO '{sink}' (FORMAT parquet, COMPRESSION {COMPRESSION}, ROW_GROUP_SIZE {ROW_GROUP})")
+            swap_in(temp, target)
+
+    timed(run)
+    con.close()
+
+
+ERASERS = {"connector": erase_with_connector, "pyarrow floor": erase_with_pyarrow, "duckdb": erase_with_duckdb}
+CHILD: Case = {}  # what the case running in this (spawned) process measured
+
+
+def timed(run: Callable[[], object]) -> None:
+    """Run the erasure, noting its seconds, the RSS it began with and the RSS high-water mark it reached."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again from here
+    except OSError:
+        pass  # Linux before 4.0: the mark counts from the process's start, imports included
+    CHILD["start_kb"] = memory_kb("VmRSS")
+    start = time.perf_counter()
+    run()
+    CHILD["seconds"] = time.perf_counter() - start
+    CHILD["peak_kb"] = memory_kb("VmHWM")
+
+
+def memory_kb(field: str) -> int:
+    """A memory figure of this process from /proc, in KiB.
+
+    Not getrusage's ru_maxrss: Linux keeps it across fork and exec, so a spawned child
+    starts with its parent's high-water mark."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(f"{field}:"))
+    return int(line.split()[1])
+
+
+def run_case(way: str, location: str, rels: list[str], ids: list[int], cores: list[int]) -> Case:
+    """In a fresh process: one way's erasure, its seconds and its memory."""
+    os.sched_setaffinity(0, cores)
+    pa.set_cpu_count(len(cores))
+    warm = Path(location).parent / "warm-up"  # a worker has its code paged in; so should this process
+    (warm / SNAPSHOT_ID).mkdir(parents=True)
+    pq.write_table(clicks(1000, range(FIRST_ID, FIRST_ID + 250), SEED), warm / rels[0], compression=COMPRESSION)
+    ERASERS[way](warm, rels[:1], [FIRST_ID], len(cores))
+    shutil.rmtree(warm)
+    ERASERS[way](Path(location), rels, ids, len(cores))
+    return dict(CHILD)
+
+
+def fresh_copy(paths: list[Path], location: Path) -> list[str]:
+    """The snapshot copied (bytes, not links) under location/SNAPSHOT_ID/; the files relative to location."""
+    shutil.rmtree(location, ignore_errors=True)
+    (location / SNAPSHOT_ID).mkdir(parents=True)
+    for path in paths:
+        shutil.copyfile(path, location / SNAPSHOT_ID / path.name)
+    return [f"{SNAPSHOT_ID}/{path.name}" for path in paths]
+
+
+def stamps(location: Path, rels: list[str]) -> dict[str, tuple[int, int]]:
+    """Each file's inode and mtime: a rewritten file changes both."""
+    return {rel: (stat.st_ino, stat.st_mtime_ns) for rel in rels for stat in [(location / rel).stat()]}
+
+
+def measure(way: str, paths: list[Path], location: Path, ids: list[int], affected: dict[str, int],
+            cores: list[int]) -> Case:
+    """One case on a fresh copy, in a fresh process; what it took and what it left."""
+    rels = fresh_copy(paths, location)
+    before = stamps(location, rels)
+    rows_before = sum(pq.read_metadata(location / rel).num_rows for rel in rels)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        case = pool.apply(run_case, (way, str(location), sorted(affected), ids, cores))
+    after = stamps(location, rels)
+    case["removed"] = rows_before - sum(pq.read_metadata(location / rel).num_rows for rel in rels)
+    case["rewritten"] = sum(before[rel] != after[rel] for rel in rels)
+    case["left"] = sum(matches(location, rels, ids).values())
+    shutil.rmtree(location)
+    return case
+
+
+def main() -> None:
+    """Generate or reuse the snapshot, run every case, print the table and the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows in the snapshot (default 10000000)")
+    parser.add_argument("--files", type=int, default=8, help="Parquet files in the snapshot (default 8)")
+    parser.add_argument("--ks", default="1,100,1000", help="subjects per erasure, comma-separated (default 1,100,1000)")
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "erasure-snapshot-bench",
+                        help="where the generated snapshot is kept and reused")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="cores every way is pinned to (default: all this process may use)")
+    args = parser.parse_args()
+    ks = sorted({int(k) for k in args.ks.split(",")})
+    ranges = id_ranges(args.rows, args.files)
+    if max(ks) > min(len(r) for r in ranges):
+        raise SystemExit(f"K={max(ks)} is more than the {min(len(r) for r in ranges):,} users of one file")
+    cores = sorted(os.sched_getaffinity(0))[: args.threads]
+
+    paths = generate(args.data, args.rows, args.files)
+    with pq.ParquetFile(paths[0]) as first:
+        group = first.read_row_group(0)
+    per_row = group.nbytes / group.num_rows
+    sizes = {"group": group.nbytes, "file": int(per_row * args.rows / args.files), "snapshot": int(per_row * args.rows)}
+    print(f"{args.rows:,} rows in {args.files} files, {sum(p.stat().st_size for p in paths) / MB:,.0f} MB on disk; "
+          f"in memory: one row group {sizes['group'] / MB:,.1f} MB, one file {sizes['file'] / MB:,.0f} MB, "
+          f"the snapshot {sizes['snapshot'] / MB:,.0f} MB; {len(cores)} core(s)\n", flush=True)
+
+    scratch = Path(tempfile.mkdtemp(prefix="cases-", dir=args.data))
+    results: dict[tuple[str, int, str], Case] = {}
+    try:
+        for k in ks:
+            for layout, ids in subject_sets(ranges, k).items():
+                found = matches(args.data, [p.name for p in paths], ids)
+                affected = {f"{SNAPSHOT_ID}/{name}": n for name, n in found.items()}
+                for way in WAYS:
+                    case = measure(way, paths, scratch / "location", ids, affected, cores)
+                    case |= {"affected": len(affected), "expected": sum(affected.values())}
+                    results[layout, k, way] = case
+                    print(f"  {layout:<12} K={k:<5} {way:<14} {case['seconds']:7.2f} s", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print()
+    print_table(results)
+    print()
+    print_ratios(results, ks, sizes)
+
+
+def print_table(results: dict[tuple[str, int, str], Case]) -> None:
+    """Each case's figures, aligned."""
+    lines = [("layout", "K", "way", "seconds", "rows removed", "expected", "files rewritten", "affected", "left",
+              "peak RSS MB", "above start MB")]
+    for (layout, k, way), case in results.items():
+        lines.append((layout, f"{k:,}", way, f"{case['seconds']:.2f}", f"{case['removed']:,}", f"{case['expected']:,}",
+                      f"{case['rewritten']}", f"{case['affected']}", f"{case['left']:,}",
+                      f"{case['peak_kb'] / 1024:,.0f}", f"{(case['peak_kb'] - case['start_kb']) / 1024:,.0f}"))
+    print_aligned(lines, left=3)
+
+
+def print_ratios(results: dict[tuple[str, int, str], Case], ks: list[int], sizes: dict[str, int]) -> None:
+    """The ratios the connector aims at, each beside its target, and its memory against the data's."""
+    low, high = ks[0], ks[-1]
+    seconds = {key: case["seconds"] for key, case in results.items()}
+    lines = [("", "ratio", "target", "")]
+
+    def ratio(name: str, value: float, limit: float, strict: bool = False) -> None:
+        met = value < limit if strict else value <= limit
+        lines.append((name, f"{value:.2f}x", f"{'<' if strict else '<='} {limit:g}x", "met" if met else "MISSED"))
+
+    for layout in LAYOUTS:
+        ratio(f"{layout} K={high:,}: connector / pyarrow floor", seconds[layout, high, "connector"]
+              / seconds[layout, high, "pyarrow floor"], 1.3)
+        if high != low:
+            ratio(f"{layout}: connector K={high:,} / K={low:,}", seconds[layout, high, "connector"]
+                  / seconds[layout, low, "connector"], 2.0)
+            files = results[layout, high, "connector"]["affected"] / results[layout, low, "connector"]["affected"]
+            if files != 1:  # K=1 holds one file, K=1,000 them all: compare the time per file as well
+                ratio(f"{layout}: the same, per affected file", seconds[layout, high, "connector"]
+                      / seconds[layout, low, "connector"] / files, 2.0)
+        ratio(f"{layout} K={high:,}: connector / duckdb", seconds[layout, high, "connector"]
+              / seconds[layout, high, "duckdb"], 1.0, strict=True)
+    for k in ks:
+        rewritten = results["concentrated", k, "connector"]["rewritten"]
+        lines.append((f"concentrated K={k:,}: files the connector rewrote", f"{rewritten}", "1",
+                      "met" if rewritten == 1 else "MISSED"))
+    print_aligned(lines, left=1)
+    print()
+    memory = [("peak above start, largest case", "MB", "row groups", "files", "of the snapshot")]
+    for way in WAYS:
+        grew = max(case["peak_kb"] - case["start_kb"] for (_, _, w), case in results.items() if w == way) * 1024
+        memory.append((way, f"{grew / MB:,.0f}", f"{grew / sizes['group']:.1f}", f"{grew / sizes['file']:.2f}",
+                       f"{grew / sizes['snapshot']:.1%}"))
+    print_aligned(memory, left=1)
+
+
+def print_aligned(lines: Sequence[tuple[str, ...]], left: int) -> None:
+    """Rows of cells, the first `left` columns left-aligned, the others right-aligned."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for line in lines:
+        pairs = enumerate(zip(line, widths, strict=True))
+        cells = [cell.ljust(width) if i < left else cell.rjust(width) for i, (cell, width) in pairs]
+        print("  ".join(cells).rstrip())
+
+
+if __name__ == "__main__":
+    main()
