@@ -56,8 +56,9 @@ def show_status(status: dict[str, Any]) -> str:
         [[s["system"], s["kind"], s["status"], s["attempts"], s["items_erased"], s["finished_at"],
           s["error"] or s["reason"]] for s in status["systems"]],
     )]
-    for flag in status["flagged_models"]:
-        lines.append(f"flagged model {flag['model']} {flag['version']}  trained on {', '.join(flag['snapshots'])}")
+    for flag in status["flags"]:
+        lines.append(f"flagged model {flag['model']} {flag['version']}  {flag['state']}"
+                     f"  trained on {', '.join(flag['snapshots'])}")
     return "\n".join(lines)
 
 
@@ -101,8 +102,22 @@ def cmd_retry(args: argparse.Namespace) -> None:
 def cmd_lineage_add(args: argparse.Namespace) -> None:
     from worker import lineage
 
-    new = lineage.add(_runtime(args), args.model, args.version, args.snapshot)
+    trained_at = None if args.trained_at is None else lineage.parse_time(args.trained_at)
+    new = lineage.add(_runtime(args), args.model, args.version, args.snapshot, trained_at)
     print(f"{args.model} {args.version}: {new} snapshot(s) recorded")
+
+
+def cmd_lineage_import_mlflow(args: argparse.Namespace) -> int | None:
+    from worker import mlflow_lineage
+
+    rt = _runtime(args)
+    try:
+        done = mlflow_lineage.import_runs(rt, args.tracking_uri or rt.config.mlflow_tracking_uri)
+    except mlflow_lineage.MissingExtra as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    _print_json(done.to_json()) if args.json else print(done.show())
+    return None
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -112,9 +127,22 @@ def cmd_models(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(found)
         return
-    print(table(["MODEL", "VERSION", "FLAGS", "REQUESTS"],
-                [[m["model"], m["version"], len(m["flags"]), " ".join(f["request_id"] for f in m["flags"])]
-                 for m in found]))
+    print(table(["MODEL", "VERSION", "REQUEST", "STATE", "SNAPSHOTS", "CHANGED", "REASON"],
+                [[m["model"], m["version"], f.get("request_id"), f.get("state"),
+                  " ".join(f.get("snapshots", ())) or None, f.get("changed_at"), f.get("reason")]
+                 for m in found for f in m["flags"] or [{}]]))
+
+
+FLAG_COMMANDS = {"ack": "acknowledged", "retrained": "retrained", "waive": "waived"}
+
+
+def cmd_models_change(args: argparse.Namespace) -> None:
+    from worker import flags
+    from worker.store.models import FlagState
+
+    to = FlagState(FLAG_COMMANDS[args.models_command])
+    for request_id, previous in flags.change(_runtime(args), args.model, args.version, to, args.reason, args.request):
+        print(f"{args.model} {args.version}  {request_id}  {previous} -> {to}")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -188,6 +216,21 @@ def build_parser() -> Parser:
     made["list"].add_argument("--overdue", action="store_true")
     made["retry"].add_argument("request_id")
     made["models"].add_argument("--flagged", action="store_true")
+    # optional, so `erasure models [--flagged] [--json]` stays as the contract has it; --config here
+    # defaults to nothing so that `models --config X ack ...` keeps the X given before the subcommand
+    quiet_config = Parser(add_help=False)
+    quiet_config.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    models_sub = made["models"].add_subparsers(dest="models_command", parser_class=Parser,
+                                               metavar="{ack,retrained,waive}")
+    for name, text in (("ack", "acknowledge a model version's open flags"),
+                       ("retrained", "record that a model version's acknowledged flags were retrained away"),
+                       ("waive", "waive a model version's open or acknowledged flags")):
+        change = models_sub.add_parser(name, parents=[quiet_config], help=text, description=text)
+        change.add_argument("model")
+        change.add_argument("version")
+        change.add_argument("--reason", required=True, metavar="TEXT", help="why, kept with the flag's history")
+        change.add_argument("--request", metavar="ID", help="only this request's flag")
+        change.set_defaults(handler=cmd_models_change)
     for name in ("submit", "status", "list", "models"):
         made[name].add_argument("--json", action="store_true", help="print the contract's JSON")
 
@@ -197,7 +240,13 @@ def build_parser() -> Parser:
     add.add_argument("--model", required=True)
     add.add_argument("--version", required=True)
     add.add_argument("--snapshot", action="append", required=True, metavar="SYSTEM:SNAPSHOT")
+    add.add_argument("--trained-at", metavar="ISO8601", help="when training started, with a timezone (default: now)")
     add.set_defaults(handler=cmd_lineage_add)
+    mlflow = lineage_sub.add_parser("import-mlflow", parents=[common],
+                                    help="record lineage from MLflow's registered model versions and their runs")
+    mlflow.add_argument("--tracking-uri", metavar="URI", help="default: the config's [mlflow] tracking_uri")
+    mlflow.add_argument("--json", action="store_true", help="print the summary as JSON")
+    mlflow.set_defaults(handler=cmd_lineage_import_mlflow)
     return parser
 
 

@@ -111,6 +111,7 @@ class Config:
     identifiers: Mapping[str, IdentifierType]
     resolvers: tuple[Resolver, ...]
     systems: tuple[SystemConfig, ...]
+    mlflow_tracking_uri: str | None = None  # [mlflow] tracking_uri: where flagged model versions are tagged
 
     def system(self, name: str) -> SystemConfig:
         """The system of that name (KeyError if none)."""
@@ -150,7 +151,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     """Validate an already-decoded config document."""
     top = ConfigReader(str(path), "top level", raw, frozenset())
     top.only("store_url", "broker_url", "deadline_days", "deadline", "worker", "identifiers",
-             "resolvers", "systems", "api")
+             "resolvers", "systems", "api", "mlflow")
     identifiers = _identifiers(top)
     types = frozenset(identifiers)
     systems = _systems(top, types)
@@ -165,7 +166,17 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         identifiers=identifiers,
         resolvers=_resolvers(top, types, systems),
         systems=systems,
+        mlflow_tracking_uri=_mlflow_tracking_uri(top, path),
     )
+
+
+def _mlflow_tracking_uri(top: ConfigReader, path: Path) -> str | None:
+    """The [mlflow] table's tracking_uri, or $ERASURE_MLFLOW_TRACKING_URI over it."""
+    table = top.child("mlflow", top.raw.get("mlflow", {}))
+    table.only("tracking_uri")
+    given = table.text("tracking_uri") if "tracking_uri" in table.raw else None
+    uri = os.environ.get("ERASURE_MLFLOW_TRACKING_URI") or given
+    return _sqlite_beside(uri, path) if uri else None
 
 
 def _identifiers(top: ConfigReader) -> dict[str, IdentifierType]:

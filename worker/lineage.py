@@ -1,24 +1,27 @@
-"""Lineage (which model versions were trained on which snapshots) and the flags raised
-when a snapshot that held a subject's rows fed a model."""
+"""Lineage: which model versions were trained on which snapshots, and when. Adding it flags the
+requests already settled whose subject those snapshots held, by the rule of `worker.flags`."""
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
+from worker import flags, views
 from worker.config import Config
 from worker.errors import InputError
 from worker.runtime import Runtime
-from worker.store.models import Lineage, ModelFlag, Request, SnapshotHit, utcnow
+from worker.store.models import Lineage, ModelFlag, Request, RequestStatus, SnapshotHit, utcnow
 
 log = structlog.get_logger("erasure.lineage")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+/@-]{0,99}")
 FOLDER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+@-]{0,199}")
+FUTURE_SLACK = timedelta(minutes=1)  # clocks of the training host and this one may differ a little
+CHUNK = 500  # requests flagged per pass, to keep each IN (...) well within every database's limit
 
 
 def check_snapshot(config: Config, snapshot: str) -> str:
@@ -32,60 +35,86 @@ def check_snapshot(config: Config, snapshot: str) -> str:
     return snapshot
 
 
-def add(rt: Runtime, model: str, version: str, snapshots: list[str]) -> int:
-    """Record that a model version was trained on snapshots; returns how many were new."""
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time as `--trained-at` takes it (the timezone is checked by `add`)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--trained-at {text[:40]!r}: write ISO 8601, e.g. 2026-11-01T09:30:00Z") from None
+
+
+def check_trained_at(moment: datetime | None) -> datetime:
+    """When training started, in UTC, default now; it must carry a timezone and not be in the future."""
+    if moment is None:
+        return utcnow()
+    if moment.utcoffset() is None:
+        raise InputError("--trained-at: give the timezone, e.g. 2026-11-01T09:30:00Z or +02:00")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise InputError("--trained-at: out of range") from None
+    if moment > datetime.now(UTC) + FUTURE_SLACK:
+        raise InputError("--trained-at: in the future")
+    # the store keeps times to the second: rounding down compares with a rewrite's end on the safe side
+    return moment.replace(microsecond=0)
+
+
+def add(rt: Runtime, model: str, version: str, snapshots: list[str], trained_at: datetime | None = None) -> int:
+    """Record that a model version was trained on snapshots (training started at `trained_at`, default
+    now); returns how many were new. Settled requests whose subject a new snapshot held are flagged now."""
     for label, value in (("--model", model), ("--version", version)):
         if not NAME.fullmatch(value):
             raise InputError(f"{label}: letters, digits and _.:+/@- only, at most 100 characters")
     if not snapshots:
         raise InputError("--snapshot: name at least one SYSTEM:FOLDER")
     wanted = {check_snapshot(rt.config, s) for s in snapshots}
+    trained = check_trained_at(trained_at)
     with rt.transaction() as session:
         known = set(session.scalars(select(Lineage.snapshot).where(Lineage.model == model,
                                                                    Lineage.version == version)))
-        for snapshot in sorted(wanted - known):
-            session.add(Lineage(model=model, version=version, snapshot=snapshot, recorded_at=utcnow()))
-    log.info("lineage.added", model=model, version=version, snapshots=sorted(wanted), new=len(wanted - known))
-    return len(wanted - known)
+        new, now = sorted(wanted - known), utcnow()
+        for snapshot in new:
+            session.add(Lineage(model=model, version=version, snapshot=snapshot, recorded_at=now, trained_at=trained))
+        if new:
+            _flag_settled(session, model, version, new)
+    log.info("lineage.added", model=model, version=version, snapshots=sorted(wanted), new=len(new))
+    return len(new)
+
+
+def _flag_settled(session: Session, model: str, version: str, snapshots: list[str]) -> None:
+    """Flag the version for settled requests whose subject these snapshots held (the others are
+    flagged when they settle). Each such request is locked first, so a settle running meanwhile
+    either sees this lineage or is seen here as settled."""
+    holders = select(SnapshotHit.request_id).where(SnapshotHit.snapshot.in_(snapshots), SnapshotHit.rows > 0)
+    requests = session.scalars(select(Request).where(Request.id.in_(holders)).order_by(Request.id)
+                               .with_for_update()).all()
+    settled = [r for r in requests if r.status in (RequestStatus.COMPLETED, RequestStatus.FAILED)]
+    for start in range(0, len(settled), CHUNK):
+        flags.raise_flags(session, settled[start:start + CHUNK], versions={(model, version)})
 
 
 def flag_models(session: Session, request: Request) -> list[ModelFlag]:
-    """Flag every model version trained on a snapshot that held this request's subject."""
-    rows = session.execute(
-        select(Lineage.model, Lineage.version, Lineage.snapshot)
-        .join(SnapshotHit, SnapshotHit.snapshot == Lineage.snapshot)
-        .where(SnapshotHit.request_id == request.id, SnapshotHit.rows > 0)
-    ).all()
-    by_model: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for model, version, snapshot in rows:
-        by_model[(model, version)].add(snapshot)
-    earlier = session.scalars(select(ModelFlag).where(ModelFlag.request_id == request.id))
-    known = {(f.model, f.version): f for f in earlier}
-    flags = []
-    for (model, version), snapshots in sorted(by_model.items()):
-        flag = known.get((model, version))
-        if flag is None:
-            flag = ModelFlag(model=model, version=version, request_id=request.id,
-                             snapshots=sorted(snapshots), state="open", flagged_at=utcnow())
-            session.add(flag)
-            log.warning("model.flagged", request_id=request.id, subject_ref=request.subject_ref,
-                        model=model, version=version, snapshots=sorted(snapshots))
-        flags.append(flag)
-    return flags
+    """Flag every model version trained on a snapshot that held this request's subject, unless its
+    training started after that snapshot was rewritten without them."""
+    return flags.raise_flags(session, [request])
 
 
 def models(rt: Runtime, flagged_only: bool) -> list[dict[str, Any]]:
-    """Model versions with their flags, as `erasure models --json` prints them."""
+    """Model versions with their flags (and each flag's history), as `erasure models --json` prints them."""
     with rt.transaction() as session:
         versions = session.execute(select(Lineage.model, Lineage.version).distinct()).all()
-        flags = session.scalars(select(ModelFlag).order_by(ModelFlag.flagged_at, ModelFlag.id)).all()
-    by_version: dict[tuple[str, str], list[dict[str, Any]]] = {tuple(v): [] for v in versions}  # type: ignore[misc]
-    for flag in flags:
-        by_version.setdefault((flag.model, flag.version), []).append(
-            {"request_id": flag.request_id, "snapshots": flag.snapshots, "state": flag.state}
-        )
+        found = session.scalars(select(ModelFlag).options(selectinload(ModelFlag.events))
+                                .order_by(ModelFlag.flagged_at, ModelFlag.id)).all()
+        files = views.files_by_request(session, select(ModelFlag.request_id))
+    by_version: dict[tuple[str, str], list[dict[str, Any]]] = {(m, v): [] for m, v in versions}
+    for flag in found:
+        by_version.setdefault((flag.model, flag.version), []).append({
+            "request_id": flag.request_id, **views.flag_json(flag, files.get(flag.request_id, {})),
+            "history": [{"from": e.from_state, "to": e.to_state, "reason": e.reason, "at": views.timestamp(e.at)}
+                        for e in flag.events],
+        })
     return [
-        {"model": model, "version": version, "flags": found}
-        for (model, version), found in sorted(by_version.items())
-        if found or not flagged_only
+        {"model": model, "version": version, "flags": flagged}
+        for (model, version), flagged in sorted(by_version.items())
+        if flagged or not flagged_only
     ]

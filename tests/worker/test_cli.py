@@ -143,3 +143,34 @@ def test_table_aligns_columns() -> None:
     """Each column starts at the same offset on every row; None shows as '-'."""
     lines = table(["A", "LONGER"], [["wide value", None], ["x", 3]]).splitlines()
     assert [line.index(c) for line, c in zip(lines, ["LONGER", "-", "3"], strict=True)] == [12, 12, 12]
+
+
+@pytest.fixture
+def snapshot_config(tmp_path: Path) -> Path:
+    """A config with one snapshot system, `clickstream`, over an empty folder."""
+    (tmp_path / "clickstream").mkdir()
+    return write_config(tmp_path, f'[[systems]]\nname = "clickstream"\nkind = "snapshot"\n'
+                                  f'location = "{tmp_path / "clickstream"}"\nformat = "parquet"\n'
+                                  f'where = {{ user_id = "user_id" }}\n')
+
+
+@pytest.mark.parametrize("when", ["2026-11-01T09:30:00", "yesterday", "2999-01-01T00:00:00Z"],
+                         ids=["no-timezone", "not-iso", "future"])
+def test_lineage_refuses_a_bad_training_time(snapshot_config: Path, capsys: pytest.CaptureFixture[str],
+                                             when: str) -> None:
+    """`lineage add --trained-at` without a timezone, not ISO 8601 or in the future: exit 2, one line, no lineage."""
+    code, out, err = run(capsys, "lineage", "add", "--config", str(snapshot_config), "--model", "m", "--version", "1",
+                         "--snapshot", "clickstream:2026-01-01", "--trained-at", when)
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1 and "--trained-at" in err
+    assert json.loads(run(capsys, "models", "--config", str(snapshot_config), "--json")[1]) == []
+
+
+def test_lineage_takes_a_training_time_and_models_still_lists(snapshot_config: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`lineage add --trained-at` with a Z time records the version; `models --flagged --json` is still a list."""
+    code, out, _ = run(capsys, "lineage", "add", "--config", str(snapshot_config), "--model", "m", "--version", "1",
+                       "--snapshot", "clickstream:2026-01-01", "--trained-at", "2026-01-02T03:04:05Z")
+    assert code == 0 and "1 snapshot(s) recorded" in out
+    listed = json.loads(run(capsys, "models", "--config", str(snapshot_config), "--json")[1])
+    assert listed == [{"model": "m", "version": "1", "flags": []}]
+    assert json.loads(run(capsys, "models", "--flagged", "--config", str(snapshot_config), "--json")[1]) == []

@@ -1,9 +1,11 @@
 """Model flags: a model version trained on a snapshot that held the subject's rows is flagged,
-with the request and exactly the snapshots that caused it; lineage input is checked first."""
+with the request, exactly the snapshots that caused it and their files, unless its training
+started after the snapshot was rewritten; lineage input is checked first."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,13 @@ from sqlalchemy import func, select
 
 from tests.worker.conftest import drain, stub
 from worker import intake, lineage, pipeline, views
-from worker.errors import InputError
+from worker.errors import InputError, PermanentError
 from worker.runtime import Runtime
 from worker.store.models import Lineage, ModelFlag
 
 MakeRuntime = Callable[..., Runtime]
 OCT, NOV, DEC = "clickstream:2026-10-01", "clickstream:2026-11-01", "clickstream:2026-12-01"
+NO_BATCH_WAIT = "batch_wait_seconds = 0"  # one request at a time: no pass waits for others to join
 
 
 def write_snapshot(path: Path, user_ids: list[int]) -> None:
@@ -49,7 +52,7 @@ def clickstream(tmp_path: Path) -> Path:
 @pytest.fixture
 def snapshot_runtime(make_runtime: MakeRuntime, clickstream: Path) -> Runtime:
     """A runtime with the clickstream snapshot system and a stub `crm` system."""
-    return make_runtime(snapshot_system(clickstream) + stub("crm"))
+    return make_runtime(snapshot_system(clickstream) + stub("crm"), worker=NO_BATCH_WAIT)
 
 
 def erased(rt: Runtime, user_id: str) -> str:
@@ -68,7 +71,7 @@ def test_only_models_trained_on_a_snapshot_holding_the_subject_are_flagged(
     make_runtime: MakeRuntime, clickstream: Path, store_url: str,
 ) -> None:
     """Versions trained on a snapshot with the subject's rows are flagged with the request and those snapshots."""
-    rt = make_runtime(snapshot_system(clickstream), store_url=store_url)
+    rt = make_runtime(snapshot_system(clickstream), store_url=store_url, worker=NO_BATCH_WAIT)
     lineage.add(rt, "recsys", "1", [OCT])
     lineage.add(rt, "recsys", "2", [NOV])
     lineage.add(rt, "ranker", "3", [OCT, DEC])
@@ -85,8 +88,10 @@ def test_a_model_on_two_snapshots_lists_only_the_one_holding_the_subject(snapsho
     """A version trained on a snapshot with the subject and one without is flagged for the first only."""
     lineage.add(snapshot_runtime, "recsys", "7", [OCT, NOV])
     request_id = erased(snapshot_runtime, "2")
-    assert flags_of(snapshot_runtime) == {
-        ("recsys", "7"): [{"request_id": request_id, "snapshots": [OCT], "state": "open"}]}
+    flags = flags_of(snapshot_runtime)
+    assert list(flags) == [("recsys", "7")]
+    assert [(f["request_id"], f["snapshots"], f["state"]) for f in flags[("recsys", "7")]] == [
+        (request_id, [OCT], "open")]
 
 
 def test_a_subject_in_no_snapshot_flags_nothing(snapshot_runtime: Runtime) -> None:
@@ -189,3 +194,129 @@ def test_adding_the_same_lineage_twice_records_it_once(snapshot_runtime: Runtime
     assert rows == [OCT, NOV, DEC]
     assert [(m["model"], m["version"]) for m in lineage.models(snapshot_runtime, flagged_only=False)] == [
         ("recsys", "1")]
+
+
+def finished_at(rt: Runtime, request_id: str, system: str = "clickstream") -> datetime:
+    """When one system of a request finished, as the status says."""
+    status = views.status(rt, request_id)
+    found = next(s["finished_at"] for s in status["systems"] if s["system"] == system)
+    return datetime.fromisoformat(found)
+
+
+@pytest.fixture
+def sharded(tmp_path: Path) -> Path:
+    """One snapshot in four shards; user 2 is in part-0 and part-2 only."""
+    root = tmp_path / "sharded"
+    for shard, users in enumerate([[1, 2], [3], [2, 4], [5]]):
+        write_snapshot(root / "2026-10-01" / f"part-{shard}.parquet", users)
+    write_snapshot(root / "2026-11-01" / "part-0.parquet", [2])
+    return root
+
+
+def test_a_flag_names_the_files_that_held_the_subject(make_runtime: MakeRuntime, sharded: Path) -> None:
+    """Each flag lists, per snapshot, only the shards that held the subject, in models and in the status."""
+    rt = make_runtime(snapshot_system(sharded), worker=NO_BATCH_WAIT)
+    lineage.add(rt, "recsys", "1", [OCT, NOV])
+    request_id = erased(rt, "2")
+    expected = {OCT: ["2026-10-01/part-0.parquet", "2026-10-01/part-2.parquet"],
+                NOV: ["2026-11-01/part-0.parquet"]}
+    assert flags_of(rt)[("recsys", "1")][0]["files"] == expected
+    status = views.status(rt, request_id)
+    assert [(f["model"], f["files"]) for f in status["flags"]] == [("recsys", expected)]
+    assert status["flagged_models"] == [{"model": "recsys", "version": "1", "snapshots": [OCT, NOV]}]
+
+
+def test_a_flag_names_the_files_only_of_the_snapshots_that_caused_it(make_runtime: MakeRuntime, sharded: Path) -> None:
+    """A version trained on one of two snapshots that held the subject gets the files of that one only."""
+    rt = make_runtime(snapshot_system(sharded), worker=NO_BATCH_WAIT)
+    lineage.add(rt, "recsys", "1", [NOV])
+    erased(rt, "2")
+    assert flags_of(rt)[("recsys", "1")][0]["files"] == {NOV: ["2026-11-01/part-0.parquet"]}
+
+
+def test_lineage_added_after_settle_flags_at_once(snapshot_runtime: Runtime) -> None:
+    """A version recorded after the request settled, trained before the rewrite, is flagged when it is added."""
+    request_id = erased(snapshot_runtime, "2")
+    assert flags_of(snapshot_runtime) == {}
+    before = finished_at(snapshot_runtime, request_id) - timedelta(days=30)
+
+    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, NOV], trained_at=before) == 2
+    flags = flags_of(snapshot_runtime)[("recsys", "1")]
+    assert [(f["request_id"], f["snapshots"], f["state"]) for f in flags] == [(request_id, [OCT], "open")]
+    assert views.status(snapshot_runtime, request_id)["flagged_models"] == [
+        {"model": "recsys", "version": "1", "snapshots": [OCT]}]
+
+
+def test_a_version_trained_after_the_rewrite_is_not_flagged(snapshot_runtime: Runtime) -> None:
+    """Lineage added after settle, for a training that started after the snapshot was rewritten, flags nothing."""
+    request_id = erased(snapshot_runtime, "2")
+    after = finished_at(snapshot_runtime, request_id) + timedelta(seconds=1)
+    lineage.add(snapshot_runtime, "recsys", "2", [OCT, DEC], trained_at=after)
+    assert flags_of(snapshot_runtime) == {}
+    assert views.status(snapshot_runtime, request_id)["flagged_models"] == []
+
+
+def test_at_settle_a_version_trained_after_the_rewrite_is_not_flagged(snapshot_runtime: Runtime) -> None:
+    """Settle applies the same rule: a training recorded as starting after the rewrite is not flagged."""
+    soon = datetime.now().astimezone() + timedelta(seconds=50)  # allowed: at most a minute ahead
+    lineage.add(snapshot_runtime, "recsys", "2", [OCT], trained_at=soon)
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT])
+    request_id = erased(snapshot_runtime, "2")
+    assert finished_at(snapshot_runtime, request_id) < soon
+    assert list(flags_of(snapshot_runtime)) == [("recsys", "1")]
+
+
+def test_lineage_added_while_the_request_is_at_work_is_flagged_at_settle(snapshot_runtime: Runtime) -> None:
+    """Lineage added after the snapshot was rewritten but before the request settles flags at the settle."""
+    request_id = intake.submit(snapshot_runtime, {"user_id": "2"}).request_id
+    snapshot_runtime.dispatch.sent.clear()  # type: ignore[attr-defined]
+    pipeline.start(snapshot_runtime, request_id)
+    pipeline.erase_system(snapshot_runtime, request_id, "clickstream")  # crm still pending
+    assert views.status(snapshot_runtime, request_id)["status"] == "in_progress"
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT], trained_at=datetime.now().astimezone() - timedelta(days=1))
+    assert flags_of(snapshot_runtime) == {}
+    drain(snapshot_runtime)
+    assert [f["request_id"] for f in flags_of(snapshot_runtime)[("recsys", "1")]] == [request_id]
+
+
+def test_a_snapshot_that_was_not_rewritten_flags_even_a_later_training(snapshot_runtime: Runtime) -> None:
+    """When the snapshot system failed, the subject is still there: a training after it is flagged all the same."""
+    def fail(subjects: object) -> None:
+        raise PermanentError("clickstream: read-only")
+
+    snapshot_runtime.connector("clickstream").erase_many = fail  # type: ignore[method-assign, assignment]
+    request_id = erased(snapshot_runtime, "2")
+    assert views.status(snapshot_runtime, request_id)["status"] == "failed"
+    later = finished_at(snapshot_runtime, request_id) + timedelta(seconds=1)
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT], trained_at=later)
+    assert [f["request_id"] for f in flags_of(snapshot_runtime)[("recsys", "1")]] == [request_id]
+
+
+def test_a_new_snapshot_of_a_flagged_version_joins_its_flag(snapshot_runtime: Runtime) -> None:
+    """More lineage for a version already flagged widens that flag instead of raising a second one."""
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT])
+    request_id = erased(snapshot_runtime, "2")
+    lineage.add(snapshot_runtime, "recsys", "1", [DEC], trained_at=datetime.now().astimezone() - timedelta(days=1))
+    flags = flags_of(snapshot_runtime)[("recsys", "1")]
+    assert [(f["request_id"], f["snapshots"]) for f in flags] == [(request_id, [OCT, DEC])]
+    assert set(flags[0]["files"]) == {OCT, DEC}
+
+
+@pytest.mark.parametrize("trained_at", [
+    datetime(2026, 1, 1, 9, 30),                                  # no timezone
+    datetime.now().astimezone() + timedelta(minutes=5),           # in the future
+], ids=["naive", "future"])
+def test_a_bad_training_time_is_refused_and_records_nothing(snapshot_runtime: Runtime, trained_at: datetime) -> None:
+    """A training time without a timezone, or more than a minute ahead, is refused; no lineage row is left."""
+    with pytest.raises(InputError, match="--trained-at"):
+        lineage.add(snapshot_runtime, "recsys", "1", [OCT], trained_at=trained_at)
+    assert lineage.models(snapshot_runtime, flagged_only=False) == []
+
+
+@pytest.mark.parametrize("text", ["2026-11-01T09:30:00Z", "2026-11-01T11:30:00+02:00", "2026-11-01 09:30:00.999+00:00"])
+def test_training_times_are_read_in_utc_to_the_second(snapshot_runtime: Runtime, text: str) -> None:
+    """ISO 8601 with Z or an offset is stored as the same UTC second (rounded down, the safe side)."""
+    lineage.add(snapshot_runtime, "recsys", "1", [OCT], trained_at=lineage.parse_time(text))
+    with snapshot_runtime.transaction() as session:
+        stored = session.scalar(select(Lineage.trained_at))
+    assert stored == datetime.fromisoformat("2026-11-01T09:30:00+00:00")

@@ -43,6 +43,15 @@ class SystemStatus(StrEnum):
 SETTLED = frozenset({SystemStatus.ERASED, SystemStatus.NOT_FOUND, SystemStatus.FAILED, SystemStatus.EXEMPT})
 
 
+class FlagState(StrEnum):
+    """Where one model flag stands: open until someone acts, then retrained or waived for good."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RETRAINED = "retrained"
+    WAIVED = "waived"
+
+
 def utcnow() -> datetime:
     """Now, timezone-aware, in UTC, to the second."""
     return datetime.now(UTC).replace(microsecond=0)
@@ -142,6 +151,7 @@ class Lineage(Base):
     version: Mapped[str] = mapped_column(String(100))
     snapshot: Mapped[str] = mapped_column(String(300), index=True)
     recorded_at: Mapped[datetime]
+    trained_at: Mapped[datetime]  # when training read the snapshot (its start)
 
 
 class ModelFlag(Base):
@@ -155,5 +165,22 @@ class ModelFlag(Base):
     version: Mapped[str] = mapped_column(String(100))
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
     snapshots: Mapped[list[Any]]
-    state: Mapped[str] = mapped_column(String(16), default="open")
+    state: Mapped[str] = mapped_column(String(16), default=FlagState.OPEN)
     flagged_at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(Text)  # the reason given at the last change of state
+    changed_at: Mapped[datetime | None]
+
+    events: Mapped[list[FlagEvent]] = relationship(order_by="FlagEvent.id", cascade="all, delete-orphan")
+
+
+class FlagEvent(Base):
+    """One change of a flag's state, with the reason given: the flag's history."""
+
+    __tablename__ = "flag_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flag_id: Mapped[int] = mapped_column(ForeignKey("model_flags.id"), index=True)
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]

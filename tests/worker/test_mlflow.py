@@ -1,0 +1,294 @@
+"""Lineage from MLflow: registered model versions, their runs' logged dataset sources mapped
+to snapshots, and the tags on flagged versions, against a real SQLite-backed MLflow store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.worker.conftest import ListDispatch, write_config
+from worker import logs, mlflow_lineage
+from worker.cli import main
+from worker.config import load
+from worker.errors import ConfigError
+from worker.runtime import Runtime
+from worker.store.models import Lineage
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow.entities import Dataset, DatasetInput  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store migrated once per module (the migration takes seconds)."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking_uri(empty_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh copy of the migrated store for this test."""
+    monkeypatch.chdir(tmp_path)  # anything MLflow writes by default lands here
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture
+def client(tracking_uri: str) -> Any:
+    """An MLflow client on the test's store."""
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """The folder that holds the snapshot locations."""
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def config(tmp_path: Path, data: Path) -> Path:
+    """A config with two snapshot systems, one in a folder whose name starts like the other's."""
+    systems = "".join(
+        f'[[systems]]\nname = "{name}"\nkind = "snapshot"\nlocation = "{data}/{folder}/"\n'
+        'format = "parquet"\nwhere = { user_id = "user_id" }\n'
+        for name, folder in (("clickstream", "clickstream"), ("clickstream-old", "clickstream-old"))
+    )
+    return write_config(tmp_path, systems)
+
+
+@pytest.fixture
+def train(client: Any, tmp_path: Path) -> Callable[..., str]:
+    """Log a run reading the given sources and register a version of the model from it."""
+    experiment = client.create_experiment("training", artifact_location=str(tmp_path / "artifacts"))
+
+    def trained(model: str, *sources: tuple[str, dict[str, Any]]) -> str:
+        run = client.create_run(experiment)
+        inputs = [DatasetInput(Dataset(name=f"data{i}", digest=hashlib.sha256(text.encode()).hexdigest()[:8],
+                                       source_type=kind, source=text))  # MLflow keeps one dataset per digest
+                  for i, (kind, text) in enumerate((kind, json.dumps(source)) for kind, source in sources)]
+        client.log_inputs(run.info.run_id, datasets=inputs)
+        client.set_terminated(run.info.run_id)
+        if not client.search_registered_models(f"name = '{model}'"):
+            client.create_registered_model(model)
+        return str(client.create_model_version(model, str(tmp_path / "model"), run_id=run.info.run_id).version)
+
+    return trained
+
+
+def local(path: Path | str) -> tuple[str, dict[str, Any]]:
+    """A local file source as MLflow logs it."""
+    return "local", {"uri": str(path)}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run one command in-process; returns the exit code, stdout and stderr."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def import_json(capsys: pytest.CaptureFixture[str], config: Path, tracking_uri: str) -> dict[str, Any]:
+    """Run `lineage import-mlflow --json` and return its summary."""
+    code, out, err = run(capsys, "lineage", "import-mlflow", "--config", str(config),
+                         "--tracking-uri", tracking_uri, "--json")
+    assert code == 0, err
+    return dict(json.loads(out))
+
+
+def lineage_rows(config: Path) -> list[tuple[str, str, str]]:
+    """Every lineage row in the store, sorted."""
+    with Runtime(load(config), dispatch=ListDispatch()).transaction() as session:
+        return sorted(session.execute(select(Lineage.model, Lineage.version, Lineage.snapshot)).all())  # type: ignore[arg-type]
+
+
+def test_sources_under_a_location_become_snapshots(config: Path, data: Path, tracking_uri: str,
+                                                   train: Callable[..., str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Each version's run sources map to SYSTEM:FOLDER, and `models --json` lists the versions."""
+    train("recsys", local(data / "clickstream/2026-11-01/part-0.parquet"),
+          local(f"file://{data}/clickstream/2026-11-02/"))
+    train("recsys", local(data / "clickstream-old/2025-01-01"))
+    summary = import_json(capsys, config, tracking_uri)
+    assert lineage_rows(config) == [("recsys", "1", "clickstream:2026-11-01"),
+                                    ("recsys", "1", "clickstream:2026-11-02"),
+                                    ("recsys", "2", "clickstream-old:2025-01-01")]
+    assert (summary["runs_seen"], summary["model_versions"], summary["lineage_rows_added"]) == (2, 2, 3)
+    _, out, _ = run(capsys, "models", "--config", str(config), "--json")
+    assert [(m["model"], m["version"]) for m in json.loads(out)] == [("recsys", "1"), ("recsys", "2")]
+
+
+def test_importing_twice_adds_nothing(config: Path, data: Path, tracking_uri: str, train: Callable[..., str],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A second import of the same runs adds no lineage row."""
+    train("recsys", local(data / "clickstream/2026-11-01/"))
+    import_json(capsys, config, tracking_uri)
+    again = import_json(capsys, config, tracking_uri)
+    assert again["lineage_rows_added"] == 0 and again["model_versions"] == 1
+    assert lineage_rows(config) == [("recsys", "1", "clickstream:2026-11-01")]
+
+
+def test_unmapped_sources_are_counted_and_shown(config: Path, data: Path, tracking_uri: str,
+                                                train: Callable[..., str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Sources outside every location are counted, shown by scheme and path, and record nothing."""
+    train("recsys", local(data / "clickstream/2026-11-01/"), ("s3", {"uri": "s3://other-bucket/x/2026/"}))
+    train("ranker", ("http", {"url": "https://user:secret@example.com/d.csv?token=abc"}))
+    summary = import_json(capsys, config, tracking_uri)
+    assert summary["sources_unmapped"] == 2
+    assert summary["unmapped"] == [{"scheme": "https", "path": "example.com/d.csv", "count": 1},
+                                   {"scheme": "s3", "path": "other-bucket/x/2026", "count": 1}]
+    assert [s["model"] for s in summary["skipped_versions"]] == ["ranker"]
+    assert lineage_rows(config) == [("recsys", "1", "clickstream:2026-11-01")]
+
+
+def test_summary_for_people(config: Path, data: Path, tracking_uri: str, train: Callable[..., str],
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --json, the first line gives the four figures and each unmapped source follows."""
+    train("recsys", local(data / "clickstream/2026-11-01/"), local("/elsewhere/2026-11-01/"))
+    code, out, _ = run(capsys, "lineage", "import-mlflow", "--config", str(config), "--tracking-uri", tracking_uri)
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0] == "runs seen 1, model versions 1, lineage rows added 1, sources unmapped 1"
+    assert lines[1].split() == ["unmapped", "file", "/elsewhere/2026-11-01", "(1)"]
+
+
+def test_tracking_uri_comes_from_the_config(tmp_path: Path, data: Path, tracking_uri: str, train: Callable[..., str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --tracking-uri, the config's [mlflow] tracking_uri is read."""
+    systems = (f'[[systems]]\nname = "clickstream"\nkind = "snapshot"\nlocation = "{data}/clickstream"\n'
+               'where = { user_id = "user_id" }\n')
+    config = write_config(tmp_path, systems, top=f'[mlflow]\ntracking_uri = "{tracking_uri}"\n')
+    train("recsys", local(data / "clickstream/2026-11-01/a.parquet"))
+    code, _, err = run(capsys, "lineage", "import-mlflow", "--config", str(config))
+    assert code == 0, err
+    assert lineage_rows(config) == [("recsys", "1", "clickstream:2026-11-01")]
+
+
+def test_no_tracking_uri_exits_2(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With no --tracking-uri and no [mlflow] table, the command exits 2 with one line."""
+    code, _, err = run(capsys, "lineage", "import-mlflow", "--config", str(config))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--tracking-uri" in err
+
+
+def test_missing_extra_exits_2_with_the_install_line(config: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Without mlflow installed, the command exits 2 with the one line that says how to install it."""
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    code, out, err = run(capsys, "lineage", "import-mlflow", "--config", str(config), "--tracking-uri", "sqlite://")
+    assert code == 2 and out == ""
+    assert err == "erasure lineage import-mlflow needs the [mlflow] extra: pip install 'erasure-worker[mlflow]'\n"
+
+
+@pytest.mark.parametrize(("kind", "source", "expected"), [
+    ("local", {"uri": "{data}/clickstream/2026-11-01/x/part-0.parquet"}, {"clickstream:2026-11-01"}),
+    ("local", {"uri": "file://{data}/clickstream/2026-11-01"}, {"clickstream:2026-11-01"}),
+    ("local", {"uri": "file://localhost{data}/clickstream/2026%2D11%2D01/"}, {"clickstream:2026-11-01"}),
+    ("local", {"uri": "{data}/clickstream-old/2026-11-01/"}, {"clickstream-old:2026-11-01"}),
+    ("local", {"uri": "{data}/clickstream2/2026-11-01/"}, set()),
+    ("local", {"uri": "{data}/clickstream/../private/2026-11-01/"}, set()),
+    ("local", {"uri": "{data}/clickstream/"}, set()),
+    ("local", {"uri": "{data}/clickstream/part-0.parquet"}, set()),
+    ("local", {"uri": "{data}/clickstream/*/"}, set()),
+    ("local", {"uri": "clickstream/2026-11-01/"}, set()),
+    ("local", {"uri": "file://otherhost{data}/clickstream/2026-11-01/"}, set()),
+    ("s3", {"uri": "s3://bucket{data}/clickstream/2026-11-01/"}, set()),
+    ("delta_table", {"path": "{data}/clickstream", "delta_table_version": 7}, {"clickstream:7"}),
+    ("delta_table", {"path": "{data}/clickstream"}, set()),
+    ("delta_table", {"path": "{data}/clickstream", "delta_table_version": True}, set()),
+    ("spark", {"table_name": "db.clicks"}, set()),
+])
+def test_source_mapping_boundaries(config: Path, data: Path, kind: str, source: dict[str, Any],
+                                   expected: set[str]) -> None:
+    """A source maps only to the snapshot folder it lies in; a near name, '..', a glob, a bare location: nowhere."""
+    (data / "clickstream").mkdir(parents=True)
+    (data / "clickstream/part-0.parquet").write_bytes(b"PAR1")
+    filled = {k: v.replace("{data}", str(data)) if isinstance(v, str) else v for k, v in source.items()}
+    found, _ = mlflow_lineage.snapshots_of(load(config), kind, filled)
+    assert found == expected
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("s3://ml-data/clickstream/2026-11-01/part-0.parquet", {"clickstream:2026-11-01"}),
+    ("s3a://ml-data/clickstream/2026-11-01/", {"clickstream:2026-11-01"}),
+    ("s3://ml-data/clickstream-old/2026-11-01/", set()),
+    ("s3://other-data/clickstream/2026-11-01/", set()),
+    ("s3://ml-data/clickstream/../private/2026-11-01/", set()),
+    ("/ml-data/clickstream/2026-11-01/", set()),
+])
+def test_object_store_source_mapping(config: Path, uri: str, expected: set[str]) -> None:
+    """An s3:// source maps to a snapshot of an s3:// location only in the same bucket and under its prefix."""
+    loaded = load(config)
+    system = replace(loaded.system("clickstream"), location="s3://ml-data/clickstream/")  # type: ignore[call-arg]
+    found, _ = mlflow_lineage.snapshots_of(replace(loaded, systems=(system,)), "s3", {"uri": uri})
+    assert found == expected
+
+
+def test_a_version_without_a_run_is_skipped_and_listed(config: Path, client: Any, tracking_uri: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A model version registered without a run gets no lineage and is listed with the reason."""
+    client.create_registered_model("bare")
+    client.create_model_version("bare", "/models/bare")
+    summary = import_json(capsys, config, tracking_uri)
+    assert summary["skipped_versions"] == [{"model": "bare", "version": "1", "reason": "no run"}]
+    assert (summary["model_versions"], summary["runs_seen"], summary["lineage_rows_added"]) == (1, 0, 0)
+
+
+def test_a_missing_sqlite_store_exits_2(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A SQLite tracking URI naming no file exits 2 and leaves no empty MLflow store behind."""
+    code, _, err = run(capsys, "lineage", "import-mlflow", "--config", str(config),
+                       "--tracking-uri", f"sqlite:///{tmp_path}/typo/mlflow.db")
+    assert code == 2 and "no MLflow store" in err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_tag_flagged_sets_the_tags(client: Any, tracking_uri: str, train: Callable[..., str],
+                                   data: Path) -> None:
+    """A flagged version gets erasure.flagged = true and its requests, earlier ones kept."""
+    version = train("recsys", local(data / "clickstream/2026-11-01/"))
+    mlflow_lineage.tag_flagged(tracking_uri, "recsys", version, ["req-b"])
+    mlflow_lineage.tag_flagged(tracking_uri, "recsys", version, ["req-a", "req-b"])
+    tags = client.get_model_version("recsys", version).tags
+    assert tags["erasure.flagged"] == "true"
+    assert tags["erasure.requests"] == "req-a,req-b"
+
+
+@pytest.fixture
+def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Logging configured for JSON lines on stderr; call the fixture to read the events so far."""
+    logs.configure(level="INFO", fmt="json")
+    yield lambda: [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    logging.getLogger().handlers.clear()
+
+
+def test_a_failed_tag_is_logged_not_raised(tracking_uri: str, json_logs: Callable[[], list[dict[str, Any]]]) -> None:
+    """Tagging a version MLflow does not know logs mlflow.tag_failed with model, version and error type."""
+    mlflow_lineage.tag_flagged(tracking_uri, "nope", "1", ["req-a"])
+    failed = [e for e in json_logs() if e.get("event") == "mlflow.tag_failed"]
+    assert [(e["model"], e["version"], e["error"]) for e in failed] == [("nope", "1", "MlflowException")]
+
+
+def test_config_reads_the_mlflow_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[mlflow] tracking_uri is read, a relative SQLite path is taken beside the config, and the env wins."""
+    config = write_config(tmp_path, "", top='[mlflow]\ntracking_uri = "sqlite:///mlflow.db"\n')
+    config.write_text(config.read_text() + '[[systems]]\nname = "s"\nkind = "stub"\nuses = ["user_id"]\n')
+    assert load(config).mlflow_tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("ERASURE_MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert load(config).mlflow_tracking_uri == "http://mlflow.internal:5000"
+
+
+def test_config_refuses_an_unknown_mlflow_key(tmp_path: Path) -> None:
+    """A typo in the [mlflow] table stops start-up naming the table and the key."""
+    config = write_config(tmp_path, "", top='[mlflow]\ntracking_url = "sqlite:///mlflow.db"\n')
+    config.write_text(config.read_text() + '[[systems]]\nname = "s"\nkind = "stub"\nuses = ["user_id"]\n')
+    with pytest.raises(ConfigError, match=r"mlflow: tracking_url: unknown key"):
+        load(config)

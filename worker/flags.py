@@ -1,0 +1,152 @@
+"""Model flags: the one rule that says which model versions are flagged for which requests
+(applied when a request settles and when lineage is added), and a flag's life after that:
+open, acknowledged, then retrained or waived for good, each change recorded with its reason."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from worker.errors import InputError, RefusedError
+from worker.runtime import Runtime
+from worker.store.models import (
+    FlagEvent,
+    FlagState,
+    Lineage,
+    ModelFlag,
+    Request,
+    SnapshotHit,
+    SystemStatus,
+    SystemTask,
+    utcnow,
+)
+
+log = structlog.get_logger("erasure.flags")
+
+F = FlagState
+MOVES: dict[str, frozenset[str]] = {
+    F.OPEN: frozenset({F.ACKNOWLEDGED, F.WAIVED}),
+    F.ACKNOWLEDGED: frozenset({F.RETRAINED, F.WAIVED}),
+    F.RETRAINED: frozenset(),
+    F.WAIVED: frozenset(),
+}
+FINAL = frozenset(state for state, moves in MOVES.items() if not moves)
+REASON_LIMIT = 500
+# characters that reorder how the text around them is shown (a record must read as it is stored)
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+Due = dict[tuple[str, str, str], list[SnapshotHit]]
+
+
+def due_flags(hits: Iterable[SnapshotHit], lineage: Iterable[Lineage],
+              rewritten_at: Mapping[tuple[str, str], datetime]) -> Due:
+    """The (request, model, version) triples to flag, each with the hits that cause it: a version
+    trained on a snapshot that held the subject, unless its training started after that snapshot's
+    system was rewritten without them (`rewritten_at` by (request, system); absent: never was)."""
+    trained_on: dict[str, list[Lineage]] = defaultdict(list)
+    for row in lineage:
+        trained_on[row.snapshot].append(row)
+    due: Due = defaultdict(list)
+    for hit in hits:
+        clean_since = rewritten_at.get((hit.request_id, hit.system))
+        for row in trained_on.get(hit.snapshot, ()):
+            if hit.rows > 0 and (clean_since is None or row.trained_at <= clean_since):
+                due[(hit.request_id, row.model, row.version)].append(hit)
+    return dict(due)
+
+
+def raise_flags(session: Session, requests: Sequence[Request],
+                versions: set[tuple[str, str]] | None = None) -> list[ModelFlag]:
+    """Flag what `due_flags` says for these requests (for these model versions only, if given).
+    A flag raised before keeps its state, and takes in newly due snapshots unless it is final."""
+    by_id = {r.id: r for r in requests}
+    if not by_id:
+        return []
+    hits = session.scalars(select(SnapshotHit).where(SnapshotHit.request_id.in_(by_id), SnapshotHit.rows > 0)).all()
+    if not hits:
+        return []
+    lineage = [row for row in session.scalars(select(Lineage).where(Lineage.snapshot.in_({h.snapshot for h in hits})))
+               if versions is None or (row.model, row.version) in versions]
+    erased = session.execute(
+        select(SystemTask.request_id, SystemTask.system, SystemTask.finished_at)
+        .where(SystemTask.request_id.in_(by_id), SystemTask.status == SystemStatus.ERASED)
+    ).all()
+    due = due_flags(hits, lineage, {(r, s): at for r, s, at in erased if at is not None})
+    earlier = session.scalars(select(ModelFlag).where(ModelFlag.request_id.in_(by_id)))
+    known = {(f.request_id, f.model, f.version): f for f in earlier}
+    flags = []
+    for (request_id, model, version), found in sorted(due.items()):
+        snapshots = sorted({hit.snapshot for hit in found})
+        flag = known.get((request_id, model, version))
+        if flag is None:
+            flag = ModelFlag(model=model, version=version, request_id=request_id, snapshots=snapshots,
+                             state=F.OPEN, flagged_at=utcnow())
+            session.add(flag)
+            log.warning("model.flagged", request_id=request_id, subject_ref=by_id[request_id].subject_ref,
+                        model=model, version=version, snapshots=snapshots)
+        elif flag.state not in FINAL and not set(snapshots) <= set(flag.snapshots):
+            flag.snapshots = sorted(set(flag.snapshots) | set(snapshots))
+            log.warning("model.flag_widened", request_id=request_id, model=model, version=version,
+                        snapshots=flag.snapshots, state=flag.state)
+        flags.append(flag)
+    return flags
+
+
+def check_reason(reason: str) -> str:
+    """A reason fit for the record: one line of text, 1 to 500 characters, trimmed."""
+    text = reason.strip()
+    if not text:
+        raise InputError(f"--reason: say why, in at most {REASON_LIMIT} characters")
+    if len(text) > REASON_LIMIT:
+        raise InputError(f"--reason: at most {REASON_LIMIT} characters, got {len(text)}")
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in BIDI_CONTROLS for c in text):
+        raise InputError("--reason: one line of plain text, without control characters")
+    return text
+
+
+def change(rt: Runtime, model: str, version: str, to: FlagState, reason: str,
+           request_id: str | None = None) -> list[tuple[str, str]]:
+    """Move every non-final flag of a model version (or only one request's) to `to`, recording why;
+    returns (request_id, previous state) of each flag moved. Refused whole if any flag cannot move."""
+    why = check_reason(reason)
+    name = f"model {model[:100]!r} version {version[:100]!r}"
+    of_request = "" if request_id is None else f" of request {request_id[:100]!r}"
+    with rt.transaction() as session:
+        flags = session.scalars(
+            select(ModelFlag).where(ModelFlag.model == model, ModelFlag.version == version)
+            .order_by(ModelFlag.id).with_for_update()
+        ).all()
+        if not flags:
+            if session.scalar(select(Lineage.id).where(Lineage.model == model, Lineage.version == version)
+                              .limit(1)) is None:
+                raise InputError(f"no {name}: `erasure models` lists them")
+            raise RefusedError(f"{name} has no flag")
+        if request_id is not None:
+            flags = [f for f in flags if f.request_id == request_id]
+            if not flags:
+                raise InputError(f"--request: {name} has no flag{of_request}")
+        pending = [f for f in flags if f.state not in FINAL]
+        if not pending:
+            raise RefusedError(f"{name} has no open or acknowledged flag{of_request}: "
+                               f"{', '.join(sorted({f.state for f in flags}))} are final")
+        for flag in pending:
+            if flag.state != to and to not in MOVES[flag.state]:
+                hint = ": acknowledge it first" if (flag.state, to) == (F.OPEN, F.RETRAINED) else ""
+                raise RefusedError(f"{name}: the flag of request {flag.request_id} is {flag.state}, "
+                                   f"it cannot become {to}{hint}")
+        moving = [f for f in pending if f.state != to]
+        if not moving:
+            raise RefusedError(f"{name}: every flag{of_request} that is not final is already {to}")
+        now, moved = utcnow(), []
+        for flag in moving:
+            previous, flag.state, flag.reason, flag.changed_at = flag.state, to, why, now
+            flag.events.append(FlagEvent(from_state=previous, to_state=to, reason=why, at=now))
+            log.info(f"flag.{to}", model=model, version=version, request_id=flag.request_id, previous=previous)
+            moved.append((flag.request_id, previous))
+        return moved
