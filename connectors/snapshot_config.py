@@ -51,10 +51,13 @@ class SnapshotConfig(SystemConfig):
         where = reader.require("where", dict)
         if not where:
             raise reader.error("where", "names no column")
+        location = _location(reader)
+        if fmt == "delta" and location.startswith("s3://"):
+            raise reader.error("location", "a Delta table must be local (a folder or a mounted bucket), not s3://")
         return cls(
             name=reader.text("name"),
             kind="snapshot",
-            location=_location(reader),
+            location=location,
             format=fmt,
             where=tuple((column, reader.identifier(f"where.{column}", t)) for column, t in where.items()),
             retention_hours=_retention_hours(reader, fmt),

@@ -16,13 +16,13 @@ from connectors import snapshot_delta  # noqa: E402
 from connectors.base import ConfigReader, SnapshotHit, Subject  # noqa: E402
 from connectors.snapshot_config import SnapshotConfig  # noqa: E402
 from connectors.snapshot_delta import DeltaEngine, predicate  # noqa: E402
-from worker.errors import PermanentError, TransientError  # noqa: E402
+from worker.errors import ConfigError, PermanentError, TransientError  # noqa: E402
 
 SCHEMA = pa.schema([("user_id", pa.int64()), ("email", pa.string()), ("code", pa.string())])
 HOSTILE = ["'", "%", "*", "\\", "' OR '1'='1", "42) OR (1=1", '"', "42 OR 1=1", "4%", "\\' OR 1=1 --"]
 
 
-def engine(location: Path, where: dict[str, str] | None = None, **overrides: Any) -> DeltaEngine:
+def engine(location: Path | str, where: dict[str, str] | None = None, **overrides: Any) -> DeltaEngine:
     """An engine over the table, configured as erasure.toml would."""
     raw = {"name": "events", "kind": "snapshot", "location": str(location), "format": "delta",
            "where": where or {"user_id": "user_id"}, **overrides}
@@ -277,3 +277,9 @@ def test_hits_name_the_files_relative_to_the_table(table: Path) -> None:
     """A hit's files are paths inside the table folder."""
     hit = engine(table).locate_many([user("42")])[0][0]
     assert isinstance(hit, SnapshotHit) and all((table / f).is_file() and "/" not in f for f in hit.files)
+
+
+def test_a_delta_table_in_an_object_store_is_refused_at_start_up() -> None:
+    """The engine reads local files only: an s3:// Delta location stops start-up, naming the key."""
+    with pytest.raises(ConfigError, match=r"^erasure.toml: system 'events': location: a Delta table must be local"):
+        engine("s3://ml-data/events/")
