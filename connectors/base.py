@@ -144,11 +144,12 @@ def retry_blips(fn: Callable[..., T]) -> Callable[..., T]:
     )(fn)
 
 
-INTEGER = re.compile(r"-?[0-9]{1,19}")
+INTEGER = re.compile(r"0|-?[1-9][0-9]{0,18}")  # as written canonically: "042" and "-0" are not 42 and 0
 
 
 def as_integer(value: str) -> int | None:
-    """The value as an integer if it is one written plainly ("42", not "42.0" or " 42")."""
+    """The value as an integer if it is one written plainly ("42", not "42.0", " 42" or "042": an
+    integer column cannot tell "042" from 42, and a match must never take more than was asked)."""
     return int(value) if INTEGER.fullmatch(value) else None
 
 

@@ -150,7 +150,7 @@ def test_columns_are_anded_per_subject(tmp_path: Path) -> None:
     assert [o.items_erased for o in outcomes] == [1, 1] and current(path) == [(42, "b@x", "3")]
 
 
-@pytest.mark.parametrize("value", ["42abc", "4.2e1", "", " 42", "42 ", "0x2a", "4_2"])
+@pytest.mark.parametrize("value", ["42abc", "4.2e1", "", " 42", "42 ", "0x2a", "4_2", "042", "-0", "+42"])
 def test_an_integer_column_takes_only_plainly_written_integers(table: Path, value: str) -> None:
     """Values that are not plain integers match no row and delete nothing."""
     before = current(table)
