@@ -55,13 +55,6 @@ def holds_alice(path: str) -> bool:
     return b"alice" in Path(path).read_bytes()
 
 
-@pytest.fixture
-def versioned(s3_client: Any, bucket: str) -> str:
-    """A fresh bucket with versioning on."""
-    s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    return bucket
-
-
 # --- a local folder -------------------------------------------------------------------------
 
 
