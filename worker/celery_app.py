@@ -8,8 +8,9 @@ from kombu import Exchange, Queue
 from worker.config import Config
 
 INTAKE_QUEUE = "erasure.intake"
+MLFLOW_QUEUE = "erasure.mlflow"  # tagging flagged models: a slow MLflow server never holds up intake
 KINDS = ("sql", "s3", "snapshot", "stub")
-QUEUES = (INTAKE_QUEUE, *(f"erasure.{kind}" for kind in KINDS))
+QUEUES = (INTAKE_QUEUE, *(f"erasure.{kind}" for kind in KINDS), MLFLOW_QUEUE)
 
 app = Celery("erasure", set_as_current=True)
 
@@ -47,7 +48,8 @@ def configure(config: Config) -> Celery:
         task_default_queue=INTAKE_QUEUE,
         task_default_exchange="erasure",
         task_queues=[Queue(name, exchange, routing_key=name, durable=True) for name in QUEUES],
-        task_routes={"erasure.submit": {"queue": INTAKE_QUEUE}, "erasure.start": {"queue": INTAKE_QUEUE}},
+        task_routes={"erasure.submit": {"queue": INTAKE_QUEUE}, "erasure.start": {"queue": INTAKE_QUEUE},
+                     "erasure.tag_mlflow": {"queue": MLFLOW_QUEUE}},
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_pool_limit=4,
         beat_scheduler="celery.beat:Scheduler",  # in memory: the reconciler is idempotent

@@ -136,6 +136,17 @@ def secret_key_text() -> str | None:
     return os.environ.get("ERASURE_SECRET_KEY") or None
 
 
+# MLflow waits 120 s and retries 7 times per HTTP call by default; tagging tries again on its own
+MLFLOW_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+
+
+def bound_mlflow_http() -> None:
+    """Bound each MLflow HTTP call of this process to seconds, unless the environment sets its own
+    bounds: an MLflow server that is down must not hold a worker (MLflow reads them at each call)."""
+    for name, value in MLFLOW_HTTP_BOUNDS.items():
+        os.environ.setdefault(name, value)
+
+
 def load(path: Path) -> Config:
     """Read and validate the config file; ConfigError names the file, the place and the key."""
     try:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from worker.errors import InputError, RefusedError
@@ -98,6 +98,23 @@ def raise_flags(session: Session, requests: Sequence[Request],
     return flags
 
 
+def tag_after_commit(rt: Runtime, session: Session, versions: Iterable[tuple[str, str]]) -> None:
+    """Once this transaction commits, have a worker tag these flagged model versions in MLflow, if
+    one is configured: never inside it, so an MLflow that is down cannot hold or fail an erasure."""
+    wanted = sorted(set(versions))
+    if not wanted or not rt.config.mlflow_tracking_uri:
+        return
+
+    def enqueue(_: Session) -> None:
+        for model, version in wanted:
+            try:
+                rt.dispatch.tag(model, version)
+            except Exception as exc:  # the flag is recorded; a lost tag must not fail what follows
+                log.warning("mlflow.tag_failed", model=model, version=version, attempts=0, error=type(exc).__name__)
+
+    event.listen(session, "after_commit", enqueue, once=True)
+
+
 def check_reason(reason: str) -> str:
     """A reason fit for the record: one line of text, 1 to 500 characters, trimmed."""
     text = reason.strip()
@@ -149,4 +166,5 @@ def change(rt: Runtime, model: str, version: str, to: FlagState, reason: str,
             flag.events.append(FlagEvent(from_state=previous, to_state=to, reason=why, at=now))
             log.info(f"flag.{to}", model=model, version=version, request_id=flag.request_id, previous=previous)
             moved.append((flag.request_id, previous))
+        tag_after_commit(rt, session, [(model, version)])
         return moved

@@ -76,12 +76,12 @@ def add(rt: Runtime, model: str, version: str, snapshots: list[str], trained_at:
         for snapshot in new:
             session.add(Lineage(model=model, version=version, snapshot=snapshot, recorded_at=now, trained_at=trained))
         if new:
-            _flag_settled(session, model, version, new)
+            _flag_settled(rt, session, model, version, new)
     log.info("lineage.added", model=model, version=version, snapshots=sorted(wanted), new=len(new))
     return len(new)
 
 
-def _flag_settled(session: Session, model: str, version: str, snapshots: list[str]) -> None:
+def _flag_settled(rt: Runtime, session: Session, model: str, version: str, snapshots: list[str]) -> None:
     """Flag the version for settled requests whose subject these snapshots held (the others are
     flagged when they settle). Each such request is locked first, so a settle running meanwhile
     either sees this lineage or is seen here as settled."""
@@ -89,14 +89,18 @@ def _flag_settled(session: Session, model: str, version: str, snapshots: list[st
     requests = session.scalars(select(Request).where(Request.id.in_(holders)).order_by(Request.id)
                                .with_for_update()).all()
     settled = [r for r in requests if r.status in (RequestStatus.COMPLETED, RequestStatus.FAILED)]
+    raised = []
     for start in range(0, len(settled), CHUNK):
-        flags.raise_flags(session, settled[start:start + CHUNK], versions={(model, version)})
+        raised += flags.raise_flags(session, settled[start:start + CHUNK], versions={(model, version)})
+    flags.tag_after_commit(rt, session, [(f.model, f.version) for f in raised])
 
 
-def flag_models(session: Session, request: Request) -> list[ModelFlag]:
+def flag_models(rt: Runtime, session: Session, request: Request) -> list[ModelFlag]:
     """Flag every model version trained on a snapshot that held this request's subject, unless its
-    training started after that snapshot was rewritten without them."""
-    return flags.raise_flags(session, [request])
+    training started after that snapshot was rewritten without them; MLflow tags them after the commit."""
+    raised = flags.raise_flags(session, [request])
+    flags.tag_after_commit(rt, session, [(f.model, f.version) for f in raised])
+    return raised
 
 
 def models(rt: Runtime, flagged_only: bool) -> list[dict[str, Any]]:

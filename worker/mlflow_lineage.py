@@ -5,6 +5,7 @@ mlflow is the optional `[mlflow]` extra, imported only inside the functions that
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,17 +15,23 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from connectors.base import SystemConfig
 from worker import lineage
-from worker.config import Config
+from worker.config import Config, bound_mlflow_http
 from worker.errors import ErasureError, InputError
 from worker.runtime import Runtime
+from worker.store.models import FlagState, ModelFlag
 
 log = structlog.get_logger("erasure.mlflow")
 NEEDS_EXTRA = "erasure lineage import-mlflow needs the [mlflow] extra: pip install 'erasure-worker[mlflow]'"
-FLAGGED_TAG, REQUESTS_TAG = "erasure.flagged", "erasure.requests"
+FLAGGED_TAG, STATE_TAG, REQUESTS_TAG = "erasure.flagged", "erasure.flag_state", "erasure.requests"
+TAG_VALUE_LIMIT = 5000  # the longest model version tag value MLflow servers took before 3.2 (since: 100 000)
+MORE = re.compile(r"\+([0-9]{1,9}) more")
+FINAL_ERRORS = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED",
+                          "UNAUTHENTICATED"})  # trying again cannot help
 URI_KEYS = ("uri", "path", "url")  # artifact sources; delta, spark and UC volume sources; http sources
 SCHEMES = {"s3a": "s3", "s3n": "s3"}  # Spark's names for s3
 
@@ -182,8 +189,8 @@ def _import(rt: Runtime, client: Any, mlflow_error: type[Exception]) -> Summary:
             summary.skip(mv, "no run" if not mv.run_id else "its run is gone from MLflow" if run is None
                          else "no dataset source of its run is a snapshot of this config")
             continue
-        try:  # run[1], the run's start, is for lineage.add's trained_at once it takes one
-            summary.lineage_rows_added += lineage.add(rt, mv.name, str(mv.version), sorted(run[0]))
+        try:  # trained when its run started: a snapshot rewritten before that no longer held the subject
+            summary.lineage_rows_added += lineage.add(rt, mv.name, str(mv.version), sorted(run[0]), trained_at=run[1])
         except InputError as exc:
             summary.skip(mv, str(exc))
     summary.runs_seen = len(runs)
@@ -219,13 +226,72 @@ def _read_run(config: Config, run: Any, summary: Summary) -> tuple[set[str], dat
     return snapshots, datetime.fromtimestamp(started / 1000, UTC) if started else None
 
 
-def tag_flagged(tracking_uri: str, model: str, version: str, request_ids: list[str]) -> None:
-    """Tag a flagged model version in MLflow; a failure is logged, never raised (the next pass tries again)."""
+class TagFailed(Exception):
+    """MLflow did not take the tags; `final` when trying again cannot help."""
+
+    def __init__(self, error: str, final: bool) -> None:
+        super().__init__(error)
+        self.error, self.final = error, final
+
+
+def tag(rt: Runtime, model: str, version: str, attempt: int) -> float | None:
+    """One attempt at tagging a flagged model version in MLflow; returns the seconds to wait before
+    the next attempt, or None when done or given up (logged: the erasure is recorded either way)."""
     try:
-        client = _client(_mlflow(), tracking_uri)
+        _set_tags(rt, model, version)
+    except TagFailed as exc:
+        settings = rt.config.worker
+        if exc.final or attempt >= settings.max_attempts:
+            log.warning("mlflow.tag_failed", model=model, version=version, attempts=attempt, error=exc.error)
+            return None
+        log.info("mlflow.tag_retry", model=model, version=version, attempt=attempt, error=exc.error)
+        return settings.backoff(attempt)
+    return None
+
+
+def _set_tags(rt: Runtime, model: str, version: str) -> None:
+    """Tag a model version from its flags in the store: flagged, the least advanced state of its
+    flags (open until every one has moved on) and its requests, newest first."""
+    uri = rt.config.mlflow_tracking_uri
+    with rt.transaction() as session:
+        flags = session.execute(
+            select(ModelFlag.request_id, ModelFlag.state).where(ModelFlag.model == model, ModelFlag.version == version)
+            .order_by(ModelFlag.flagged_at.desc(), ModelFlag.id.desc())
+        ).all()
+    if not uri or not flags:
+        return
+    state = next(s for s in FlagState if s in {f.state for f in flags})
+    try:
+        bound_mlflow_http()
+        client = _client(_mlflow(), uri)
         earlier = client.get_model_version(model, version).tags.get(REQUESTS_TAG, "")
-        requests = sorted({r for r in earlier.split(",") if r} | set(request_ids))
-        client.set_model_version_tag(model, version, REQUESTS_TAG, ",".join(requests))
         client.set_model_version_tag(model, version, FLAGGED_TAG, "true")
-    except Exception as exc:  # tagging must never fail an erasure
-        log.warning("mlflow.tag_failed", model=model, version=version, error=type(exc).__name__)
+        client.set_model_version_tag(model, version, STATE_TAG, state)
+        client.set_model_version_tag(model, version, REQUESTS_TAG, requests_tag([f.request_id for f in flags], earlier))
+    except Exception as exc:  # whatever MLflow raises (HTTP, its own store's SQL), the caller tries again or gives up
+        code = str(getattr(exc, "error_code", "") or "")
+        raise TagFailed(code or type(exc).__name__,
+                        final=code in FINAL_ERRORS or isinstance(exc, (MissingExtra, InputError))) from None
+
+
+def requests_tag(newest: list[str], earlier: str, limit: int = TAG_VALUE_LIMIT) -> str:
+    """The requests tag: these ids newest first, then those already in the tag, as many as fit in
+    `limit` characters, and `+N more` for the rest (N at least: ids left out before stay counted)."""
+    shown, hidden = [], 0
+    for item in (part.strip() for part in earlier.split(",")):
+        more = MORE.fullmatch(item)
+        if more:
+            hidden += int(more[1])
+        elif item:
+            shown.append(item)
+    ids = list(dict.fromkeys([*newest, *shown]))
+    total = max(len(ids), len(set(shown)) + hidden)
+    if total == len(ids) and len(",".join(ids)) <= limit:
+        return ",".join(ids)
+    room, used, kept = limit - len(f",+{total} more"), -1, 0
+    for request_id in ids:
+        used += 1 + len(request_id)
+        if used > room:
+            break
+        kept += 1
+    return ",".join([*ids[:kept], f"+{total - kept} more"])

@@ -282,7 +282,7 @@ def settle(rt: Runtime, request_id: str) -> None:
             if any(task.status == SystemStatus.FAILED for task in request.systems):
                 move_request(request, RequestStatus.FAILED)
             return
-        lineage.flag_models(session, request)
+        lineage.flag_models(rt, session, request)
         if any(task.status == SystemStatus.FAILED for task in request.systems):
             move_request(request, RequestStatus.FAILED)
         else:

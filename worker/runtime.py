@@ -27,6 +27,9 @@ class Dispatch(Protocol):
     def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None) -> None:
         """Enqueue the erasure of one system of one request."""
 
+    def tag(self, model: str, version: str) -> None:
+        """Enqueue the MLflow tagging of one flagged model version."""
+
 
 class CeleryDispatch:
     """Dispatch through the Celery broker, routed by connector kind."""
@@ -39,6 +42,10 @@ class CeleryDispatch:
         """Send erasure.erase_system to the queue of the system's kind."""
         celery_app.app.send_task("erasure.erase_system", args=[request_id, system],
                                  queue=celery_app.queue_for(kind), countdown=countdown)
+
+    def tag(self, model: str, version: str) -> None:
+        """Send erasure.tag_mlflow to its own queue."""
+        celery_app.app.send_task("erasure.tag_mlflow", args=[model, version], queue=celery_app.MLFLOW_QUEUE)
 
 
 class Runtime:

@@ -1,4 +1,4 @@
-"""The Celery tasks: thin wrappers that hand a message to intake or the pipeline.
+"""The Celery tasks: thin wrappers that hand a message to intake, the pipeline or MLflow tagging.
 A malformed `erasure.submit` is logged with its reason and dropped; the worker goes on.
 A store outage is retried with backoff, so a message is not lost while the store is down."""
 
@@ -11,7 +11,7 @@ from celery import Task
 from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from worker import intake, logs, pipeline, reconcile, runtime
+from worker import intake, logs, mlflow_lineage, pipeline, reconcile, runtime
 from worker.celery_app import app
 from worker.errors import InputError, TransientError, one_line
 from worker.store.engine import StoreUnavailable
@@ -59,6 +59,15 @@ def start(self: Task, request_id: str) -> None:
 def erase_system(request_id: str, system: str) -> None:
     """Erase one system of one request."""
     pipeline.erase_system(runtime.current(), request_id, system)
+
+
+@app.task(name="erasure.tag_mlflow", bind=True, ignore_result=True, **OUTAGE_RETRY)
+def tag_mlflow(self: Task, model: str, version: str) -> None:
+    """Tag one flagged model version in MLflow; tried again with backoff, then given up with a log."""
+    rt = runtime.current()
+    retry_in = mlflow_lineage.tag(rt, model, version, attempt=self.request.retries + 1)
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in, max_retries=rt.config.worker.max_attempts)
 
 
 @app.task(name="erasure.reconcile", ignore_result=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from worker import pipeline
+from worker import mlflow_lineage, pipeline
 from worker.config import load
 from worker.runtime import Runtime
 
@@ -64,6 +64,10 @@ class ListDispatch:
         """Keep an erasure.erase_system message."""
         self.sent.append(("erase", request_id, system, kind, countdown))
 
+    def tag(self, model: str, version: str) -> None:
+        """Keep an erasure.tag_mlflow message."""
+        self.sent.append(("tag", model, version))
+
 
 def drain(rt: Runtime, limit: int = 500) -> int:
     """Run every kept message (and those they send) the way a worker would; returns how many."""
@@ -74,6 +78,10 @@ def drain(rt: Runtime, limit: int = 500) -> int:
         message = dispatch.sent.pop(0)
         if message[0] == "start":
             pipeline.start(rt, message[1])
+        elif message[0] == "tag":  # Celery's retries, played at once
+            attempt = 1
+            while mlflow_lineage.tag(rt, message[1], message[2], attempt) is not None:
+                attempt += 1
         else:
             pipeline.erase_system(rt, message[1], message[2])
         done += 1

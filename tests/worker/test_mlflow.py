@@ -3,29 +3,48 @@ to snapshots, and the tags on flagged versions, against a real SQLite-backed MLf
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
+import socket
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from unittest.mock import patch
 
 import pytest
 from sqlalchemy import select
 
-from tests.worker.conftest import ListDispatch, write_config
-from worker import logs, mlflow_lineage
+from tests.worker.conftest import ListDispatch, drain, write_config
+from tests.worker.test_flags import NO_BATCH_WAIT, erased, snapshot_system, write_snapshot
+from worker import flags, intake, lineage, logs, mlflow_lineage, runtime, tasks, views
 from worker.cli import main
-from worker.config import load
+from worker.config import MLFLOW_HTTP_BOUNDS, load
 from worker.errors import ConfigError
+from worker.flags import F
 from worker.runtime import Runtime
 from worker.store.models import Lineage
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.entities import Dataset, DatasetInput  # noqa: E402
+
+MakeRuntime = Callable[..., Runtime]
+
+
+@pytest.fixture(autouse=True)
+def http_bounds_unset() -> Iterator[None]:
+    """Each test starts without the MLflow HTTP bounds a worker sets, and leaves none behind."""
+    with patch.dict(os.environ):
+        for name in MLFLOW_HTTP_BOUNDS:
+            os.environ.pop(name, None)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +88,11 @@ def config(tmp_path: Path, data: Path) -> Path:
 
 @pytest.fixture
 def train(client: Any, tmp_path: Path) -> Callable[..., str]:
-    """Log a run reading the given sources and register a version of the model from it."""
+    """Log a run reading the given sources, started now or at `started`, and register a version of the model from it."""
     experiment = client.create_experiment("training", artifact_location=str(tmp_path / "artifacts"))
 
-    def trained(model: str, *sources: tuple[str, dict[str, Any]]) -> str:
-        run = client.create_run(experiment)
+    def trained(model: str, *sources: tuple[str, dict[str, Any]], started: datetime | None = None) -> str:
+        run = client.create_run(experiment, start_time=int(started.timestamp() * 1000) if started else None)
         inputs = [DatasetInput(Dataset(name=f"data{i}", digest=hashlib.sha256(text.encode()).hexdigest()[:8],
                                        source_type=kind, source=text))  # MLflow keeps one dataset per digest
                   for i, (kind, text) in enumerate((kind, json.dumps(source)) for kind, source in sources)]
@@ -251,17 +270,6 @@ def test_a_missing_sqlite_store_exits_2(config: Path, tmp_path: Path, capsys: py
     assert not (tmp_path / "typo").exists()
 
 
-def test_tag_flagged_sets_the_tags(client: Any, tracking_uri: str, train: Callable[..., str],
-                                   data: Path) -> None:
-    """A flagged version gets erasure.flagged = true and its requests, earlier ones kept."""
-    version = train("recsys", local(data / "clickstream/2026-11-01/"))
-    mlflow_lineage.tag_flagged(tracking_uri, "recsys", version, ["req-b"])
-    mlflow_lineage.tag_flagged(tracking_uri, "recsys", version, ["req-a", "req-b"])
-    tags = client.get_model_version("recsys", version).tags
-    assert tags["erasure.flagged"] == "true"
-    assert tags["erasure.requests"] == "req-a,req-b"
-
-
 @pytest.fixture
 def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """Logging configured for JSON lines on stderr; call the fixture to read the events so far."""
@@ -270,11 +278,192 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[
     logging.getLogger().handlers.clear()
 
 
-def test_a_failed_tag_is_logged_not_raised(tracking_uri: str, json_logs: Callable[[], list[dict[str, Any]]]) -> None:
-    """Tagging a version MLflow does not know logs mlflow.tag_failed with model, version and error type."""
-    mlflow_lineage.tag_flagged(tracking_uri, "nope", "1", ["req-a"])
-    failed = [e for e in json_logs() if e.get("event") == "mlflow.tag_failed"]
-    assert [(e["model"], e["version"], e["error"]) for e in failed] == [("nope", "1", "MlflowException")]
+@pytest.fixture
+def clicks(tmp_path: Path) -> Path:
+    """The clickstream snapshots: user 2 is in 2026-10-01, not in 2026-11-01."""
+    write_snapshot(tmp_path / "clicks/2026-10-01/part-0.parquet", [1, 2, 3])
+    write_snapshot(tmp_path / "clicks/2026-11-01/part-0.parquet", [1, 3])
+    return tmp_path / "clicks"
+
+
+@pytest.fixture
+def tagging(make_runtime: MakeRuntime, clicks: Path) -> Callable[..., Runtime]:
+    """A runtime over the clickstream system that tags flagged versions in MLflow at the given URI."""
+    def made(uri: str, store_url: str | None = None) -> Runtime:
+        return make_runtime(snapshot_system(clicks), store_url, top=f'[mlflow]\ntracking_uri = "{uri}"\n',
+                            worker=NO_BATCH_WAIT)
+
+    return made
+
+
+def tags_of(client: Any, model: str = "recsys", version: str = "1") -> dict[str, str]:
+    """The erasure tags of one model version."""
+    return {k: v for k, v in client.get_model_version(model, version).tags.items() if k.startswith("erasure.")}
+
+
+def test_a_settled_request_tags_the_versions_it_flagged(tagging: Callable[..., Runtime], tracking_uri: str,
+                                                        client: Any, train: Callable[..., str], clicks: Path,
+                                                        store_url: str) -> None:
+    """A version imported from MLflow and flagged when a request settles is tagged flagged, open, with the request."""
+    rt = tagging(tracking_uri, store_url)
+    train("recsys", local(clicks / "2026-10-01/part-0.parquet"))
+    train("recsys", local(clicks / "2026-11-01/"))
+    mlflow_lineage.import_runs(rt, tracking_uri)
+    request_id = erased(rt, "2")
+    assert views.status(rt, request_id)["status"] == "completed"
+    assert tags_of(client) == {"erasure.flagged": "true", "erasure.flag_state": "open", "erasure.requests": request_id}
+    assert tags_of(client, version="2") == {}
+
+
+def test_tags_follow_the_flag_state(tagging: Callable[..., Runtime], tracking_uri: str, client: Any,
+                                    train: Callable[..., str], clicks: Path) -> None:
+    """`models ack` then `retrained` sets erasure.flag_state on the version; it stays flagged."""
+    rt = tagging(tracking_uri)
+    train("recsys", local(clicks / "2026-10-01/"))
+    mlflow_lineage.import_runs(rt, tracking_uri)
+    erased(rt, "2")
+    flags.change(rt, "recsys", "1", F.ACKNOWLEDGED, "ticket ML-12")
+    drain(rt)
+    assert tags_of(client)["erasure.flag_state"] == "acknowledged"
+    flags.change(rt, "recsys", "1", F.RETRAINED, "recsys 2")
+    drain(rt)
+    assert (tags_of(client)["erasure.flag_state"], tags_of(client)["erasure.flagged"]) == ("retrained", "true")
+
+
+def test_lineage_added_after_the_request_tags_the_version(tagging: Callable[..., Runtime], tracking_uri: str,
+                                                          client: Any, train: Callable[..., str],
+                                                          clicks: Path) -> None:
+    """A version imported after a request settled is flagged by the import and tagged; earlier ids are kept."""
+    rt = tagging(tracking_uri)
+    version = train("recsys", local(clicks / "2026-10-01/"))
+    client.set_model_version_tag("recsys", version, "erasure.requests", "from-another-store")
+    request_id = erased(rt, "2")
+    mlflow_lineage.import_runs(rt, tracking_uri)
+    drain(rt)
+    assert tags_of(client)["erasure.requests"] == f"{request_id},from-another-store"
+
+
+def test_trained_at_is_the_runs_start(tagging: Callable[..., Runtime], tracking_uri: str,
+                                      train: Callable[..., str], clicks: Path) -> None:
+    """A version whose run started after the snapshot was rewritten without the subject is not flagged;
+    one whose run started before is, and each lineage row keeps its run's start."""
+    rt = tagging(tracking_uri)
+    request_id = erased(rt, "2")
+    rewritten = next(s["finished_at"] for s in views.status(rt, request_id)["systems"] if s["system"] == "clickstream")
+    after = datetime.fromisoformat(rewritten) + timedelta(seconds=5)
+    before = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    train("recsys", local(clicks / "2026-10-01/"), started=after)
+    train("recsys", local(clicks / "2026-10-01/"), started=before)
+    mlflow_lineage.import_runs(rt, tracking_uri)
+    with rt.transaction() as session:
+        trained = sorted(session.execute(select(Lineage.version, Lineage.trained_at)).all())
+    assert [(v, at.replace(tzinfo=UTC)) for v, at in trained] == [("1", after), ("2", before)]
+    assert [(m["version"], [f["request_id"] for f in m["flags"]]) for m in lineage.models(rt, flagged_only=True)] == [
+        ("2", [request_id])]
+
+
+def test_an_unreachable_mlflow_neither_holds_nor_fails_the_request(
+    tagging: Callable[..., Runtime], json_logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """With MLflow down, the request completes before tagging is even enqueued; tagging is tried
+    max_attempts times, then given up with one mlflow.tag_failed that names no request or subject."""
+    rt = tagging("http://127.0.0.1:1")
+    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"])
+    seen_at_enqueue = []
+    dispatch = cast(ListDispatch, rt.dispatch)
+    enqueue = dispatch.tag
+
+    def tag(model: str, version: str) -> None:
+        seen_at_enqueue.append(views.status(rt, request_id)["status"])
+        enqueue(model, version)
+
+    dispatch.tag = tag  # type: ignore[method-assign]
+    request_id = intake.submit(rt, {"user_id": "2"}).request_id
+    drain(rt)
+    assert seen_at_enqueue == ["completed"]
+    assert views.status(rt, request_id)["status"] == "completed"
+    events = json_logs()
+    failed = [e for e in events if e["event"] == "mlflow.tag_failed"]
+    assert [(e["model"], e["version"], e["attempts"]) for e in failed] == [("recsys", "1", 3)]
+    assert [e["attempt"] for e in events if e["event"] == "mlflow.tag_retry"] == [1, 2]
+    assert set(failed[0]) == {"event", "model", "version", "attempts", "error", "level", "logger", "timestamp"}
+
+
+def test_the_celery_task_retries_then_gives_up(tagging: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch,
+                                               json_logs: Callable[[], list[dict[str, Any]]]) -> None:
+    """erasure.tag_mlflow, run as a worker would (eagerly here), retries and ends in one mlflow.tag_failed."""
+    rt = tagging("http://127.0.0.1:1")
+    erased(rt, "2")
+    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"])  # flags the settled request, enqueues tagging
+    monkeypatch.setattr(runtime, "_current", rt)
+    tasks.tag_mlflow.apply(args=["recsys", "1"])
+    failed = [e for e in json_logs() if e["event"] == "mlflow.tag_failed"]
+    assert [(e["model"], e["attempts"]) for e in failed] == [("recsys", 3)]
+
+
+def test_a_silent_mlflow_is_given_up_on_after_bounded_calls(
+    tagging: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch,
+    json_logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """A tracking server that takes the connection and never answers costs one timeout per try: MLflow's
+    seven retries are bounded to one unless the environment says otherwise (here the timeout)."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        rt = tagging(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        erased(rt, "2")
+        lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"])
+        assert mlflow_lineage.tag(rt, "recsys", "1", attempt=3) is None
+        silent.settimeout(0)
+        accepted = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                silent.accept()[0].close()
+                accepted += 1
+    assert accepted == 2
+    assert [e["event"] for e in json_logs() if e["event"].startswith("mlflow.")] == ["mlflow.tag_failed"]
+
+
+def test_an_unknown_version_is_given_up_at_once(tagging: Callable[..., Runtime], tracking_uri: str,
+                                                json_logs: Callable[[], list[dict[str, Any]]]) -> None:
+    """A flagged version MLflow does not know is not tried again: one mlflow.tag_failed, no retry."""
+    rt = tagging(tracking_uri)
+    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"])
+    erased(rt, "2")
+    failed = [e for e in json_logs() if e["event"].startswith("mlflow.tag")]
+    assert [(e["event"], e["attempts"], e["error"]) for e in failed] == [
+        ("mlflow.tag_failed", 1, "RESOURCE_DOES_NOT_EXIST")]
+
+
+def test_the_requests_tag_keeps_the_newest_ids_that_fit(tagging: Callable[..., Runtime], tracking_uri: str,
+                                                        client: Any, train: Callable[..., str], clicks: Path) -> None:
+    """Over MLflow's limit, the tag keeps the newest ids that fit, then `+N more` counting the rest."""
+    rt = tagging(tracking_uri)
+    version = train("recsys", local(clicks / "2026-10-01/"))
+    earlier = [str(uuid.UUID(int=i)) for i in range(204)]  # 134 shown in 4966 characters, 70 left out
+    client.set_model_version_tag("recsys", version, "erasure.requests", ",".join([*earlier[:134], "+70 more"]))
+    mlflow_lineage.import_runs(rt, tracking_uri)
+    request_id = erased(rt, "2")
+    value = tags_of(client)["erasure.requests"]
+    kept = value.split(",")
+    assert len(value) <= mlflow_lineage.TAG_VALUE_LIMIT < len(value) + 37
+    assert kept[:3] == [request_id, *earlier[:2]]
+    assert kept[-1] == f"+{204 - (len(kept) - 1)} more"  # at least: one of the 70 left out may be this request
+
+
+@pytest.mark.parametrize(("newest", "earlier", "limit", "expected"), [
+    (["c"], "a,b", 100, "c,a,b"),
+    (["a"], "a,b", 100, "a,b"),
+    (["c", "a"], "", 100, "c,a"),
+    (["dd", "cc"], "bb,aa", 11, "dd,cc,bb,aa"),
+    (["dd", "cc"], "bb,aa", 10, "dd,+3 more"),
+    (["dd"], "cc,+4 more", 100, "dd,cc,+3 more"),  # dd may be one of the 4 left out: at least 3 more
+    (["dd"], "dd,+4 more", 100, "dd,+4 more"),
+    (["eeeeeeeeee"], "", 5, "+1 more"),
+    ([], " a ,, b ", 100, "a,b"),
+])
+def test_requests_tag_value(newest: list[str], earlier: str, limit: int, expected: str) -> None:
+    """Newest first, earlier ids kept after, duplicates once, and `+N more` never undercounting what was left out."""
+    assert mlflow_lineage.requests_tag(newest, earlier, limit) == expected
 
 
 def test_config_reads_the_mlflow_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
