@@ -1,13 +1,14 @@
-"""The file formats a snapshot may hold, one class each with the same two methods: `count`
-reads a local file and says how many rows each sought subject has in it; `rewrite` writes it
-again to a sink without any of those rows and says how many of each it left out.
+"""The file formats a snapshot may hold, one class each with the same methods: `count` reads a
+local file and says how many rows each sought subject has in it; `holds` whether it has any,
+reading no further than the first; `rewrite` writes it again to a sink without any of those
+rows and says how many of each it left out.
 
 Parquet streams row group by row group (at most one in memory), skipping the groups whose
-statistics exclude every value sought, and keeps the schema, key-value metadata, codecs and
-row-group sizes. JSON lines and CSV keep every other record byte for byte: a kept line is
-copied, never re-serialized; CSV records are parsed with the csv module over the text while
-the raw lines each record spans are kept, so quoted fields holding newlines stay whole. A
-file ending in .gz is read and rewritten gzip-compressed."""
+statistics exclude every value sought, finds with the where columns alone, and keeps the
+schema, key-value metadata, codecs and row-group sizes. JSON lines and CSV keep every other
+record byte for byte: a kept line is copied, never re-serialized; CSV records are parsed with
+the csv module over the text while the raw lines each record spans are kept, so quoted fields
+holding newlines stay whole. A file ending in .gz is read and rewritten gzip-compressed."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ class SnapshotFormat(ABC):
         """Rows of each subject in the file at path."""
 
     @abstractmethod
+    def holds(self, path: str, sought: Sought) -> bool:
+        """Whether the file at path has any subject's row; reads up to the first it finds."""
+
+    @abstractmethod
     def rewrite(self, path: str, sought: Sought, sink: BinaryIO) -> list[int]:
         """Write the file at path to sink without any subject's rows; rows left out per subject."""
 
@@ -58,12 +63,21 @@ class ParquetFormat(SnapshotFormat):
         """Rows of each subject, reading only the where columns of row groups that may hold them."""
         counts = sought.zeros()
         with pq.ParquetFile(path) as parquet:
-            match = ArrowMatch(sought, parquet.schema_arrow)
-            for index in self._candidates(parquet, match):
-                group = parquet.read_row_group(index, columns=list(sought.columns), use_threads=False)
-                for subject, n in enumerate(match.attribute(group)[1]):
-                    counts[subject] += n
+            for found in self._found(parquet, sought):
+                counts = [a + b for a, b in zip(counts, found, strict=True)]
         return counts
+
+    def holds(self, path: str, sought: Sought) -> bool:
+        """Whether a row group that may hold a subject's row does, up to the first that does."""
+        with pq.ParquetFile(path) as parquet:
+            return any(any(found) for found in self._found(parquet, sought))
+
+    def _found(self, parquet: pq.ParquetFile, sought: Sought) -> Iterator[list[int]]:
+        """Rows of each subject in each row group that may hold them, reading only the where columns."""
+        match = ArrowMatch(sought, parquet.schema_arrow)
+        for index in self._candidates(parquet, match):
+            group = parquet.read_row_group(index, columns=list(sought.columns), use_threads=False)
+            yield match.attribute(group)[1]
 
     def rewrite(self, path: str, sought: Sought, sink: BinaryIO) -> list[int]:
         """Copy the file group by group, each group minus the matching rows, at its old size."""
@@ -82,6 +96,7 @@ class ParquetFormat(SnapshotFormat):
                             removed = [a + b for a, b in zip(removed, counts, strict=True)]
                     if group.num_rows:
                         writer.write_table(group, row_group_size=meta.row_group(index).num_rows)
+                    del group  # let go before the next is read: one group in memory, not two
                 # files not written by Arrow (Spark's) keep their key-value metadata too
                 writer.add_key_value_metadata({k: v for k, v in (meta.metadata or {}).items() if k != ARROW_SCHEMA})
         return removed
@@ -127,6 +142,11 @@ class RecordFormat(SnapshotFormat):
                 for subject in whose:
                     counts[subject] += 1
         return counts
+
+    def holds(self, path: str, sought: Sought) -> bool:
+        """Whether any record is a subject's, reading up to the first that is."""
+        with self._reading(path) as stream:
+            return any(whose for _, whose in self.records(stream, sought))
 
     def rewrite(self, path: str, sought: Sought, sink: BinaryIO) -> list[int]:
         """Copy every record that matches nobody; compress again if the file was gzipped."""

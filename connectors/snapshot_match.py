@@ -12,6 +12,7 @@ both: it counts for each."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -37,6 +38,7 @@ class Sought:
         self.columns = tuple(column for column, _ in where)
         self.owners: dict[str, dict[str, frozenset[int]]] = {column: {} for column in self.columns}
         self.integers: dict[str, dict[int, frozenset[int]]] = {column: {} for column in self.columns}
+        self._typed: dict[tuple[str, pa.DataType], dict[Any, frozenset[int]]] = {}
         for index, subject in enumerate(subjects):
             values = {id_type: [v for v in subject.values(id_type) if v] for _, id_type in where}
             if not all(values.values()):
@@ -55,6 +57,19 @@ class Sought:
     def zeros(self) -> list[int]:
         """A count per subject, all 0."""
         return [0] * self.size
+
+    def typed_owners(self, column: str, column_type: pa.DataType) -> dict[Any, frozenset[int]]:
+        """Whose each value of a column is, as a column of that type holds it; worked out once per type,
+        as a batch's files mostly share one schema."""
+        key = (column, column_type)
+        if key not in self._typed:
+            owners: dict[Any, frozenset[int]] = {}
+            for value, whose in self.owners[column].items():
+                held = typed(value, column_type)
+                if held is not None:
+                    owners[held] = owners.get(held, NOBODY) | whose
+            self._typed[key] = owners
+        return self._typed[key]
 
     def whose_texts(self, fields: Sequence[str]) -> frozenset[int]:
         """The subjects a record matches, given its where fields' text in column order (CSV)."""
@@ -83,7 +98,7 @@ class ArrowMatch:
         self.sought = sought
         self.sets: dict[str, pa.Array] = {}
         self.owners: dict[str, dict[Any, frozenset[int]]] = {}
-        self.bounds: dict[str, list[Any]] = {}  # the values to test min/max statistics with
+        self.bounds: dict[str, list[Any]] = {}  # the values to test min/max statistics with, sorted
         for column in sought.columns:
             found = len(schema.get_all_field_indices(column))
             if found != 1:
@@ -91,15 +106,11 @@ class ArrowMatch:
             column_type = schema.field(column).type
             if pa.types.is_dictionary(column_type):
                 column_type = column_type.value_type
-            owners: dict[Any, frozenset[int]] = {}
-            for value, whose in sought.owners[column].items():
-                key = typed(value, column_type)
-                if key is not None:
-                    owners[key] = owners.get(key, NOBODY) | whose
+            owners = sought.typed_owners(column, column_type)
             self.owners[column] = owners
             self.sets[column] = pa.array(list(owners), column_type)
             if _ordered(column_type):
-                self.bounds[column] = list(owners)
+                self.bounds[column] = sorted(owners)  # one column's values are all int, float or str
 
     @property
     def nobody(self) -> bool:
@@ -111,13 +122,13 @@ class ArrowMatch:
         for column, values in self.bounds.items():
             position = positions.get(column)
             stats = group.column(position).statistics if position is not None else None
-            if stats is None or not stats.has_min_max:
+            if stats is None or not stats.has_min_max or not values:
                 continue
             low, high = stats.min, stats.max
-            if all(_comparable(bound, v) for bound in (low, high) for v in values) and not any(
-                low <= v <= high for v in values
-            ):
-                return False
+            if _comparable(low, values[0]) and _comparable(high, values[0]):
+                first = bisect_left(values, low)  # the least sought value not below the minimum
+                if first == len(values) or values[first] > high:
+                    return False
         return True
 
     def attribute(self, data: pa.Table) -> tuple[pa.ChunkedArray | pa.Array | None, list[int]]:

@@ -152,7 +152,7 @@ class SnapshotConnector(Connector):
         """Write a file again without any subject's rows if it holds some; rows removed per subject."""
         fmt = format_of(self.config.format, rel)
         with self._errors(rel), self.location.reading(rel) as path:
-            if not any(fmt.count(path, sought)):
+            if not fmt.holds(path, sought):
                 return None  # never opened for writing: bytes and mtime stay
             return self.location.replace(rel, lambda sink: fmt.rewrite(path, sought, sink))
 

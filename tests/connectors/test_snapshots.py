@@ -472,6 +472,45 @@ def test_only_where_columns_of_candidate_groups_are_read(tmp_path: Path, monkeyp
     assert reads == [(3, ("user_id",)), (7, ("user_id",))]
 
 
+def test_statistics_bounds_hold_among_many_values(tmp_path: Path) -> None:
+    """Of many values, those between groups read neither; one equal to a group's min or max reads it."""
+    path = write(tmp_path / "s" / "p.parquet", list(range(100)) + list(range(1000, 1100)), row_group_size=100)
+    corrupt_row_group(path, 1)
+    conn = connector(tmp_path)
+    assert conn.verify_many([user("0"), user("99"), user("100", "999"), user("1100", "-1")]) == [1, 1, 0, 0]
+    for edge in ("1000", "1099"):
+        with pytest.raises(PermanentError, match=r"s/p\.parquet: not a readable Parquet file"):
+            conn.verify_many([user("5"), user(edge), user("2000")])
+
+
+def test_erase_finds_with_where_columns_up_to_the_first_hit_then_reads_each_group_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Erasing reads the where columns of candidate groups only until one holds a row, then each
+    group in full once to rewrite it: no group is read in full twice."""
+    path = write(tmp_path / "s" / "p.parquet", [i // 10 for i in range(100)], row_group_size=10)
+    reads: list[tuple[int, tuple[str, ...] | None]] = []
+    real_read = pq.ParquetFile.read_row_group
+
+    def read_row_group(self: pq.ParquetFile, i: int, columns: list[str] | None = None, **kw: Any) -> pa.Table:
+        reads.append((i, tuple(columns) if columns is not None else None))
+        return real_read(self, i, columns=columns, **kw)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", read_row_group)
+    assert [o.items_erased for o in connector(tmp_path).erase_many([user("3"), user("7", "70")])] == [10, 10]
+    assert reads == [(3, ("user_id",))] + [(i, None) for i in range(10)]
+    assert column(path) == [i // 10 for i in range(100) if i // 10 not in (3, 7)]
+
+
+def test_one_batch_matches_each_file_by_its_own_column_type(tmp_path: Path) -> None:
+    """Files of one batch whose where column differs in type each match "42" as their type holds it."""
+    ints = write(tmp_path / "s" / "a.parquet", [42, 420, 4])
+    texts = write(tmp_path / "s" / "b.parquet", ["042", "42", "420"], pa.string())
+    floats = write(tmp_path / "s" / "c.parquet", [42.5, 42.0, 4.2], pa.float64())
+    outcomes = connector(tmp_path).erase_many([user("42"), user("4.2", "042")])
+    assert [o.items_erased for o in outcomes] == [3, 1]
+    assert (column(ints), column(texts), column(floats)) == ([420, 4], ["420"], [42.5, 4.2])
+
+
 def test_string_statistics_skip_by_text_order(tmp_path: Path) -> None:
     """String min/max compare as text: "42" lies outside a group of "5".."9", inside "3".."5"."""
     path = write(tmp_path / "s" / "p.parquet", ["5", "9", "3", "420"], pa.string(), row_group_size=2)
