@@ -49,6 +49,12 @@ def show_status(status: dict[str, Any]) -> str:
         f"received  {status['received_at']}   deadline {status['deadline']}"
         f"   completed {status['completed_at'] or '-'}",
     ]
+    if status.get("overdue"):
+        lines.append("overdue   the deadline has passed")
+    if status.get("extended"):
+        extended = status["extended"]
+        lines.append(f"extended  by {extended['months']} month(s) on {extended['at']}"
+                     f" (was {extended['original_deadline']}): {extended['reason']}")
     if status.get("error"):
         lines.append(f"error     {status['error']}")
     lines += ["", table(
@@ -97,6 +103,25 @@ def cmd_retry(args: argparse.Namespace) -> None:
 
     systems = pipeline.retry(_runtime(args), args.request_id)
     print(f"{args.request_id}  retrying {', '.join(systems) or 'resolution'}")
+
+
+def cmd_extend(args: argparse.Namespace) -> None:
+    from worker import deadlines, views
+
+    request = deadlines.extend(_runtime(args), args.request_id, args.months, args.reason)
+    print(f"{request.id}  deadline {views.timestamp(request.deadline)}"
+          f" (was {views.timestamp(request.original_deadline)}), extended by {request.extended_months} month(s)")
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from worker import deadlines
+
+    counts = deadlines.stats(_runtime(args), args.due_within)
+    if args.json:
+        _print_json(counts)
+        return
+    print(f"overdue   {counts['overdue']}\ndue soon  {counts['due_soon']}  (within {counts['due_within_days']} days)\n")
+    print(table(["STATUS", "REQUESTS"], list(counts["by_status"].items())))
 
 
 def cmd_lineage_add(args: argparse.Namespace) -> None:
@@ -187,6 +212,8 @@ COMMANDS: list[tuple[str, Handler, str]] = [
     ("status", cmd_status, "show one request"),
     ("list", cmd_list, "list requests, newest first"),
     ("retry", cmd_retry, "re-run the failed systems of a failed request"),
+    ("extend", cmd_extend, "extend a request's deadline once, by one or two months (Art. 12(3))"),
+    ("stats", cmd_stats, "counts for dashboards: overdue, due soon, requests by status"),
     ("beat", cmd_beat, "run the periodic reconciler alone (production; the embedded worker runs its own)"),
     ("models", cmd_models, "model versions and their flags"),
     ("demo", cmd_demo, "a self-contained run on embedded parts, no servers needed"),
@@ -215,6 +242,12 @@ def build_parser() -> Parser:
     made["list"].add_argument("--status", metavar="S")
     made["list"].add_argument("--overdue", action="store_true")
     made["retry"].add_argument("request_id")
+    made["extend"].add_argument("request_id")
+    made["extend"].add_argument("--months", type=int, choices=(1, 2), required=True,
+                                help="Art. 12(3) allows one extension of up to two months")
+    made["extend"].add_argument("--reason", required=True, metavar="TEXT",
+                                help="why, as told to the data subject (kept with the request)")
+    made["stats"].add_argument("--due-within", type=int, metavar="DAYS", help="what counts as due soon (default: 7)")
     made["models"].add_argument("--flagged", action="store_true")
     # optional, so `erasure models [--flagged] [--json]` stays as the contract has it; --config here
     # defaults to nothing so that `models --config X ack ...` keeps the X given before the subcommand
@@ -231,7 +264,7 @@ def build_parser() -> Parser:
         change.add_argument("--reason", required=True, metavar="TEXT", help="why, kept with the flag's history")
         change.add_argument("--request", metavar="ID", help="only this request's flag")
         change.set_defaults(handler=cmd_models_change)
-    for name in ("submit", "status", "list", "models"):
+    for name in ("submit", "status", "list", "models", "stats"):
         made[name].add_argument("--json", action="store_true", help="print the contract's JSON")
 
     lineage = sub.add_parser("lineage", help="training lineage of model versions")

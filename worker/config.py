@@ -21,6 +21,7 @@ from worker.errors import ConfigError, InputError
 
 MAX_VALUE_LENGTH = 1024
 NORMALIZERS: dict[str, Callable[[str], str]] = {"none": str, "lower": str.lower, "upper": str.upper}
+BACKOFF_JITTER = 0.2
 DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
 
 
@@ -74,8 +75,14 @@ class WorkerSettings:
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before the attempt after `attempt`: exponential, capped, jittered."""
-        base = min(self.retry_backoff_max_seconds, self.retry_backoff_seconds * 2 ** (attempt - 1))
-        return base * random.uniform(0.8, 1.2)
+        return self._backoff_base(attempt) * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
+
+    def longest_backoff(self, attempt: int) -> float:
+        """The most `backoff(attempt)` can be: after it, a retry that has not come is lost."""
+        return self._backoff_base(attempt) * (1 + BACKOFF_JITTER)
+
+    def _backoff_base(self, attempt: int) -> float:
+        return min(self.retry_backoff_max_seconds, self.retry_backoff_seconds * 2 ** (attempt - 1))
 
 
 @dataclass(frozen=True)

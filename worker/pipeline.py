@@ -15,7 +15,7 @@ from connectors.base import Connector, Outcome, Subject
 from worker import lineage
 from worker.errors import InputError, PermanentError, TransientError, one_line
 from worker.runtime import Runtime
-from worker.state import move_request, move_system
+from worker.state import lose_attempt, move_request, move_system
 from worker.store.models import (
     SETTLED,
     Request,
@@ -100,6 +100,7 @@ def erase_system(rt: Runtime, request_id: str, system: str) -> None:
     For a kind that batches, other requests waiting for the same system join the pass."""
     claimed = _claim(rt, request_id, system)
     if claimed is None:
+        settle(rt, request_id)  # a no-op unless _claim failed the system's last attempt
         return
     batch = {request_id: claimed}
     connector = rt.connector(system)
@@ -163,7 +164,9 @@ def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | N
         if task is None or task.request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
             return None  # a completed request's system is pending again only for a recheck
         lease_lapsed = task.status == SystemStatus.RUNNING and (task.lease_until is None or task.lease_until <= now)
-        if task.status != SystemStatus.PENDING and not lease_lapsed:
+        if lease_lapsed and not lose_attempt(task, rt.config.worker.max_attempts, now):
+            return None  # that was the last attempt: failed for good, settled by the caller
+        if task.status != SystemStatus.PENDING:
             return None
         move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
                     lease_until=now + timedelta(seconds=rt.config.worker.lease_seconds))
@@ -269,30 +272,34 @@ def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, trans
         rt.dispatch.erase(request_id, system, kind, countdown=retry_in)
 
 
-def settle(rt: Runtime, request_id: str) -> None:
-    """Once every system has settled, settle the request and flag the models that ate its data.
-    A completed request whose recheck of an exemption then failed for good turns failed."""
+def settle(rt: Runtime, request_id: str) -> bool:
+    """Once every system has settled, settle the request and flag the models that ate its data;
+    whether it moved. A completed request whose recheck of an exemption then failed for good turns failed."""
     with rt.transaction() as session:
         request = session.get(Request, request_id, with_for_update=True)
         if request is None or request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
-            return
+            return False
         if any(task.status not in SETTLED for task in request.systems):
-            return
+            return False
+        failed = any(task.status == SystemStatus.FAILED for task in request.systems)
         if request.status == RequestStatus.COMPLETED:
-            if any(task.status == SystemStatus.FAILED for task in request.systems):
+            if failed:
                 move_request(request, RequestStatus.FAILED)
-            return
+            return failed
         lineage.flag_models(rt, session, request)
-        if any(task.status == SystemStatus.FAILED for task in request.systems):
+        if failed:
             move_request(request, RequestStatus.FAILED)
         else:
             move_request(request, RequestStatus.COMPLETED, completed_at=utcnow())
+        return True
 
 
 def retry(rt: Runtime, request_id: str) -> list[str]:
-    """Put the failed systems of a failed request back to pending, with fresh attempts."""
+    """Put the failed systems of a failed request back to pending, with fresh attempts.
+    Each is marked as just sent, so the reconciler gives the new message time to arrive."""
     from worker.errors import NoSuchRequest, RefusedError
 
+    now = utcnow()
     with rt.transaction() as session:
         request = session.get(Request, request_id, with_for_update=True)
         if request is None:
@@ -301,9 +308,11 @@ def retry(rt: Runtime, request_id: str) -> list[str]:
             raise RefusedError(f"request {request_id} is {request.status}, not failed: nothing to retry")
         failed = [t for t in request.systems if t.status == SystemStatus.FAILED]
         for task in failed:
-            move_system(task, SystemStatus.PENDING, attempts=0, error=None, finished_at=None)
+            move_system(task, SystemStatus.PENDING, attempts=0, error=None, finished_at=None,
+                        queued_at=now, requeues=0)
         unstarted = request.error is not None
-        move_request(request, RequestStatus.RECEIVED if unstarted else RequestStatus.IN_PROGRESS, error=None)
+        move_request(request, RequestStatus.RECEIVED if unstarted else RequestStatus.IN_PROGRESS, error=None,
+                     queued_at=now, requeues=0)
     if unstarted:
         rt.dispatch.start(request_id)
     else:

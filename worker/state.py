@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -36,6 +37,19 @@ def move_system(task: SystemTask, to: SystemStatus, **fields: Any) -> None:
     previous = _move(task, to, SYSTEM_MOVES, f"system {task.system}", fields)
     _log(f"system.{to}", to == S.FAILED, request_id=task.request_id, system=task.system, kind=task.kind,
          attempt=task.attempts, previous=previous, items=task.items_erased, error=task.error)
+
+
+def lose_attempt(task: SystemTask, max_attempts: int, now: datetime) -> bool:
+    """A running system whose worker's lease ran out: the lost attempt counts. Back to pending
+    (True), or failed for good if it was the last attempt (False)."""
+    log.warning("system.lease_expired", request_id=task.request_id, system=task.system, attempt=task.attempts)
+    lost = f"attempt {task.attempts} lost: its worker's lease ran out"
+    if task.attempts >= max_attempts:
+        move_system(task, S.FAILED, error=f"gave up after {task.attempts} attempts: {lost}",
+                    lease_until=None, finished_at=now)
+        return False
+    move_system(task, S.PENDING, error=lost, lease_until=None)
+    return True
 
 
 def move_request(request: Request, to: RequestStatus, **fields: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
+from worker import deadlines
 from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
 from worker.store.models import ModelFlag, Request, RequestStatus, SnapshotHit, utcnow
@@ -49,6 +50,11 @@ def request_json(request: Request, flags: list[ModelFlag], files: Mapping[str, l
         "status": request.status,
         "received_at": timestamp(request.received_at),
         "deadline": timestamp(request.deadline),
+        "overdue": deadlines.is_overdue(request, utcnow()),
+        "extended": None if request.extended_at is None else {
+            "months": request.extended_months, "reason": request.extended_reason,
+            "at": timestamp(request.extended_at), "original_deadline": timestamp(request.original_deadline),
+        },
         "completed_at": timestamp(request.completed_at),
         "subject_ref": request.subject_ref,
         "requested_by": request.requested_by,
@@ -87,15 +93,14 @@ def evidence(rt: Runtime, request_id: str) -> dict[str, Any]:
 
 
 def listing(rt: Runtime, status: str | None = None, overdue: bool = False) -> list[dict[str, Any]]:
-    """Requests, newest first, optionally by status or past their deadline and unsettled."""
+    """Requests, newest first, optionally by status or past their deadline and not completed."""
     if status is not None and status not in set(RequestStatus):
         raise InputError(f"--status: one of {', '.join(RequestStatus)}")
     query = select(Request).options(selectinload(Request.systems))
     if status is not None:
         query = query.where(Request.status == status)
     if overdue:
-        query = query.where(Request.deadline < utcnow(),
-                            Request.status.in_([RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS]))
+        query = query.where(deadlines.overdue(utcnow()))
     query = query.order_by(Request.received_at.desc(), Request.id.desc()).limit(LIST_LIMIT)
     with rt.transaction() as session:
         requests = session.scalars(query).all()

@@ -4,12 +4,15 @@ errors, the contract's JSON shapes and aligned tables for people."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.worker.conftest import stub, write_config
+from tests.worker.conftest import drain, stub, write_config
+from worker import intake
 from worker.cli import main, table
+from worker.runtime import Runtime
 
 STATUS_KEYS = {"request_id", "status", "received_at", "deadline", "completed_at", "subject_ref",
                "systems", "flagged_models"}
@@ -127,8 +130,25 @@ def test_retry_of_a_request_that_has_not_failed_exits_2(config: Path, capsys: py
     request_id = json.loads(run(capsys, "submit", "--config", str(config), "--subject", "user_id=1", "--json")[1])[
         "request_id"]
     code, _, err = run(capsys, "retry", request_id, "--config", str(config))
-    assert code == 2 and "not failed" in err
+    assert code == 2 and "not failed" in err and len(err.strip().splitlines()) == 1
     assert run(capsys, "retry", "missing", "--config", str(config))[0] == 3
+
+
+def test_retry_of_a_failed_request_reruns_only_its_failed_systems(
+    make_runtime: Callable[..., Runtime], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`retry` names the failed systems and puts only those back to pending, with no attempts yet."""
+    rt = make_runtime(stub("steady") + stub("broken", fail_permanently=True))
+    request_id = intake.submit(rt, {"user_id": "42"}).request_id
+    drain(rt)
+    capsys.readouterr()
+
+    code, out, _ = run(capsys, "retry", request_id, "--config", str(rt.config.path))
+    assert (code, out.strip()) == (0, f"{request_id}  retrying broken")
+    status = json.loads(run(capsys, "status", request_id, "--config", str(rt.config.path), "--json")[1])
+    found = {s["system"]: (s["status"], s["attempts"], s["error"]) for s in status["systems"]}
+    assert status["status"] == "in_progress"
+    assert found == {"steady": ("erased", 1, None), "broken": ("pending", 0, None)}
 
 
 def test_lineage_refuses_a_non_snapshot_system(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,13 +51,13 @@ def play_next(rt: Runtime) -> tuple[Any, ...]:
     return message
 
 
-def set_running(rt: Runtime, request_id: str, system: str, lease_until: Any) -> None:
+def set_running(rt: Runtime, request_id: str, system: str, lease_until: Any, attempts: int = 1) -> None:
     """Make one system's row look claimed by a worker, with the given lease, directly in the store."""
     with rt.transaction() as session:
         task = session.scalar(select(SystemTask).where(SystemTask.request_id == request_id,
                                                        SystemTask.system == system))
         assert task is not None
-        task.status, task.attempts, task.lease_until = SystemStatus.RUNNING, 1, lease_until
+        task.status, task.attempts, task.lease_until = SystemStatus.RUNNING, attempts, lease_until
 
 
 def crash_on_identifier(subject: Subject) -> None:
@@ -281,6 +281,26 @@ def test_a_running_system_whose_lease_lapsed_is_claimed_again(make_runtime: Make
     assert (a["status"], a["attempts"], a["items_erased"]) == ("erased", 2, 1)
     assert rt.connector("a").calls == 1  # type: ignore[attr-defined]
     assert views.status(rt, request_id)["status"] == "completed"
+
+
+def test_a_lapsed_last_attempt_fails_the_system_instead_of_trying_once_more(
+    make_runtime: MakeRuntime, store_url: str,
+) -> None:
+    """A message redelivered after the last attempt's worker vanished never makes attempt max + 1:
+    the system fails for good with one line, and the request settles."""
+    rt = make_runtime(stub("a"), store_url=store_url)
+    request_id = submitted(rt)
+    play_next(rt)  # start
+    kept(rt).clear()
+    last = rt.config.worker.max_attempts
+    set_running(rt, request_id, "a", lease_until=utcnow() - timedelta(seconds=5), attempts=last)
+
+    pipeline.erase_system(rt, request_id, "a")
+    a = systems(rt, request_id)["a"]
+    assert (a["status"], a["attempts"]) == ("failed", last)
+    assert a["error"] == f"gave up after {last} attempts: attempt {last} lost: its worker's lease ran out"
+    assert rt.connector("a").calls == 0  # type: ignore[attr-defined]
+    assert views.status(rt, request_id)["status"] == "failed"
 
 
 def test_start_played_twice_resolves_once_and_erases_each_system_once(

@@ -95,6 +95,15 @@ class Request(Base):
     deadline: Mapped[datetime] = mapped_column(index=True)
     completed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # Art. 12(3): one extension of up to two months, with the reason given to the subject
+    extended_months: Mapped[int | None]
+    extended_reason: Mapped[str | None] = mapped_column(Text)
+    extended_at: Mapped[datetime | None]
+    original_deadline: Mapped[datetime | None]  # the deadline before the extension
+    overdue_warned_at: Mapped[datetime | None]  # when `request.overdue` was logged: once per request
+    # set when the reconciler (or retry) sent a message outside the normal flow, so it waits before another
+    queued_at: Mapped[datetime | None]
+    requeues: Mapped[int] = mapped_column(default=0, server_default="0")
 
     systems: Mapped[list[SystemTask]] = relationship(
         back_populates="request", order_by="SystemTask.id", cascade="all, delete-orphan"
@@ -121,6 +130,8 @@ class SystemTask(Base):
     evidence: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]  # as Request.queued_at
+    requeues: Mapped[int] = mapped_column(default=0, server_default="0")
 
     request: Mapped[Request] = relationship(back_populates="systems")
 
