@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import Engine
@@ -58,6 +59,7 @@ class Runtime:
         self._connectors: dict[str, Connector] = {}
         self._subject_key: bytes | None = None
         self._lock = threading.Lock()  # the worker runs tasks in threads
+        self._claims: dict[tuple[str, str], datetime] = {}  # (request, system) -> lease_until, held here
         if dispatch is None:
             celery_app.configure(config)
 
@@ -84,6 +86,22 @@ class Runtime:
                 config = self.config.system(system)
                 self._connectors[system] = REGISTRY[config.kind](config)
             return self._connectors[system]
+
+    def hold(self, request_id: str, system: str, lease_until: datetime) -> None:
+        """Note a claim this process took, so that a shutdown can hand it back."""
+        with self._lock:
+            self._claims[(request_id, system)] = lease_until
+
+    def let_go(self, system: str, request_ids: Iterable[str]) -> None:
+        """Forget claims whose pass has ended, however it ended."""
+        with self._lock:
+            for request_id in request_ids:
+                self._claims.pop((request_id, system), None)
+
+    def held(self) -> dict[tuple[str, str], datetime]:
+        """The claims of passes still running in this process."""
+        with self._lock:
+            return dict(self._claims)
 
     def subject_ref(self, identifiers: dict[str, list[str]]) -> str:
         """The keyed hash that stands for a subject in statuses, logs and reports."""

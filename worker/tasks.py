@@ -12,6 +12,7 @@ from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from worker import intake, logs, mlflow_lineage, pipeline, reconcile, runtime
+from worker import shutdown as _shutdown  # noqa: F401 - connects the graceful stop to the worker's signals
 from worker.celery_app import app
 from worker.errors import InputError, TransientError, one_line
 from worker.store.engine import StoreUnavailable
@@ -30,13 +31,18 @@ def submit(*args: Any, **fields: Any) -> None:
             raise InputError("erasure.submit takes keyword arguments only")
         unknown = set(fields) - {"subject", "requested_by", "idempotency_key"}
         if unknown:
-            raise InputError(f"unknown fields: {', '.join(sorted(map(str, unknown)))[:200]}")
+            raise InputError(f"unknown fields: {', '.join(sorted(map(_field_name, unknown)))[:200]}")
         done = intake.submit(runtime.current(), fields.get("subject"), fields.get("requested_by"),
                              fields.get("idempotency_key"))
     except InputError as exc:
         log.warning("intake.dropped", reason=str(exc))
         return
     log.info("intake.accepted", request_id=done.request_id, duplicate=done.duplicate)
+
+
+def _field_name(name: str) -> str:
+    """A field's name fit for a log: a value sent as a name is never echoed."""
+    return name if name.isidentifier() and len(name) <= 40 else "(not a plain name)"
 
 
 @app.task(name="erasure.start", bind=True, ignore_result=True, **OUTAGE_RETRY)

@@ -1,0 +1,98 @@
+"""Graceful shutdown of `erasure worker`. On SIGTERM Celery stops taking messages and waits for
+the tasks it runs; this gives them `shutdown_grace_seconds`. Whatever still runs then is handed
+back: the systems this process claimed go back to pending (the attempt not counted), every message
+it holds unacknowledged goes back to its queue, and the process exits. So a stop never leaves a
+claim that only the end of its lease would free, and never a message that only the reconciler finds.
+A task thread cannot be stopped from outside: exiting the process is what stops it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import structlog
+from celery.signals import worker_ready, worker_shutting_down
+from celery.worker import state
+from sqlalchemy import select
+
+from worker import runtime
+from worker.runtime import Runtime
+from worker.state import move_system
+from worker.store.models import SystemStatus, SystemTask, utcnow
+
+log = structlog.get_logger("erasure.shutdown")
+_consumer: list[Any] = []  # the worker's Celery consumer, once it is ready
+
+
+def hand_back(rt: Runtime) -> list[tuple[str, str]]:
+    """Put the systems this process still holds back to pending, the attempt not counted; which.
+    A claim is matched by its lease, so one that lapsed and was taken by another worker stays theirs."""
+    now, handed = utcnow(), []
+    with rt.transaction() as session:
+        for (request_id, system), lease_until in sorted(rt.held().items()):
+            task = session.scalar(
+                select(SystemTask)
+                .where(SystemTask.request_id == request_id, SystemTask.system == system,
+                       SystemTask.status == SystemStatus.RUNNING, SystemTask.lease_until == lease_until)
+                .with_for_update()
+            )
+            if task is None:
+                continue
+            log.warning("system.handed_back", request_id=request_id, system=system, attempt=task.attempts)
+            move_system(task, SystemStatus.PENDING, attempts=task.attempts - 1, lease_until=None,
+                        error=f"attempt {task.attempts} handed back: its worker shut down",
+                        queued_at=now, requeues=0)
+            handed.append((request_id, system))
+    return handed
+
+
+def requeue_unacked(consumer: Any) -> None:
+    """Put back every message the worker holds unacknowledged. Redis and the embedded broker are
+    told here; RabbitMQ puts them back by itself when the connection drops at exit."""
+    qos = getattr(getattr(consumer, "task_consumer", None), "channel", None)
+    restore = getattr(getattr(qos, "qos", None), "restore_unacked", None)
+    if restore is not None:
+        restore()
+
+
+def _watch(grace: float) -> None:
+    """Wait for running tasks up to the grace; if some still run, hand everything back and exit."""
+    hub = getattr(_consumer[0], "hub", None) if _consumer else None
+    if hub is not None:  # wake the event loop: it sees the stop now, not at its next timer (up to 10 s)
+        hub.call_soon(lambda: None)
+    until = time.monotonic() + grace
+    while state.active_requests and time.monotonic() < until:
+        time.sleep(0.1)
+    running = len(state.active_requests)
+    if not running:
+        return  # Celery finishes the stop on its own
+    try:
+        handed = len(hand_back(runtime.current()))
+    except Exception as exc:  # the store is down: the leases will run out and the reconciler takes over
+        log.error("worker.hand_back_failed", error=type(exc).__name__)
+        handed = 0
+    if _consumer:
+        requeue_unacked(_consumer[0])
+    log.warning("worker.grace_expired", grace_seconds=grace, tasks=running, systems_handed_back=handed)
+    logging.shutdown()
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+@worker_ready.connect
+def _remember(sender: Any = None, **_: Any) -> None:
+    _consumer[:] = [sender]
+
+
+@worker_shutting_down.connect
+def _on_shutdown(how: str = "Warm", **_: Any) -> None:
+    """Runs in the signal handler: only start the watch. A cold stop (SIGQUIT) is Celery's."""
+    if how != "Warm" or any(t.name == "erasure-shutdown" for t in threading.enumerate()):
+        return
+    grace = runtime.current().config.worker.shutdown_grace_seconds
+    threading.Thread(target=_watch, args=(grace,), name="erasure-shutdown", daemon=True).start()
