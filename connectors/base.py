@@ -9,7 +9,7 @@ import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar, Self, TypeVar
 
 import tenacity
@@ -17,6 +17,8 @@ import tenacity
 from worker.errors import ConfigError, TransientError
 
 T = TypeVar("T")
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+REASON_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,39 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """Art. 17(3): what a law obliges to keep (`retain = { reason = "...", until = "YYYY-MM-DD" }`),
+    kept through `until` and erased after it; kept with no end when `until` is absent."""
+
+    reason: str
+    until: date | None = None
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the retention is over: the start of the day after `until`, in UTC."""
+        return None if self.until is None else datetime.combine(self.until + timedelta(days=1), time(), UTC)
+
+    def holds(self, now: datetime) -> bool:
+        """Whether it still keeps the items at `now`."""
+        return self.ends_at is None or now < self.ends_at
+
+    def describe(self) -> str:
+        """One line for a system's `reason`: why, and until when."""
+        return f"retained{f' until {self.until}' if self.until else ''}: {self.reason}"
+
+    def to_json(self) -> dict[str, Any]:
+        """As evidence and reports show it."""
+        return {"reason": self.reason, "until": None if self.until is None else self.until.isoformat()}
+
+
+@dataclass(frozen=True)
 class SystemConfig:
-    """The fields every `[[systems]]` table has; each kind subclasses it with its own."""
+    """The fields every `[[systems]]` table has; each kind subclasses it with its own.
+    `retain` is read for every kind by the config loader, so a kind's own reader never sees it."""
 
     name: str
     kind: str
+    retain: Retention | None = field(default=None, kw_only=True)
 
     @classmethod
     def read(cls, reader: ConfigReader) -> Self:
@@ -219,6 +249,27 @@ class ConfigReader:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{self.path}: {place}: must be a table")
         return ConfigReader(self.path, place, raw, self.identifier_types)
+
+    def retention(self, key: str = "retain") -> Retention | None:
+        """An optional `retain = { reason = "...", until = "YYYY-MM-DD" }` (until may be omitted)."""
+        if key not in self.raw:
+            return None
+        table = self.child(key, self.raw[key])
+        table.only("reason", "until")
+        reason = table.text("reason").strip()
+        if len(reason) > REASON_LIMIT or not reason.isprintable():
+            raise table.error("reason", f"one line of at most {REASON_LIMIT} printable characters")
+        until = table.raw.get("until")
+        if until is None:
+            return Retention(reason)
+        if isinstance(until, str) and DAY.fullmatch(until):
+            try:
+                until = date.fromisoformat(until)
+            except ValueError:
+                raise table.error("until", f"{until!r} is not a date") from None
+        if isinstance(until, datetime) or not isinstance(until, date):
+            raise table.error("until", 'a date written "YYYY-MM-DD"')
+        return Retention(reason, until)
 
     def identifier(self, key: str, name: Any) -> str:
         """An identifier type that the `[identifiers]` table declares."""

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Literal, Self
 
@@ -18,7 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 
-from connectors.base import ConfigReader, Connector, Outcome, Subject, SystemConfig, as_integer, retry_blips
+from connectors.base import (
+    ConfigReader,
+    Connector,
+    Outcome,
+    Retention,
+    Subject,
+    SystemConfig,
+    as_integer,
+    retry_blips,
+)
 from worker.errors import PermanentError, TransientError, one_line
 
 PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,40}(?:\.[0-9]{1,40})?")
@@ -49,6 +58,7 @@ class SqlTable:
     where: tuple[tuple[str, Reference], ...]
     action: Literal["delete", "anonymize"]
     assign: tuple[tuple[str, Any], ...] = ()  # the `set` table; None is SQL NULL
+    retain: Retention | None = None  # kept by law until a date (or for good): matched, counted, not touched
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class SqlConfig(SystemConfig):
 
 def _read_table(reader: ConfigReader, listed: set[Any]) -> SqlTable:
     """One entry of `tables`."""
-    reader.only("name", "where", "action", "set")
+    reader.only("name", "where", "action", "set", "retain")
     name = reader.text("name")
     if not TABLE_NAME.fullmatch(name):
         raise reader.error("name", f"{name!r} is not a plain name (letters, digits, _; or schema.table)")
@@ -99,18 +109,18 @@ def _read_table(reader: ConfigReader, listed: set[Any]) -> SqlTable:
         (_column(reader, "where", column), _reference(reader, f"where.{column}", ref, listed))
         for column, ref in raw_where.items()
     )
-    action = reader.text("action")
+    action, retain = reader.text("action"), reader.retention()
     if action == "delete":
         if "set" in reader.raw:
             raise reader.error("set", "only an anonymize action sets columns")
-        return SqlTable(name, where, "delete")
+        return SqlTable(name, where, "delete", retain=retain)
     if action != "anonymize":
         raise reader.error("action", f"must be 'delete' or 'anonymize', not {action!r}")
     raw_set = reader.require("set", dict)
     if not raw_set:
         raise reader.error("set", "sets no column")
     assign = tuple((_column(reader, "set", col), _value(reader, col, v)) for col, v in raw_set.items())
-    return SqlTable(name, where, "anonymize", assign)
+    return SqlTable(name, where, "anonymize", assign, retain)
 
 
 def _column(reader: ConfigReader, key: str, column: str) -> str:
@@ -178,32 +188,46 @@ class SqlConnector(Connector):
 
     @retry_blips
     def erase(self, subject: Subject) -> Outcome:
-        """Apply every table's action to the subject's rows in one transaction."""
+        """Apply every table's action to the subject's rows in one transaction. A table under a
+        retention is left as it is: its rows are counted and the system reported exempt."""
         applied: list[dict[str, Any]] = []
+        held: list[tuple[str, Retention, int]] = []
+        now = datetime.now(UTC)
         with self._errors(subject.all_values()), self.engine.begin() as conn:
             schema = self._reflect(conn)
             matches = self._match(conn, schema, subject)
             for i in schema.apply_order:
                 entry, table = self.config.tables[i], schema.tables[self.config.tables[i].name]
+                if entry.retain and entry.retain.holds(now):
+                    kept = self._left(conn, table, entry, matches[i], subject)
+                    applied.append({"table": entry.name, "action": "retain", "rows": 0, "rows_kept": kept,
+                                    "retained": entry.retain.to_json()})
+                    held += [(entry.name, entry.retain, kept)] if kept else []
+                    continue
                 with self._errors(subject.all_values(), entry.name):
                     rows = sum(conn.execute(_statement(table, entry, match)).rowcount for match in matches[i])
                 applied.append({"table": entry.name, "action": entry.action, "rows": rows})
-        return Outcome(sum(a["rows"] for a in applied), {"tables": applied})
+        return _outcome(applied, held)
 
     @retry_blips
     def verify(self, subject: Subject) -> int:
-        """Rows still matching: any in a delete table, those not yet anonymized in the others."""
-        left = 0
+        """Rows still matching: any in a delete table, those not yet anonymized in the others
+        (a table under a retention keeps its rows: not counted)."""
+        left, now = 0, datetime.now(UTC)
         with self._errors(subject.all_values()), self.engine.connect() as conn:
             schema = self._reflect(conn)
             matches = self._match(conn, schema, subject)
             for i, entry in enumerate(self.config.tables):
-                table = schema.tables[entry.name]
-                count = sa.select(sa.func.count()).select_from(table)
-                with self._errors(subject.all_values(), entry.name):
-                    for match in matches[i]:
-                        left += conn.execute(count.where(match, *_pending(table, entry))).scalar_one()
+                if not (entry.retain and entry.retain.holds(now)):
+                    left += self._left(conn, schema.tables[entry.name], entry, matches[i], subject)
         return left
+
+    def _left(self, conn: sa.Connection, table: sa.Table, entry: SqlTable, matches: list[Condition],
+              subject: Subject) -> int:
+        """The subject's rows in one table that its action has yet to delete or anonymize."""
+        count = sa.select(sa.func.count()).select_from(table)
+        with self._errors(subject.all_values(), entry.name):
+            return sum(conn.execute(count.where(match, *_pending(table, entry))).scalar_one() for match in matches)
 
     def resolve(self, query: str, param: str, values: Iterable[str]) -> list[str]:
         """A resolver's query run once per value: first column of every row, as str, deduplicated."""
@@ -291,6 +315,18 @@ class SqlConnector(Connector):
             kind = TransientError if transient else PermanentError
             error = kind(f"{place}: {_reason(exc, secrets)}")
             raise kind(one_line(error)) from exc
+
+
+def _outcome(applied: list[dict[str, Any]], held: list[tuple[str, Retention, int]]) -> Outcome:
+    """The erase's outcome: exempt if a retained table kept some of the subject's rows, rechecked
+    when the first retention with an end is over."""
+    items = sum(a["rows"] for a in applied)
+    if not held:
+        return Outcome(items, {"tables": applied})
+    reason = "; ".join(f"table {name} {retain.describe()} ({kept} row{'' if kept == 1 else 's'} kept)"
+                       for name, retain, kept in held)
+    ends = [retain.ends_at for _, retain, _ in held if retain.ends_at]
+    return Outcome(items, {"tables": applied}, exempt_reason=reason, recheck_at=min(ends, default=None))
 
 
 def create_engine(url: str) -> sa.Engine:

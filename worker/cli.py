@@ -200,6 +200,54 @@ def cmd_beat(args: argparse.Namespace) -> None:
     celery_app.app.start(["beat", "--loglevel=INFO"])
 
 
+def cmd_api(args: argparse.Namespace) -> int | None:
+    rt = _runtime(args)
+    if not rt.config.api.tokens:
+        raise ConfigError(f"{rt.config.path}: api tokens: none configured, so every call would be refused "
+                          '(add [api.tokens] "<sha256 hex of a token>" = ["submit", "read"])')
+    try:
+        import uvicorn
+
+        from worker import api
+    except ImportError as exc:
+        print(f"erasure: the API needs its extra: pip install 'erasure-worker[api]' ({exc.name} is missing)",
+              file=sys.stderr)
+        return 2
+    logs.configure(level="INFO")
+    rt.engine  # noqa: B018 - migrate and fail fast before serving
+    uvicorn.run(api.create_app(rt), host=args.host, port=args.port, log_config=None)
+    return None
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from worker import report
+
+    certificate = report.build(_runtime(args), args.request_id)
+    _print_json(certificate) if args.format == "json" else print(report.markdown(certificate), end="")
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from worker import audit
+
+    if args.head is not None and not audit.HASH.fullmatch(args.head):
+        raise InputError("--head: a SHA-256 as 64 lowercase hex digits, as a certificate quotes it")
+    verdict = audit.verify(_runtime(args).transaction, args.head)
+    if verdict.broken is not None:
+        before = f"events 1 to {verdict.events} check out" if verdict.events else "no event before it checks out"
+        raise audit.ChainBroken(f"audit chain broken at event {verdict.broken}: {verdict.problem} ({before})")
+    if args.head is not None and not verdict.found:
+        raise audit.ChainBroken(f"head {args.head} is not in the chain of {verdict.events} events: "
+                                "the events up to it were rewritten or removed")
+    print(f"audit trail intact: {verdict.events} events checked, head {verdict.head.seq} {verdict.head.hash}")
+
+
+def cmd_exempt(args: argparse.Namespace) -> None:
+    from worker import exemptions
+
+    status = exemptions.exempt(_runtime(args), args.request_id, args.system, args.reason)
+    print(f"{args.request_id}  {args.system} exempt, request {status}")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker import demo
 
@@ -216,7 +264,10 @@ COMMANDS: list[tuple[str, Handler, str]] = [
     ("stats", cmd_stats, "counts for dashboards: overdue, due soon, requests by status"),
     ("beat", cmd_beat, "run the periodic reconciler alone (production; the embedded worker runs its own)"),
     ("models", cmd_models, "model versions and their flags"),
+    ("report", cmd_report, "the certificate of erasure of one request"),
+    ("exempt", cmd_exempt, "exempt one system of one request, for good, with the reason (Art. 17(3))"),
     ("demo", cmd_demo, "a self-contained run on embedded parts, no servers needed"),
+    ("api", cmd_api, "serve the HTTP API (needs at least one token in [api.tokens])"),
 ]
 
 
@@ -249,6 +300,15 @@ def build_parser() -> Parser:
                                 help="why, as told to the data subject (kept with the request)")
     made["stats"].add_argument("--due-within", type=int, metavar="DAYS", help="what counts as due soon (default: 7)")
     made["models"].add_argument("--flagged", action="store_true")
+    made["report"].add_argument("request_id")
+    made["report"].add_argument("--format", choices=("json", "md"), default="json",
+                                help="json (the contract's fields) or md, a certificate for people (default: json)")
+    made["exempt"].add_argument("request_id")
+    made["exempt"].add_argument("--system", required=True, metavar="S")
+    made["exempt"].add_argument("--reason", required=True, metavar="TEXT",
+                                help="the legal ground, kept with the system and in the audit trail")
+    made["api"].add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    made["api"].add_argument("--port", type=int, default=8080, help="default: 8080")
     # optional, so `erasure models [--flagged] [--json]` stays as the contract has it; --config here
     # defaults to nothing so that `models --config X ack ...` keeps the X given before the subcommand
     quiet_config = Parser(add_help=False)
@@ -280,6 +340,12 @@ def build_parser() -> Parser:
     mlflow.add_argument("--tracking-uri", metavar="URI", help="default: the config's [mlflow] tracking_uri")
     mlflow.add_argument("--json", action="store_true", help="print the summary as JSON")
     mlflow.set_defaults(handler=cmd_lineage_import_mlflow)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=Parser)
+    verify = audit_sub.add_parser("verify", parents=[common], help="check the audit trail's hash chain")
+    verify.add_argument("--head", metavar="SHA256", help="also check that this head (from a certificate) is in it")
+    verify.set_defaults(handler=cmd_audit_verify)
     return parser
 
 

@@ -4,13 +4,14 @@ This is the only module that reads environment variables."""
 from __future__ import annotations
 
 import calendar
+import math
 import os
 import random
 import re
 import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,10 @@ from worker.errors import ConfigError, InputError
 MAX_VALUE_LENGTH = 1024
 NORMALIZERS: dict[str, Callable[[str], str]] = {"none": str, "lower": str.lower, "upper": str.upper}
 BACKOFF_JITTER = 0.2
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
+TOKEN_HASH = re.compile(r"[0-9a-f]{64}")
+API_SCOPES = ("submit", "read")
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,20 @@ class WorkerSettings:
     reconcile_seconds: float = 60.0
     batch_size: int = 1000  # most requests one pass of a batching kind (snapshot) erases together
     batch_wait_seconds: float = 1.0  # how long the first request waits for others to join its pass
+    shutdown_grace_seconds: float = 25.0  # after SIGTERM, how long running tasks may finish before handed back
+    quorum_queues: bool = False  # RabbitMQ only: declare the queues as quorum queues
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before the attempt after `attempt`: exponential, capped, jittered."""
-        return self._backoff_base(attempt) * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
+        return self._whole(self._backoff_base(attempt) * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER))
 
     def longest_backoff(self, attempt: int) -> float:
         """The most `backoff(attempt)` can be: after it, a retry that has not come is lost."""
-        return self._backoff_base(attempt) * (1 + BACKOFF_JITTER)
+        return self._whole(self._backoff_base(attempt) * (1 + BACKOFF_JITTER))
+
+    def _whole(self, seconds: float) -> float:
+        """RabbitMQ's delayed delivery for quorum queues counts whole seconds (and refuses less than one)."""
+        return float(math.ceil(seconds)) if self.quorum_queues else seconds
 
     def _backoff_base(self, attempt: int) -> float:
         return min(self.retry_backoff_max_seconds, self.retry_backoff_seconds * 2 ** (attempt - 1))
@@ -107,6 +117,14 @@ def add_months(moment: datetime, months: int) -> datetime:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API's tokens (SHA-256 hex of each token -> its scopes) and its body size cap."""
+
+    tokens: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    max_body_bytes: int = 16384
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, validated."""
 
@@ -119,6 +137,7 @@ class Config:
     resolvers: tuple[Resolver, ...]
     systems: tuple[SystemConfig, ...]
     mlflow_tracking_uri: str | None = None  # [mlflow] tracking_uri: where flagged model versions are tagged
+    api: ApiSettings = ApiSettings()
 
     def system(self, name: str) -> SystemConfig:
         """The system of that name (KeyError if none)."""
@@ -173,19 +192,39 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     identifiers = _identifiers(top)
     types = frozenset(identifiers)
     systems = _systems(top, types)
+    broker_url = _sqlite_beside(os.environ.get("ERASURE_BROKER_URL")
+                                or top.optional("broker_url", str, "sqla+sqlite:///erasure-queue.db"), path)
     return Config(
         path=path,
         store_url=_sqlite_beside(os.environ.get("ERASURE_STORE_URL")
                                  or top.optional("store_url", str, "sqlite:///erasure.db"), path),
-        broker_url=_sqlite_beside(os.environ.get("ERASURE_BROKER_URL")
-                                  or top.optional("broker_url", str, "sqla+sqlite:///erasure-queue.db"), path),
+        broker_url=broker_url,
         deadline=_deadline(top),
-        worker=_worker(top.child("worker", raw.get("worker", {}))),
+        worker=_worker(top.child("worker", raw.get("worker", {})), broker_url),
         identifiers=identifiers,
         resolvers=_resolvers(top, types, systems),
         systems=systems,
         mlflow_tracking_uri=_mlflow_tracking_uri(top, path),
+        api=_api(top.child("api", top.raw.get("api", {}))),
     )
+
+
+def _api(reader: ConfigReader) -> ApiSettings:
+    """The [api] table: `tokens` maps a token's SHA-256 (never the token) to its scopes."""
+    reader.only("tokens", "max_body_bytes")
+    tokens = reader.child("tokens", reader.raw.get("tokens", {}))
+    found = {}
+    for index, (digest, scopes) in enumerate(tokens.raw.items()):
+        if not TOKEN_HASH.fullmatch(digest):
+            # the key may be a token pasted by mistake: name its place, never its text
+            raise tokens.error(f"key {index + 1}", "must be the token's SHA-256 as 64 lowercase hex digits")
+        if not isinstance(scopes, list) or not scopes or not all(s in API_SCOPES for s in scopes):
+            raise tokens.error(digest[:12] + "…", f"a non-empty list of scopes among {', '.join(API_SCOPES)}")
+        found[digest] = frozenset(scopes)
+    max_body = reader.optional("max_body_bytes", int, 16384)
+    if not 1024 <= max_body <= 1_048_576:
+        raise reader.error("max_body_bytes", "must be between 1024 and 1048576")
+    return ApiSettings(found, max_body)
 
 
 def _mlflow_tracking_uri(top: ConfigReader, path: Path) -> str | None:
@@ -236,7 +275,9 @@ def _systems(top: ConfigReader, types: frozenset[str]) -> tuple[SystemConfig, ..
         kind = reader.text("kind")
         if kind not in REGISTRY:
             raise reader.error("kind", f"unknown kind {kind!r} (known: {', '.join(sorted(REGISTRY))})")
-        systems.append(REGISTRY[kind].config_class.read(reader))
+        retain = reader.retention()  # any kind may be retained whole: read here, hidden from the kind
+        reader.raw = {key: value for key, value in raw.items() if key != "retain"}
+        systems.append(replace(REGISTRY[kind].config_class.read(reader), retain=retain))
     return tuple(systems)
 
 
@@ -273,17 +314,21 @@ def _deadline(top: ConfigReader) -> Deadline:
     return Deadline(days, "days")
 
 
-def _worker(reader: ConfigReader) -> WorkerSettings:
+def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
     reader.only("max_attempts", "lease_seconds", "retry_backoff_seconds", "retry_backoff_max_seconds",
-                "reconcile_seconds", "batch_size", "batch_wait_seconds")
+                "reconcile_seconds", "batch_size", "batch_wait_seconds", "shutdown_grace_seconds", "quorum_queues")
+    lease_seconds = reader.optional("lease_seconds", int, 600)
     settings = WorkerSettings(
         max_attempts=reader.optional("max_attempts", int, 5),
-        lease_seconds=reader.optional("lease_seconds", int, 600),
+        lease_seconds=lease_seconds,
         retry_backoff_seconds=float(reader.optional("retry_backoff_seconds", (int, float), 5.0)),  # type: ignore[arg-type]
         retry_backoff_max_seconds=float(reader.optional("retry_backoff_max_seconds", (int, float), 600.0)),  # type: ignore[arg-type]
         reconcile_seconds=float(reader.optional("reconcile_seconds", (int, float), 60.0)),  # type: ignore[arg-type]
         batch_size=reader.optional("batch_size", int, 1000),
         batch_wait_seconds=float(reader.optional("batch_wait_seconds", (int, float), 1.0)),  # type: ignore[arg-type]
+        shutdown_grace_seconds=float(reader.optional("shutdown_grace_seconds", (int, float),  # type: ignore[arg-type]
+                                                     min(25.0, lease_seconds / 2))),
+        quorum_queues=reader.optional("quorum_queues", bool, False),
     )
     if settings.max_attempts < 1:
         raise reader.error("max_attempts", "must be at least 1")
@@ -297,6 +342,11 @@ def _worker(reader: ConfigReader) -> WorkerSettings:
         raise reader.error("batch_wait_seconds", "must be between 0 and 60")
     if settings.batch_wait_seconds >= settings.lease_seconds / 2:
         raise reader.error("batch_wait_seconds", "must be under half of lease_seconds")
+    if not 0 <= settings.shutdown_grace_seconds < settings.lease_seconds:
+        # a task still running when its lease ends may be claimed by a second worker
+        raise reader.error("shutdown_grace_seconds", "must be 0 or more and under lease_seconds")
+    if settings.quorum_queues and not broker_url.startswith(AMQP_SCHEMES):
+        raise reader.error("quorum_queues", "only RabbitMQ (an amqp:// broker_url) has quorum queues")
     return settings
 
 

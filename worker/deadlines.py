@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from sqlalchemy import ColumnElement, and_, func, select
 
+from worker import audit
 from worker.config import add_months
 from worker.errors import InputError, NoSuchRequest, RefusedError
 from worker.intake import clean_text
@@ -53,6 +54,8 @@ def extend(rt: Runtime, request_id: str, months: int, reason: str) -> Request:
                                "an extension must be decided before the deadline")
         request.original_deadline, request.deadline = request.deadline, add_months(request.deadline, months)
         request.extended_months, request.extended_reason, request.extended_at = months, reason, now
+        audit.record(session, "request.extended", request_id, months=months, reason=reason,
+                     deadline=audit.stamp(request.deadline), original_deadline=audit.stamp(request.original_deadline))
     # the reason is the DPO's free text: kept in the store, never logged
     log.info("request.extended", request_id=request_id, subject_ref=request.subject_ref, months=months,
              deadline=request.deadline.isoformat())

@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from worker import audit
 from worker.errors import InputError, RefusedError
 from worker.runtime import Runtime
 from worker.store.models import (
@@ -90,10 +91,13 @@ def raise_flags(session: Session, requests: Sequence[Request],
             session.add(flag)
             log.warning("model.flagged", request_id=request_id, subject_ref=by_id[request_id].subject_ref,
                         model=model, version=version, snapshots=snapshots)
+            audit.record(session, "model.flagged", request_id, model=model, version=version, snapshots=snapshots)
         elif flag.state not in FINAL and not set(snapshots) <= set(flag.snapshots):
             flag.snapshots = sorted(set(flag.snapshots) | set(snapshots))
             log.warning("model.flag_widened", request_id=request_id, model=model, version=version,
                         snapshots=flag.snapshots, state=flag.state)
+            audit.record(session, "model.flag_widened", request_id, model=model, version=version,
+                         snapshots=flag.snapshots, state=flag.state)
         flags.append(flag)
     return flags
 
@@ -165,6 +169,8 @@ def change(rt: Runtime, model: str, version: str, to: FlagState, reason: str,
             previous, flag.state, flag.reason, flag.changed_at = flag.state, to, why, now
             flag.events.append(FlagEvent(from_state=previous, to_state=to, reason=why, at=now))
             log.info(f"flag.{to}", model=model, version=version, request_id=flag.request_id, previous=previous)
+            audit.record(session, f"flag.{to}", flag.request_id, model=model, version=version, previous=previous,
+                         reason=why)
             moved.append((flag.request_id, previous))
         tag_after_commit(rt, session, [(model, version)])
         return moved

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from connectors.base import Subject
+from worker import audit
 from worker.config import Config
 from worker.errors import ErasureError, InputError
 from worker.runtime import Runtime
@@ -125,6 +126,10 @@ def submit(rt: Runtime, subject: Any, requested_by: Any = None, idempotency_key:
     try:
         with rt.transaction() as session:
             session.add(request)
+            # neither requested_by nor the idempotency key: free text that may name the subject
+            audit.record(session, "request.received", request.id, subject_ref=ref,
+                         identifier_types=sorted(clean.identifiers), systems=[s.name for s in systems],
+                         deadline=audit.stamp(request.deadline))
     except IntegrityError:
         known = _known(rt, idempotency_key, ref) if idempotency_key else None
         if known is None:

@@ -3,17 +3,21 @@ Every step is safe to run twice: a redelivered message finds its row settled and
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from connectors.base import Connector, Outcome, Subject
-from worker import lineage
+from worker import audit, lineage
 from worker.errors import InputError, PermanentError, TransientError, one_line
+from worker.exemptions import exempt_if_retained
 from worker.runtime import Runtime
 from worker.state import lose_attempt, move_request, move_system
 from worker.store.models import (
@@ -46,7 +50,12 @@ def start(rt: Runtime, request_id: str) -> None:
         with rt.transaction() as session:
             request = session.get(Request, request_id, with_for_update=True)
             if request is not None and request.status == RequestStatus.RECEIVED:
+                audit.record(session, "request.resolved", request_id,
+                             identifier_types={k: len(v) for k, v in subject.identifiers.items()})
                 move_request(request, RequestStatus.IN_PROGRESS, identifiers=subject.to_json())
+                now = utcnow()
+                for task in request.systems:  # no message for a system the config retains
+                    exempt_if_retained(rt.config, task, now)
     _fan_out(rt, request_id)
 
 
@@ -81,6 +90,8 @@ def _fan_out(rt: Runtime, request_id: str) -> None:
         ).all()
     for system, kind in pending:
         rt.dispatch.erase(request_id, system, kind)
+    if not pending:  # every system exempt from the start, say: no erasure will settle the request
+        settle(rt, request_id)
 
 
 def fail_unstarted(rt: Runtime, request_id: str, error: str) -> None:
@@ -103,12 +114,15 @@ def erase_system(rt: Runtime, request_id: str, system: str) -> None:
         settle(rt, request_id)  # a no-op unless _claim failed the system's last attempt
         return
     batch = {request_id: claimed}
-    connector = rt.connector(system)
-    if connector.batches:
-        batch |= _claim_waiting(rt, system, request_id)
-    _erase(rt, system, connector, batch)
-    for member in batch:
-        settle(rt, member)
+    try:
+        connector = rt.connector(system)
+        if connector.batches:
+            batch |= _claim_waiting(rt, system, request_id)
+        _erase(rt, system, connector, batch)
+        for member in batch:
+            settle(rt, member)
+    finally:
+        rt.let_go(system, batch)
 
 
 def _erase(rt: Runtime, system: str, connector: Connector, batch: dict[str, tuple[Subject, int]]) -> None:
@@ -166,10 +180,11 @@ def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | N
         lease_lapsed = task.status == SystemStatus.RUNNING and (task.lease_until is None or task.lease_until <= now)
         if lease_lapsed and not lose_attempt(task, rt.config.worker.max_attempts, now):
             return None  # that was the last attempt: failed for good, settled by the caller
-        if task.status != SystemStatus.PENDING:
-            return None
-        move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
-                    lease_until=now + timedelta(seconds=rt.config.worker.lease_seconds))
+        if task.status != SystemStatus.PENDING or exempt_if_retained(rt.config, task, now):
+            return None  # a retention checked again: a message may come from a recheck or a re-send
+        lease_until = now + timedelta(seconds=rt.config.worker.lease_seconds)
+        move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now, lease_until=lease_until)
+        rt.hold(request_id, system, lease_until)
         return Subject.from_json(task.request.identifiers), task.attempts
 
 
@@ -193,11 +208,12 @@ def _claim_waiting(rt: Runtime, system: str, claimed: str) -> dict[str, tuple[Su
                 break
         time.sleep(min(0.2, max(0.0, until - time.monotonic())))
     now = utcnow()
+    lease_until = now + timedelta(seconds=settings.lease_seconds)
     with rt.transaction() as session:
         tasks = session.scalars(waiting.limit(wanted).with_for_update(of=SystemTask, skip_locked=True)).all()
         for task in tasks:
-            move_system(task, SystemStatus.RUNNING, attempts=1, started_at=now,
-                        lease_until=now + timedelta(seconds=settings.lease_seconds))
+            move_system(task, SystemStatus.RUNNING, attempts=1, started_at=now, lease_until=lease_until)
+            rt.hold(task.request_id, system, lease_until)
         return {task.request_id: (Subject.from_json(task.request.identifiers), 1) for task in tasks}
 
 
@@ -209,6 +225,27 @@ def _running(session, request_id: str, system: str) -> SystemTask | None:  # typ
     return task if task is not None and task.status == SystemStatus.RUNNING else None
 
 
+def _outlasting_store_outages(write: Callable[..., None]) -> Callable[..., None]:
+    """A store write that records an erasure, tried again while the store is away (for up to half
+    the lease, which keeps the claim ours): only this process knows the outcome, and the attempt
+    after the lease would find the data gone and record nothing erased."""
+    @functools.wraps(write)
+    def written(rt: Runtime, *args: Any, **kwargs: Any) -> None:
+        until, pause = time.monotonic() + rt.config.worker.lease_seconds / 2, 0.5
+        while True:
+            try:
+                return write(rt, *args, **kwargs)
+            except OperationalError as exc:
+                if time.monotonic() + pause > until:
+                    raise
+                log.warning("store.unavailable", write=write.__name__, error=type(exc.orig).__name__,
+                            retry_in=pause)
+                time.sleep(pause)
+                pause = min(2 * pause, 5.0)
+    return written
+
+
+@_outlasting_store_outages
 def _record_hits(rt: Runtime, request_id: str, system: str, hits: tuple) -> None:  # type: ignore[type-arg]
     if not hits:
         return
@@ -224,6 +261,7 @@ def _record_hits(rt: Runtime, request_id: str, system: str, hits: tuple) -> None
                 row.rows, row.files = max(row.rows, hit.rows), sorted(set(row.files) | set(hit.files))
 
 
+@_outlasting_store_outages
 def _record_outcome(rt: Runtime, request_id: str, system: str, outcome: Outcome) -> None:
     with rt.transaction() as session:
         task = _running(session, request_id, system)
@@ -252,6 +290,7 @@ def _with_earlier_passes(task: SystemTask, outcome: Outcome) -> tuple[int, dict[
     return outcome.items_erased + (task.items_erased or 0), evidence
 
 
+@_outlasting_store_outages
 def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, transient: bool) -> None:
     settings = rt.config.worker
     retry_in = None
@@ -311,6 +350,7 @@ def retry(rt: Runtime, request_id: str) -> list[str]:
             move_system(task, SystemStatus.PENDING, attempts=0, error=None, finished_at=None,
                         queued_at=now, requeues=0)
         unstarted = request.error is not None
+        audit.record(session, "request.retried", request_id, systems=[t.system for t in failed])
         move_request(request, RequestStatus.RECEIVED if unstarted else RequestStatus.IN_PROGRESS, error=None,
                      queued_at=now, requeues=0)
     if unstarted:

@@ -1,12 +1,16 @@
-"""Every status change goes through here: allowed transitions, recorded as log events."""
+"""Every status change goes through here: allowed transitions, recorded as log events and as
+audit events in the transaction of the row that moves."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy.orm import object_session
 
+from worker import audit
 from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask
 
 log = structlog.get_logger("erasure.state")
@@ -15,8 +19,8 @@ S, R = SystemStatus, RequestStatus
 SYSTEM_MOVES: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.RUNNING, S.FAILED, S.EXEMPT}),
     S.RUNNING: frozenset({S.RUNNING, S.PENDING, S.ERASED, S.NOT_FOUND, S.FAILED, S.EXEMPT}),
-    S.FAILED: frozenset({S.PENDING}),
-    S.EXEMPT: frozenset({S.PENDING}),
+    S.FAILED: frozenset({S.PENDING, S.EXEMPT}),  # exempt: a DPO's decision (erasure exempt)
+    S.EXEMPT: frozenset({S.PENDING, S.EXEMPT}),
     S.ERASED: frozenset(),
     S.NOT_FOUND: frozenset(),
 }
@@ -32,11 +36,19 @@ class IllegalTransition(RuntimeError):
     """A status change the state machine does not allow: a bug, never user input."""
 
 
-def move_system(task: SystemTask, to: SystemStatus, **fields: Any) -> None:
-    """Change one system's status (and fields) if the move is allowed, and log it."""
+def move_system(task: SystemTask, to: SystemStatus, *, audit_data: Mapping[str, Any] | None = None,
+                **fields: Any) -> None:
+    """Change one system's status (and fields) if the move is allowed; log it and audit it
+    (with `audit_data` added: who decided, for instance). An error's text stays out of the
+    audit trail, which cannot be erased: the store keeps it with the system."""
     previous = _move(task, to, SYSTEM_MOVES, f"system {task.system}", fields)
     _log(f"system.{to}", to == S.FAILED, request_id=task.request_id, system=task.system, kind=task.kind,
          attempt=task.attempts, previous=previous, items=task.items_erased, error=task.error)
+    settled = to in (S.ERASED, S.NOT_FOUND, S.EXEMPT)
+    _audit(task, f"system.{to}", task.request_id, task.system, previous=previous, attempt=task.attempts,
+           items=task.items_erased if settled else None, reason=task.reason if to == S.EXEMPT else None,
+           recheck_at=audit.stamp(task.recheck_at) if to == S.EXEMPT else None,
+           evidence_sha256=audit.digest(task.evidence) if settled and task.evidence else None, **(audit_data or {}))
 
 
 def lose_attempt(task: SystemTask, max_attempts: int, now: datetime) -> bool:
@@ -57,6 +69,7 @@ def move_request(request: Request, to: RequestStatus, **fields: Any) -> None:
     previous = _move(request, to, REQUEST_MOVES, f"request {request.id}", fields)
     _log(f"request.{to}", to == R.FAILED, request_id=request.id, subject_ref=request.subject_ref,
          previous=previous)
+    _audit(request, f"request.{to}", request.id, None, previous=previous)
 
 
 def _move(row: Request | SystemTask, to: str, moves: dict[str, frozenset[str]], name: str,
@@ -71,3 +84,10 @@ def _move(row: Request | SystemTask, to: str, moves: dict[str, frozenset[str]], 
 
 def _log(event: str, failed: bool, **fields: Any) -> None:
     (log.warning if failed else log.info)(event, **fields)
+
+
+def _audit(row: Request | SystemTask, type_: str, request_id: str, system: str | None, **data: Any) -> None:
+    """An audit event in the row's own transaction (a row in none is not being saved: nothing to audit)."""
+    session = object_session(row)
+    if session is not None:
+        audit.record(session, type_, request_id, system, **data)

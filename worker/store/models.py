@@ -195,3 +195,19 @@ class FlagEvent(Base):
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    """One event of the audit trail: append-only, its hash chained to the event before it.
+    It holds no identifier's value: a subject appears only by its subject_ref."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(40))
+    request_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    system: Mapped[str | None] = mapped_column(String(100))
+    data: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,100 @@
+"""Prometheus metrics, computed from the store at each scrape: the store is the source of truth and
+is shared by every worker, so no process has to count events it may not have seen. Durations and
+queue waits are quantiles over a recent window (gauges, not counters: they may go down)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy import func, select
+
+from worker import deadlines
+from worker.runtime import Runtime
+from worker.store.models import SETTLED, Request, SystemStatus, SystemTask, utcnow
+
+WINDOW = timedelta(hours=1)
+SAMPLE = 10_000  # at most this many recent systems are read per scrape
+QUANTILES = (0.5, 0.9, 0.99, 1.0)  # 1 is the longest
+
+
+def quantiles(seconds: Iterable[float]) -> dict[str, float]:
+    """Nearest-rank quantiles of some durations, keyed by the `quantile` label's value."""
+    ordered = sorted(seconds)
+    return {f"{q:g}": ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in QUANTILES} if ordered else {}
+
+
+class StoreCollector:
+    """Reads the store when Prometheus scrapes."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def collect(self) -> Iterator[Metric]:
+        """Every metric family, from one look at the store."""
+        counts = deadlines.stats(self.rt)
+        now = utcnow()
+        since = now - WINDOW
+        with self.rt.transaction() as session:
+            systems = session.execute(select(SystemTask.kind, SystemTask.status, func.count())
+                                      .group_by(SystemTask.kind, SystemTask.status)).all()
+            settled = session.execute(
+                select(SystemTask.kind, SystemTask.started_at, SystemTask.finished_at)
+                .where(SystemTask.status.in_(SETTLED), SystemTask.finished_at >= since,
+                       SystemTask.started_at.is_not(None))
+                .order_by(SystemTask.finished_at.desc()).limit(SAMPLE)).all()
+            # a later attempt's start includes its backoff, which is no queue wait: first attempts only
+            started = session.execute(
+                select(SystemTask.kind, SystemTask.started_at, SystemTask.queued_at, Request.received_at)
+                .join(Request).where(SystemTask.started_at >= since, SystemTask.attempts == 1)
+                .order_by(SystemTask.started_at.desc()).limit(SAMPLE)).all()
+
+        requests = GaugeMetricFamily("erasure_requests", "Erasure requests by status.", labels=["status"])
+        for status, n in counts["by_status"].items():
+            requests.add_metric([status], n)
+        yield requests
+        yield GaugeMetricFamily("erasure_requests_overdue", "Requests still open past their deadline.",
+                                value=counts["overdue"])
+
+        by_system = GaugeMetricFamily("erasure_systems", "Systems of requests by status and kind.",
+                                      labels=["status", "kind"])
+        found = {(kind, status): n for kind, status, n in systems}
+        kinds = {s.kind for s in self.rt.config.systems} | {kind for kind, _ in found}
+        for kind in sorted(kinds):
+            for status in SystemStatus:
+                by_system.add_metric([status.value, kind], found.get((kind, status.value), 0))
+        yield by_system
+
+        yield _by_kind("erasure_system_duration_seconds",
+                       f"Seconds from an attempt's start to the system settling, over systems settled in the last "
+                       f"{WINDOW.total_seconds():g} s, by kind (store times are to the second).",
+                       ((kind, end - start) for kind, start, end in settled if start and end))
+        yield _by_kind("erasure_queue_wait_seconds",
+                       f"Seconds from a request's receipt (or a re-queue) to its system's first attempt, over first "
+                       f"attempts started in the last {WINDOW.total_seconds():g} s, by kind.",
+                       ((kind, start - (queued or received)) for kind, start, queued, received in started if start))
+
+
+def _by_kind(name: str, documentation: str, spans: Iterable[tuple[str, timedelta]]) -> GaugeMetricFamily:
+    """A gauge of quantiles by kind; a negative span (clocks of two hosts) is left out."""
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for kind, span in spans:
+        if span >= timedelta(0):
+            seconds[kind].append(span.total_seconds())
+    family = GaugeMetricFamily(name, documentation, labels=["kind", "quantile"])
+    for kind in sorted(seconds):
+        for quantile, value in quantiles(seconds[kind]).items():
+            family.add_metric([kind, quantile], value)
+    return family
+
+
+def registry(rt: Runtime) -> CollectorRegistry:
+    """A registry of this runtime's metrics alone (none of the process's defaults)."""
+    made = CollectorRegistry(auto_describe=False)
+    made.register(StoreCollector(rt))  # type: ignore[arg-type]
+    return made
+

@@ -1,0 +1,181 @@
+"""The certificate of erasure: one request as a DPO hands it to a regulator, as JSON (`build`)
+and as Markdown (`markdown`), with the audit trail's head it was drawn from. It never holds an
+identifier's value: the subject is its subject_ref, keys are written as their templates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from worker import audit, views
+from worker.errors import NoSuchRequest
+from worker.runtime import Runtime
+from worker.store.models import ModelFlag, Request, RequestStatus, utcnow
+
+LISTED = 20  # evidence entries written out per system in Markdown; the JSON has them all
+OUTCOMES = {
+    RequestStatus.COMPLETED: "every system was erased, held nothing of the subject's, or is exempt",
+    RequestStatus.FAILED: "at least one system could not be erased (see its error)",
+    RequestStatus.IN_PROGRESS: "erasure is under way",
+    RequestStatus.RECEIVED: "received, erasure not yet started",
+}
+SYSTEM_OUTCOMES = {"erased": "erased", "not_found": "nothing found", "exempt": "exempt", "failed": "failed",
+                   "pending": "pending", "running": "running"}
+
+
+def build(rt: Runtime, request_id: str) -> dict[str, Any]:
+    """The certificate of one request (NoSuchRequest if unknown): the contract's fields, each
+    system's evidence, the flagged models with their state, and the audit trail's head."""
+    with rt.transaction() as session:
+        request = session.get(Request, request_id, options=[selectinload(Request.systems)])
+        if request is None:
+            raise NoSuchRequest(f"no request {request_id}")
+        flags = list(session.scalars(select(ModelFlag).where(ModelFlag.request_id == request_id)))
+        files = views.files_by_request(session, [request_id]) if flags else {}
+        status = views.request_json(request, flags, files.get(request_id, {}))
+        events, head = audit.count(session, request_id), audit.head(session)
+        systems = [
+            {**shown, "recheck_at": views.timestamp(task.recheck_at), "evidence": task.evidence,
+             "evidence_sha256": audit.digest(task.evidence) if task.evidence else None}
+            for shown, task in zip(status["systems"], request.systems, strict=True)
+        ]
+        now = utcnow()
+        if request.completed_at is not None:
+            met: bool | None = request.completed_at <= request.deadline
+        else:
+            met = False if now > request.deadline else None  # still open: not decided yet
+    report = {key: status[key] for key in ("request_id", "subject_ref", "status", "received_at", "deadline",
+                                           "extended", "completed_at", "error")}
+    return report | {
+        "deadline_met": met,
+        "systems": systems,
+        "flagged_models": status["flags"],
+        "audit": {"events": events, "head": head.hash, "head_seq": head.seq},
+        "drawn_at": views.timestamp(now),
+    }
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The certificate as a Markdown document a regulator can read."""
+    lines = [
+        "# Certificate of erasure",
+        "",
+        f"Erasure request {_code(report['request_id'])} under Art. 17 GDPR, drawn {report['drawn_at']} "
+        "by erasure-worker from its records and its audit trail.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Data subject | {_code(report['subject_ref'])}, a keyed reference to the person: "
+        "no identifier of theirs is written in this certificate |",
+        f"| Outcome | **{report['status']}**: {OUTCOMES.get(report['status'], report['status'])} |",
+        f"| Received | {report['received_at']} |",
+        f"| Deadline | {report['deadline']}{_extension(report.get('extended'))} |",
+        f"| Completed | {report['completed_at'] or 'not yet'}{_deadline_met(report['deadline_met'])} |",
+    ]
+    if report.get("error"):
+        lines.append(f"| Error | {_cell(report['error'])} |")
+    lines += ["", "## Systems", "", "| System | Kind | Outcome | Items erased | Finished |", "|---|---|---|---|---|"]
+    lines += [f"| {_cell(s['system'])} | {s['kind']} | {SYSTEM_OUTCOMES.get(s['status'], s['status'])} "
+              f"| {_dash(s['items_erased'])} | {_dash(s['finished_at'])} |" for s in report["systems"]]
+    for system in report["systems"]:
+        lines += ["", f"### {system['system']} ({system['kind']}): {SYSTEM_OUTCOMES.get(system['status'])}", ""]
+        lines += [f"- {line}" for line in _system_lines(system)]
+    lines += ["", "## Exemptions (Art. 17(3))", ""]
+    exempt = [s for s in report["systems"] if s["status"] == "exempt"]
+    lines += [f"- **{s['system']}**: {s['reason']}. "
+              + (f"Erasure is tried again from {s['recheck_at']}, once this ends." if s["recheck_at"]
+                 else "Kept with no end date.") for s in exempt]
+    lines += [] if exempt else ["None: nothing of the subject's was kept."]
+    lines += ["", "## Models trained on the subject's data", ""]
+    flags = report["flagged_models"]
+    if flags:
+        lines += ["| Model | Version | Snapshots that held the subject | State | Reason |", "|---|---|---|---|---|"]
+        lines += [f"| {_cell(f['model'])} | {_cell(f['version'])} | {', '.join(_code(s) for s in f['snapshots'])} "
+                  f"| {f['state']} | {_cell(f['reason'] or '-')} |" for f in flags]
+    else:
+        lines.append("No recorded model version was trained on a snapshot that held the subject's data.")
+    trail = report["audit"]
+    lines += [
+        "", "## Audit trail", "",
+        f"{trail['events']} events of this request's life are in the audit trail, each one's SHA-256 chained "
+        "to the event before it. When this certificate was drawn the trail's head was event "
+        f"{trail['head_seq']}, `{trail['head']}`.",
+        "",
+        "To check that no event up to that head has been changed, removed or inserted since, run",
+        "",
+        f"    erasure audit verify --head {trail['head']}",
+        "",
+        "It recomputes every hash from the first event and exits 0 only if the chain is whole and holds this head.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _system_lines(system: Mapping[str, Any]) -> list[str]:
+    """What one system's evidence shows, one line per table, object version or file."""
+    evidence = system.get("evidence") or {}
+    lines = [f"Reason: {system['reason']}"] if system.get("reason") else []
+    lines += [f"Error: {system['error']}"] if system.get("error") else []
+    found = [_table_line(t) for t in evidence.get("tables", [])]
+    found += [f"bucket {_code(evidence['bucket'])}: version {_code(o.get('version_id'))} of {_code(o.get('key'))}"
+              f"{' (a delete marker)' if o.get('delete_marker') else ''} removed" for o in evidence.get("objects", [])]
+    found += [f"bucket {_code(evidence['bucket'])}: version {_code(o.get('version_id'))} of {_code(o.get('key'))} "
+              f"kept under {o.get('lock')}" + (f" until {o['retain_until']}" if o.get("retain_until") else "")
+              for o in evidence.get("kept", [])]
+    found += [f"file {_code(f.get('file'))}{' of snapshot ' + _code(f['snapshot']) if f.get('snapshot') else ''}: "
+              f"{_count(f.get('rows_removed', 0), 'row')} removed"
+              + (f", {_count(f['older_versions_removed'], 'older version')} removed"
+                 if f.get("older_versions_removed") else "") for f in evidence.get("files", [])]
+    if "retained" in evidence:
+        found.append("not touched: the configuration retains this whole system")
+    if len(found) > LISTED:
+        found = found[:LISTED] + [f"and {len(found) - LISTED} more (see the JSON certificate)"]
+    lines += found
+    lines += [f"an earlier pass erased {_count(e.get('items', 0), 'item')}" for e in evidence.get("earlier", [])]
+    if system.get("evidence_sha256"):
+        lines.append(f"evidence SHA-256 {_code(system['evidence_sha256'])}, as recorded in the audit trail")
+    return lines or ["no evidence recorded"]
+
+
+def _table_line(table: Mapping[str, Any]) -> str:
+    if table.get("action") == "retain":
+        retained = table.get("retained", {})
+        until = f" until {retained['until']}" if retained.get("until") else ""
+        return (f"table {_code(table['table'])}: {_count(table.get('rows_kept', 0), 'row')} kept, "
+                f"retained{until} ({retained.get('reason')})")
+    done = {"delete": "deleted", "anonymize": "anonymized"}.get(table.get("action", ""), table.get("action"))
+    return f"table {_code(table['table'])}: {_count(table.get('rows', 0), 'row')} {done}"
+
+
+def _extension(extended: Mapping[str, Any] | None) -> str:
+    if not extended:
+        return ""
+    return (f", extended by {extended['months']} month(s) on {extended['at']} from {extended['original_deadline']}"
+            f" (Art. 12(3)): {_cell(extended['reason'])}")
+
+
+def _deadline_met(met: bool | None) -> str:
+    return {True: ", within the deadline", False: ", **after the deadline**", None: ""}[met]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _code(text: Any) -> str:
+    """Text as inline code, whatever backticks it holds."""
+    text = str(text)
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
+def _cell(text: Any) -> str:
+    """Text fit for a table cell: a `|` would end the cell."""
+    return str(text).replace("|", "\\|")
