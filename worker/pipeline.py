@@ -111,7 +111,6 @@ def erase_system(rt: Runtime, request_id: str, system: str) -> None:
     For a kind that batches, other requests waiting for the same system join the pass."""
     claimed = _claim(rt, request_id, system)
     if claimed is None:
-        settle(rt, request_id)  # a no-op unless _claim failed the system's last attempt
         return
     batch = {request_id: claimed}
     try:
@@ -169,7 +168,9 @@ def _frames(exc: BaseException) -> list[str]:
 
 
 def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | None:
-    now = utcnow()
+    """The subject and attempt of a system this worker may now erase, or None. A claim that
+    instead settles the system (its last attempt lost, or a retention found) settles the request."""
+    now, settled = utcnow(), False
     with rt.transaction() as session:
         task = session.scalar(
             select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system)
@@ -178,14 +179,19 @@ def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | N
         if task is None or task.request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
             return None  # a completed request's system is pending again only for a recheck
         lease_lapsed = task.status == SystemStatus.RUNNING and (task.lease_until is None or task.lease_until <= now)
-        if lease_lapsed and not lose_attempt(task, rt.config.worker.max_attempts, now):
-            return None  # that was the last attempt: failed for good, settled by the caller
-        if task.status != SystemStatus.PENDING or exempt_if_retained(rt.config, task, now):
-            return None  # a retention checked again: a message may come from a recheck or a re-send
-        lease_until = now + timedelta(seconds=rt.config.worker.lease_seconds)
-        move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now, lease_until=lease_until)
-        rt.hold(request_id, system, lease_until)
-        return Subject.from_json(task.request.identifiers), task.attempts
+        settled = lease_lapsed and not lose_attempt(task, rt.config.worker.max_attempts, now)  # the last attempt
+        if not settled and task.status == SystemStatus.PENDING:
+            # a retention checked again: a message may come from a recheck or a re-send
+            settled = exempt_if_retained(rt.config, task, now)
+            if not settled:
+                lease_until = now + timedelta(seconds=rt.config.worker.lease_seconds)
+                move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
+                            lease_until=lease_until)
+                rt.hold(request_id, system, lease_until)
+                return Subject.from_json(task.request.identifiers), task.attempts
+    if settled:
+        settle(rt, request_id)
+    return None
 
 
 def _claim_waiting(rt: Runtime, system: str, claimed: str) -> dict[str, tuple[Subject, int]]:
