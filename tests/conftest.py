@@ -100,9 +100,14 @@ def _scratch_database(admin_url: str, default_port: int, name: str) -> Iterator[
         admin.dispose()
 
 
+# a store on a server refuses to start without a key (worker.keys); a fixed one for the tests
+TEST_SECRET_KEY = "test-secret-key-0123456789abcdef-0123456789abcdef"
+
+
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
+def postgres_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards, with the secret key a store there needs."""
+    monkeypatch.setenv("ERASURE_SECRET_KEY", os.environ.get("ERASURE_SECRET_KEY") or TEST_SECRET_KEY)
     yield from _scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL")
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from worker import config as settings
@@ -173,12 +174,16 @@ def cmd_models_change(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     from worker import celery_app, runtime
 
-    rt = runtime.install(_runtime(args))
-    rt.engine  # noqa: B018 - migrate and fail fast before the worker starts
-    queues = args.queues or ",".join(celery_app.QUEUES)
-    unknown = set(queues.split(",")) - set(celery_app.QUEUES)
+    names = [q.strip() for q in args.queues.split(",")] if args.queues is not None else list(celery_app.QUEUES)
+    if "" in names:
+        raise InputError(f"--queues: an empty queue name in {args.queues!r} (names are comma-separated)")
+    unknown = set(names) - set(celery_app.QUEUES)
     if unknown:
-        raise InputError(f"--queues: unknown queue(s) {', '.join(sorted(unknown))}")
+        raise InputError(f"--queues: unknown queue(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(celery_app.QUEUES)})")
+    queues = ",".join(names)
+    rt = runtime.install(_runtime(args))
+    rt.check()  # migrate, find the keys, and fail fast before the worker starts
     import worker.tasks  # noqa: F401 - registers the tasks
 
     # Threads, not prefork: connectors wait on I/O (pyarrow releases the GIL), and one
@@ -194,7 +199,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_beat(args: argparse.Namespace) -> None:
     from worker import celery_app, runtime
 
-    runtime.install(_runtime(args)).engine  # noqa: B018 - migrate and fail fast
+    runtime.install(_runtime(args)).check()  # migrate, find the keys, and fail fast
     import worker.tasks  # noqa: F401 - registers the tasks
 
     celery_app.app.start(["beat", "--loglevel=INFO"])
@@ -214,7 +219,7 @@ def cmd_api(args: argparse.Namespace) -> int | None:
               file=sys.stderr)
         return 2
     logs.configure(level="INFO")
-    rt.engine  # noqa: B018 - migrate and fail fast before serving
+    rt.check()  # migrate, find the keys, and fail fast before serving
     uvicorn.run(api.create_app(rt), host=args.host, port=args.port, log_config=None)
     return None
 
@@ -248,6 +253,42 @@ def cmd_exempt(args: argparse.Namespace) -> None:
     print(f"{args.request_id}  {args.system} exempt, request {status}")
 
 
+def cmd_replay(args: argparse.Namespace) -> None:
+    from worker import suppression
+
+    since = None
+    if args.since is not None:
+        try:
+            since = datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise InputError(f"--since: {args.since!r} is not a date as YYYY-MM-DD (the restored backup's)") from None
+    done = suppression.replay(_runtime(args), args.system, since)
+    if args.json:
+        _print_json(done.to_json())
+    else:
+        print(f"replayed {done.requests} completed request(s) on {done.system}"
+              f"{f' since {done.since}' if done.since else ''}: {done.items_erased} item(s) erased again"
+              f"{f', {done.still_present} still present' if done.still_present else ''}")
+
+
+def cmd_keys_new(args: argparse.Namespace) -> None:
+    from worker import keys
+
+    if args.file:
+        print(keys.key_file_text([keys.new_secret()], keys.new_secret()), end="")
+    else:
+        print(keys.new_secret())
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> None:
+    from worker.runtime import rotate_keys
+
+    counts = rotate_keys(_runtime(args))
+    print(f"sealed again under the newest key: {counts['requests']} request(s), "
+          f"{counts['suppressions']} suppression entr{'y' if counts['suppressions'] == 1 else 'ies'}; "
+          "older keys can now be dropped")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker import demo
 
@@ -266,6 +307,7 @@ COMMANDS: list[tuple[str, Handler, str]] = [
     ("models", cmd_models, "model versions and their flags"),
     ("report", cmd_report, "the certificate of erasure of one request"),
     ("exempt", cmd_exempt, "exempt one system of one request, for good, with the reason (Art. 17(3))"),
+    ("replay", cmd_replay, "re-apply completed erasures to a system restored from an older backup"),
     ("demo", cmd_demo, "a self-contained run on embedded parts, no servers needed"),
     ("api", cmd_api, "serve the HTTP API (needs at least one token in [api.tokens])"),
 ]
@@ -307,6 +349,9 @@ def build_parser() -> Parser:
     made["exempt"].add_argument("--system", required=True, metavar="S")
     made["exempt"].add_argument("--reason", required=True, metavar="TEXT",
                                 help="the legal ground, kept with the system and in the audit trail")
+    made["replay"].add_argument("--system", required=True, metavar="S")
+    made["replay"].add_argument("--since", metavar="YYYY-MM-DD",
+                                help="only requests completed since then: the restored backup's date (default: all)")
     made["api"].add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     made["api"].add_argument("--port", type=int, default=8080, help="default: 8080")
     # optional, so `erasure models [--flagged] [--json]` stays as the contract has it; --config here
@@ -324,7 +369,7 @@ def build_parser() -> Parser:
         change.add_argument("--reason", required=True, metavar="TEXT", help="why, kept with the flag's history")
         change.add_argument("--request", metavar="ID", help="only this request's flag")
         change.set_defaults(handler=cmd_models_change)
-    for name in ("submit", "status", "list", "models", "stats"):
+    for name in ("submit", "status", "list", "models", "stats", "replay"):
         made[name].add_argument("--json", action="store_true", help="print the contract's JSON")
 
     lineage = sub.add_parser("lineage", help="training lineage of model versions")
@@ -340,6 +385,15 @@ def build_parser() -> Parser:
     mlflow.add_argument("--tracking-uri", metavar="URI", help="default: the config's [mlflow] tracking_uri")
     mlflow.add_argument("--json", action="store_true", help="print the summary as JSON")
     mlflow.set_defaults(handler=cmd_lineage_import_mlflow)
+
+    keys = sub.add_parser("keys", help="the keys that seal identifiers")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
+    new = keys_sub.add_parser("new", help="print a new random secret (for ERASURE_SECRET_KEY / ERASURE_SUBJECT_KEY)")
+    new.add_argument("--file", action="store_true", help="print a whole key file instead (for ERASURE_KEY_FILE)")
+    new.set_defaults(handler=cmd_keys_new)
+    rotate = keys_sub.add_parser("rotate", parents=[common],
+                                 help="seal every stored identifier again under the newest secret")
+    rotate.set_defaults(handler=cmd_keys_rotate)
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=Parser)

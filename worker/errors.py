@@ -47,6 +47,9 @@ class PermanentError(ConnectorError):
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """The exception as one short line, fit for a status field or a log event."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """The exception as one short line, fit for a status field or a log event, scrubbed of the
+    values of the subject being worked on (a driver may echo a bound parameter)."""
+    from worker.redact import scrub
+
+    text = scrub(" ".join(str(exc).split())) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from connectors.base import Subject
-from worker import audit
+from worker import audit, redact
 from worker.config import Config
 from worker.errors import ErasureError, InputError
 from worker.runtime import Runtime
@@ -102,8 +102,13 @@ def reachable_types(config: Config, given: Iterable[str]) -> set[str]:
 
 def submit(rt: Runtime, subject: Any, requested_by: Any = None, idempotency_key: Any = None) -> Submitted:
     """Validate, record and enqueue one request; a known idempotency key answers the first."""
+    clean = clean_subject(rt.config, subject)
+    with redact.values(clean.all_values()):
+        return _record(rt, clean, requested_by, idempotency_key)
+
+
+def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any) -> Submitted:
     config = rt.config
-    clean = clean_subject(config, subject)
     requested_by = clean_text("requested_by", requested_by)
     idempotency_key = clean_text("idempotency_key", idempotency_key)
     types = reachable_types(config, clean.identifiers)
@@ -117,8 +122,9 @@ def submit(rt: Runtime, subject: Any, requested_by: Any = None, idempotency_key:
         if known is not None:
             return known
     received = utcnow()
+    request_id = str(uuid.uuid4())
     request = Request(
-        id=str(uuid.uuid4()), subject_ref=ref, identifiers=clean.to_json(), status=RequestStatus.RECEIVED,
+        id=request_id, subject_ref=ref, sealed_identifiers=rt.seal(request_id, clean), status=RequestStatus.RECEIVED,
         requested_by=requested_by, idempotency_key=idempotency_key,
         received_at=received, deadline=config.deadline.after(received),
     )

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 from worker import config as settings
+from worker import redact
 
 SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -40,7 +40,8 @@ def configure(level: str = "INFO", fmt: str | None = None) -> None:
         foreign_pre_chain=SHARED,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if fmt == "json" else _keep,
+            structlog.processors.format_exc_info,  # a traceback as text, so that redact scrubs it too
+            redact.processor,
             renderer,
         ],
     ))
@@ -59,7 +60,3 @@ class _Stderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
-
-
-def _keep(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return event

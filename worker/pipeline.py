@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from connectors.base import Connector, Outcome, Subject
-from worker import audit, lineage
+from worker import audit, lineage, redact, suppression
 from worker.errors import InputError, PermanentError, TransientError, one_line
 from worker.exemptions import exempt_if_retained
 from worker.runtime import Runtime
@@ -40,19 +40,22 @@ def start(rt: Runtime, request_id: str) -> None:
         if request is None:
             log.warning("request.unknown", request_id=request_id)
             return
-        status, subject = request.status, Subject.from_json(request.identifiers)
-    if status == RequestStatus.RECEIVED:
+        status = request.status
+        subject = rt.subject(request) if status == RequestStatus.RECEIVED else None
+    if subject is not None:
         try:
-            subject = resolve(rt, request_id, subject)
+            with redact.values(subject.all_values()):
+                subject = resolve(rt, request_id, subject)
         except PermanentError as exc:
-            fail_unstarted(rt, request_id, one_line(exc))
+            with redact.values(subject.all_values()):
+                fail_unstarted(rt, request_id, one_line(exc))
             return
         with rt.transaction() as session:
             request = session.get(Request, request_id, with_for_update=True)
             if request is not None and request.status == RequestStatus.RECEIVED:
                 audit.record(session, "request.resolved", request_id,
                              identifier_types={k: len(v) for k, v in subject.identifiers.items()})
-                move_request(request, RequestStatus.IN_PROGRESS, identifiers=subject.to_json())
+                move_request(request, RequestStatus.IN_PROGRESS, sealed_identifiers=rt.seal(request_id, subject))
                 now = utcnow()
                 for task in request.systems:  # no message for a system the config retains
                     exempt_if_retained(rt.config, task, now)
@@ -117,7 +120,8 @@ def erase_system(rt: Runtime, request_id: str, system: str) -> None:
         connector = rt.connector(system)
         if connector.batches:
             batch |= _claim_waiting(rt, system, request_id)
-        _erase(rt, system, connector, batch)
+        with redact.values(v for subject, _ in batch.values() for v in subject.all_values()):
+            _erase(rt, system, connector, batch)
         for member in batch:
             settle(rt, member)
     finally:
@@ -188,7 +192,7 @@ def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | N
                 move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
                             lease_until=lease_until)
                 rt.hold(request_id, system, lease_until)
-                return Subject.from_json(task.request.identifiers), task.attempts
+                return rt.subject(task.request), task.attempts
     if settled:
         settle(rt, request_id)
     return None
@@ -220,7 +224,7 @@ def _claim_waiting(rt: Runtime, system: str, claimed: str) -> dict[str, tuple[Su
         for task in tasks:
             move_system(task, SystemStatus.RUNNING, attempts=1, started_at=now, lease_until=lease_until)
             rt.hold(task.request_id, system, lease_until)
-        return {task.request_id: (Subject.from_json(task.request.identifiers), 1) for task in tasks}
+        return {task.request_id: (rt.subject(task.request), 1) for task in tasks}
 
 
 def _running(session, request_id: str, system: str) -> SystemTask | None:  # type: ignore[no-untyped-def]
@@ -330,12 +334,15 @@ def settle(rt: Runtime, request_id: str) -> bool:
         if request.status == RequestStatus.COMPLETED:
             if failed:
                 move_request(request, RequestStatus.FAILED)
+            else:
+                suppression.keep(rt, session, request)  # a recheck settled: what replay re-erases grew
             return failed
         lineage.flag_models(rt, session, request)
         if failed:
             move_request(request, RequestStatus.FAILED)
         else:
             move_request(request, RequestStatus.COMPLETED, completed_at=utcnow())
+            suppression.keep(rt, session, request)
         return True
 
 

@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from connectors import REGISTRY
-from connectors.base import Connector
+from connectors.base import Connector, Subject
 from worker import celery_app, keys
 from worker.config import Config
 from worker.store.engine import create_store_engine, migrate
+from worker.store.models import Request
 
 
 class Dispatch(Protocol):
@@ -57,7 +58,7 @@ class Runtime:
         self.dispatch: Dispatch = dispatch or CeleryDispatch()
         self._engine: Engine | None = None
         self._connectors: dict[str, Connector] = {}
-        self._subject_key: bytes | None = None
+        self._keys: keys.KeyRing | None = None
         self._lock = threading.Lock()  # the worker runs tasks in threads
         self._claims: dict[tuple[str, str], datetime] = {}  # (request, system) -> lease_until, held here
         if dispatch is None:
@@ -70,8 +71,36 @@ class Runtime:
             if self._engine is None:
                 engine = create_store_engine(self.config.store_url)
                 migrate(engine)
+                seal_legacy_identifiers(engine, self._keyring)
                 self._engine = engine
             return self._engine
+
+    def check(self) -> None:
+        """What a long-running process checks before it starts: the store opens and is migrated,
+        and the keys are at hand (a store on a server with no key refuses here, in one line)."""
+        self.engine  # noqa: B018
+        self.keyring  # noqa: B018
+
+    @property
+    def keyring(self) -> keys.KeyRing:
+        """The keys that seal identifiers and make subject refs (worker.keys says from where)."""
+        with self._lock:
+            return self._keyring()
+
+    def _keyring(self) -> keys.KeyRing:
+        if self._keys is None:
+            self._keys = keys.load(self.config.store_url)
+        return self._keys
+
+    def seal(self, request_id: str, subject: Subject) -> str:
+        """The subject's identifiers sealed for the request's row."""
+        return self.keyring.seal(keys.IDENTIFIERS, request_id, subject.identifiers)
+
+    def subject(self, request: Request) -> Subject:
+        """The identifiers of a request, opened; SealError if they were dropped or no key opens them."""
+        if request.sealed_identifiers is None:
+            raise keys.SealError(f"request {request.id} holds no identifiers any more (completed and dropped)")
+        return Subject.from_json(self.keyring.open(keys.IDENTIFIERS, request.id, request.sealed_identifiers))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -105,9 +134,7 @@ class Runtime:
 
     def subject_ref(self, identifiers: dict[str, list[str]]) -> str:
         """The keyed hash that stands for a subject in statuses, logs and reports."""
-        if self._subject_key is None:
-            self._subject_key = keys.subject_key(self.config.path)
-        return keys.subject_ref(self._subject_key, identifiers)
+        return self.keyring.subject_ref(identifiers)
 
     def after_fork(self) -> None:
         """Drop connections inherited from a parent process."""
@@ -122,6 +149,40 @@ class Runtime:
         self._connectors = {}
         if self._engine is not None:
             self._engine.dispose()
+
+
+def seal_legacy_identifiers(engine: Engine, keyring: Callable[[], keys.KeyRing]) -> int:
+    """Seal identifiers a store from before sealing holds in the clear, and empty the clear column."""
+    with Session(engine) as session, session.begin():
+        legacy = session.scalars(select(Request).where(Request.legacy_identifiers.is_not(None))).all()
+        ring = keyring() if legacy else None
+        for request in legacy:
+            assert ring is not None
+            request.sealed_identifiers = ring.seal(keys.IDENTIFIERS, request.id, request.legacy_identifiers or {})
+            request.legacy_identifiers = None
+    return len(legacy)
+
+
+def rotate_keys(rt: Runtime) -> dict[str, int]:
+    """Seal again, under the newest secret, every sealed value sealed under an older one, so the
+    older secrets can then be dropped. Idempotent; one transaction per table."""
+    from worker.store.models import Suppression
+
+    ring, counts = rt.keyring, {"requests": 0, "suppressions": 0}
+    with rt.transaction() as session:
+        for request in session.scalars(select(Request).where(Request.sealed_identifiers.is_not(None))):
+            token = request.sealed_identifiers or ""
+            if ring.needs_rotation(token, keys.IDENTIFIERS):
+                opened = ring.open(keys.IDENTIFIERS, request.id, token)
+                request.sealed_identifiers = ring.seal(keys.IDENTIFIERS, request.id, opened)
+                counts["requests"] += 1
+    with rt.transaction() as session:
+        for entry in session.scalars(select(Suppression)):
+            if ring.needs_rotation(entry.sealed, keys.SUPPRESSION):
+                entry.sealed = ring.seal(keys.SUPPRESSION, entry.request_id,
+                                         ring.open(keys.SUPPRESSION, entry.request_id, entry.sealed))
+                counts["suppressions"] += 1
+    return counts
 
 
 _current: Runtime | None = None

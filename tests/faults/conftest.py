@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import AMQP_SERVER, PG_ADMIN_URL, reachable, service_down
+from tests.conftest import AMQP_SERVER, PG_ADMIN_URL, TEST_SECRET_KEY, reachable, service_down
 
 IDENTIFIERS = "[identifiers]\nuser_id = { pattern = '^[0-9]{1,18}$' }\n"
 SETTLED = ("completed", "failed")
@@ -85,8 +85,9 @@ def own_vhost() -> Iterator[str]:
 
 
 @pytest.fixture
-def rabbitmq(tmp_path: Path) -> Iterator[Backend]:
-    """The production parts: a PostgreSQL store and a RabbitMQ vhost."""
+def rabbitmq(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """The production parts: a PostgreSQL store (with the key it needs) and a RabbitMQ vhost."""
+    monkeypatch.setenv("ERASURE_SECRET_KEY", os.environ.get("ERASURE_SECRET_KEY") or TEST_SECRET_KEY)
     with pg_database() as store, own_vhost() as broker:
         yield Backend("rabbitmq", store, broker)
 

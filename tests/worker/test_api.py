@@ -366,7 +366,7 @@ def test_metrics_are_read_from_the_store(client: TestClient, rt: Runtime) -> Non
         return now - timedelta(seconds=seconds)
 
     def request(status: str, deadline: Any, *systems: SystemTask) -> Request:
-        made = Request(id=str(uuid.uuid4()), subject_ref="ref", identifiers={}, status=status,
+        made = Request(id=str(uuid.uuid4()), subject_ref="ref", status=status,
                        received_at=ago(600), deadline=deadline)
         made.systems = list(systems)
         return made

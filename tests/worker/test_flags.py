@@ -302,12 +302,14 @@ def test_a_new_snapshot_of_a_flagged_version_joins_its_flag(snapshot_runtime: Ru
     assert set(flags[0]["files"]) == {OCT, DEC}
 
 
-@pytest.mark.parametrize("trained_at", [
-    datetime(2026, 1, 1, 9, 30),                                  # no timezone
-    datetime.now().astimezone() + timedelta(minutes=5),           # in the future
+@pytest.mark.parametrize("when", [
+    lambda: datetime(2026, 1, 1, 9, 30),                          # no timezone
+    lambda: datetime.now().astimezone() + timedelta(minutes=5),   # in the future (from when the test runs)
 ], ids=["naive", "future"])
-def test_a_bad_training_time_is_refused_and_records_nothing(snapshot_runtime: Runtime, trained_at: datetime) -> None:
+def test_a_bad_training_time_is_refused_and_records_nothing(snapshot_runtime: Runtime,
+                                                            when: Callable[[], datetime]) -> None:
     """A training time without a timezone, or more than a minute ahead, is refused; no lineage row is left."""
+    trained_at = when()
     with pytest.raises(InputError, match="--trained-at"):
         lineage.add(snapshot_runtime, "recsys", "1", [OCT], trained_at=trained_at)
     assert lineage.models(snapshot_runtime, flagged_only=False) == []

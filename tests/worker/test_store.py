@@ -47,7 +47,7 @@ def schema(engine: Engine) -> dict[str, set[str]]:
 def request_row(request_id: str, key: str | None, **fields: Any) -> dict[str, Any]:
     """The columns of one requests row, for a raw insert."""
     now = datetime.now(UTC)
-    return {"id": request_id, "subject_ref": "ref", "identifiers": {}, "status": "received",
+    return {"id": request_id, "subject_ref": "ref", "status": "received",
             "idempotency_key": key, "received_at": now, "deadline": now + timedelta(days=30), **fields}
 
 

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.sql import serialize_sqlite
@@ -44,6 +44,13 @@ def _alembic_config() -> AlembicConfig:
     return config
 
 
+def _sqlite_pragma(conn: Connection, pragma: str) -> None:
+    """A pragma outside any transaction (inside one, SQLite ignores foreign_keys)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration; cheap when it already is."""
     config = _alembic_config()
@@ -52,11 +59,21 @@ def migrate(engine: Engine) -> None:
         with engine.connect() as conn:
             if MigrationContext.configure(conn).get_current_revision() == head:
                 return
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        with engine.connect() as conn:
+            sqlite = engine.dialect.name == "sqlite"
+            if sqlite:  # a table rebuilt by a batch migration must not cascade into its children
+                _sqlite_pragma(conn, "foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    if engine.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                    if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise StoreUnavailable("the migration left rows whose foreign keys point nowhere")
+            finally:
+                if sqlite:
+                    _sqlite_pragma(conn, "foreign_keys=ON")
     except SQLAlchemyError as exc:
         where = make_url(str(engine.url)).render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -87,7 +87,11 @@ class Request(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     subject_ref: Mapped[str] = mapped_column(String(64), index=True)
-    identifiers: Mapped[dict[str, Any]]
+    # sealed by worker.keys, bound to this request's id; dropped once the request is completed
+    # and no exemption waits for a recheck (the suppression entry is all that is kept)
+    sealed_identifiers: Mapped[str | None] = mapped_column(Text)
+    # identifiers in the clear, from before 0006: sealed and emptied when the store is first opened
+    legacy_identifiers: Mapped[dict[str, Any] | None] = mapped_column("identifiers", JSON(none_as_null=True))
     status: Mapped[str] = mapped_column(String(16), index=True)
     requested_by: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -108,6 +112,19 @@ class Request(Base):
     systems: Mapped[list[SystemTask]] = relationship(
         back_populates="request", order_by="SystemTask.id", cascade="all, delete-orphan"
     )
+
+
+class Suppression(Base):
+    """What `erasure replay` needs after a backup restore: a completed request's identifiers
+    (sealed under the suppression key, bound to the request id) and the systems they were
+    erased from (or not found in): never those exempt or failed."""
+
+    __tablename__ = "suppressions"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), primary_key=True)
+    completed_at: Mapped[datetime] = mapped_column(index=True)
+    systems: Mapped[list[Any]]
+    sealed: Mapped[str] = mapped_column(Text)
 
 
 class SystemTask(Base):
