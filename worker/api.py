@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from worker import intake, lineage, metrics, views
+from worker import intake, lineage, metrics, status_page, views
 from worker.config import MAX_VALUE_LENGTH, Config
 from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
@@ -193,6 +193,7 @@ def create_app(rt: Runtime) -> FastAPI:
     registry = metrics.registry(rt)
     cap = rt.config.api.max_body_bytes
     add_handlers(app)
+    app.include_router(status_page.router(rt))  # the DPO status page at /, for browsers
 
     @app.post("/v1/requests", status_code=202, dependencies=[need("submit")],
               responses=problems(401, 403, 413, 422, 503),

@@ -24,7 +24,8 @@ def running(config: Path, request_id: str, system: str = "slow") -> bool:
 
 def test_sigterm_lets_the_running_erasure_finish_and_takes_no_new_work(tmp_path: Path, embedded, start_worker):
     """The erasure under way when SIGTERM comes finishes and is recorded; the others wait for the next worker."""
-    config = write_config(tmp_path, embedded, stub("slow", delay_seconds=3), "shutdown_grace_seconds = 20")
+    # 8 s an erasure: the polling below (a command per request) sees the first one run well before it ends
+    config = write_config(tmp_path, embedded, stub("slow", delay_seconds=8), "shutdown_grace_seconds = 20")
     requests = [submit(config, user) for user in (1, 2, 3)]
     first = start_worker(config, "--concurrency", "1")
     busy = wait_for("an erasure to start", lambda: [r for r in requests if running(config, r)], alive=first)
