@@ -119,6 +119,11 @@ class SystemConfig:
         return None
 
 
+# Told, before a rewritten file is swapped in, its path and the rows it removes per subject (in
+# the order erase_many was given them), so that the count survives a kill just after the swap.
+Journal = Callable[[str, list[int]], None]
+
+
 class Connector(ABC):
     """Erases one subject from one system. Idempotent: erasing twice finds nothing the
     second time. Library errors leave as TransientError or PermanentError."""
@@ -146,8 +151,9 @@ class Connector(ABC):
         """locate() for each subject, in order; a kind that batches does it in one pass."""
         return [self.locate(subject) for subject in subjects]
 
-    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
-        """erase() for each subject, in order, each with its own counts; a kind that batches does it in one pass."""
+    def erase_many(self, subjects: Sequence[Subject], journal: Journal | None = None) -> list[Outcome]:
+        """erase() for each subject, in order, each with its own counts; a kind that batches does it in one pass.
+        A kind that swaps files in tells `journal` before each swap; the others have nothing to tell."""
         return [self.erase(subject) for subject in subjects]
 
     def verify_many(self, subjects: Sequence[Subject]) -> list[int]:

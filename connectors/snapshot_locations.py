@@ -84,7 +84,8 @@ class LocalFolder:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def replace(self, relative: str, write: Callable[[BinaryIO], T]) -> T:
+    def replace(self, relative: str, write: Callable[[BinaryIO], T],
+                before_swap: Callable[[T], None] | None = None) -> T:
         """Write a new version of a file beside it, then swap it in; on failure keep the old one."""
         target = self.root / relative
         temp = target.with_name(f".{target.name}{TEMP_SUFFIX}")
@@ -94,6 +95,8 @@ class LocalFolder:
                 sink.flush()
                 os.fsync(sink.fileno())
             shutil.copymode(target, temp)
+            if before_swap is not None:
+                before_swap(result)
             os.replace(temp, target)
         except BaseException:
             temp.unlink(missing_ok=True)

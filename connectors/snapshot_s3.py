@@ -123,7 +123,8 @@ class S3Folder:
             self._read[relative] = _Read(response["ETag"], _kept(response))
             yield path
 
-    def replace(self, relative: str, write: Callable[[BinaryIO], T]) -> T:
+    def replace(self, relative: str, write: Callable[[BinaryIO], T],
+                before_swap: Callable[[T], None] | None = None) -> T:
         """Upload a new version of an object under its key, if it is still the one last read."""
         key = self.prefix + relative
         with _scratch(relative) as path:
@@ -135,6 +136,9 @@ class S3Folder:
                 read = self._read.pop(relative, None) or _Read(head["ETag"], _kept(head))
                 if head["ETag"] != read.etag:
                     raise TransientError(self._changed(relative))
+            if before_swap is not None:
+                before_swap(result)
+            with self._boundary(f"rewriting {relative}"):
                 self._upload(path, key, read)
         self._relist.add(key)  # its old current version is now an older one, missing from the listing
         return result

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 
 import pyarrow as pa
 
-from connectors.base import Connector, Outcome, SnapshotHit, Subject
+from connectors.base import Connector, Journal, Outcome, SnapshotHit, Subject
 from connectors.snapshot_config import SnapshotConfig
 from connectors.snapshot_formats import format_of, suffixes
 from connectors.snapshot_locations import open_location
@@ -39,8 +39,9 @@ class Location(Protocol):
     def reading(self, rel: str) -> AbstractContextManager[str]:
         """A local path holding the file's current content while the context lasts."""
 
-    def replace(self, rel: str, write: Callable[[BinaryIO], T]) -> T:
-        """Write a new version of the file and swap it in atomically; write's result."""
+    def replace(self, rel: str, write: Callable[[BinaryIO], T], before_swap: Callable[[T], None] | None = None) -> T:
+        """Write a new version of the file and swap it in atomically; write's result, given to
+        `before_swap` once the new version is whole and before it is swapped in."""
 
     def locked(self) -> AbstractContextManager[None]:
         """Hold the location's rewrite lock."""
@@ -95,8 +96,9 @@ class SnapshotConnector(Connector):
         counts = self._counts(Sought(self.config.where, subjects))
         return [sum(n[i] for n in counts.values()) for i in range(len(subjects))]
 
-    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
-        """Rewrite each file holding any subject's rows once, without all of them; an outcome each."""
+    def erase_many(self, subjects: Sequence[Subject], journal: Journal | None = None) -> list[Outcome]:
+        """Rewrite each file holding any subject's rows once, without all of them; an outcome each.
+        `journal` hears of each file's removed rows before the file is swapped in."""
         if self.config.format == "delta":
             return list(self._engine().erase_many(subjects))
         sought = Sought(self.config.where, subjects)
@@ -106,7 +108,7 @@ class SnapshotConnector(Connector):
             self._check_location()
             with self._errors("location"), self.location.locked():
                 for rel in self._files():
-                    if rows := self._rewrite(rel, sought):
+                    if rows := self._rewrite(rel, sought, journal):
                         removed[rel] = rows
                     purged[rel] = self._purge(rel, sought)
         return [self._outcome(i, removed, purged) for i in range(len(subjects))]
@@ -148,13 +150,14 @@ class SnapshotConnector(Connector):
                 counts[rel] = format_of(self.config.format, rel).count(path, sought)
         return counts
 
-    def _rewrite(self, rel: str, sought: Sought) -> list[int] | None:
+    def _rewrite(self, rel: str, sought: Sought, journal: Journal | None) -> list[int] | None:
         """Write a file again without any subject's rows if it holds some; rows removed per subject."""
         fmt = format_of(self.config.format, rel)
+        tell = None if journal is None else (lambda rows: journal(rel, rows))
         with self._errors(rel), self.location.reading(rel) as path:
             if not fmt.holds(path, sought):
                 return None  # never opened for writing: bytes and mtime stay
-            return self.location.replace(rel, lambda sink: fmt.rewrite(path, sought, sink))
+            return self.location.replace(rel, lambda sink: fmt.rewrite(path, sought, sink), tell)
 
     def _purge(self, rel: str, sought: Sought) -> list[int]:
         """Delete a file's older versions holding any subject; per subject, how many held theirs."""

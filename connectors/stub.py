@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Self
 
-from connectors.base import ConfigReader, Connector, Outcome, Subject, SystemConfig
+from connectors.base import ConfigReader, Connector, Journal, Outcome, Subject, SystemConfig
 from worker.errors import PermanentError, TransientError
 
 
@@ -93,10 +93,10 @@ class StubConnector(Connector):
                 items += 1
         return Outcome(items, {})
 
-    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
+    def erase_many(self, subjects: Sequence[Subject], journal: Journal | None = None) -> list[Outcome]:
         """One pass over the subjects, its size kept in `passes`."""
         self.passes.append(len(subjects))
-        return super().erase_many(subjects)
+        return super().erase_many(subjects, journal)
 
     def verify(self, subject: Subject) -> int:
         """The stub's items for a subject it holds and has not erased yet."""

@@ -3,6 +3,7 @@ Every step is safe to run twice: a redelivered message finds its row settled and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import traceback
@@ -12,7 +13,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from connectors.base import Connector, Outcome, Subject
 from worker import audit, lineage, redact, suppression
@@ -145,7 +146,7 @@ def _erase(rt: Runtime, system: str, connector: Connector, batch: dict[str, tupl
     try:
         for request_id, hits in zip(ids, connector.locate_many(members), strict=True):
             _record_hits(rt, request_id, system, hits)
-        outcomes = connector.erase_many(members)
+        outcomes = connector.erase_many(members, functools.partial(_journal, rt, system, ids))
         for request_id, outcome in zip(ids, outcomes, strict=True):
             _record_hits(rt, request_id, system, outcome.snapshots)
         left = connector.verify_many(members)
@@ -271,12 +272,41 @@ def _record_hits(rt: Runtime, request_id: str, system: str, hits: tuple) -> None
                 row.rows, row.files = max(row.rows, hit.rows), sorted(set(row.files) | set(hit.files))
 
 
+def _journal(rt: Runtime, system: str, request_ids: list[str], rel: str, rows: list[int]) -> None:
+    """Before a rewritten file is swapped in, note per request the rows it removes: if this process
+    dies just after the swap, the next attempt finds them gone and counts them from here. A store
+    that does not answer stops the swap (the old file stays; the attempt is tried again)."""
+    try:
+        with rt.transaction() as session:
+            for request_id, removed in zip(request_ids, rows, strict=True):
+                task = _running(session, request_id, system) if removed else None
+                if task is not None:
+                    task.progress = {**(task.progress or {}), rel: removed}
+    except SQLAlchemyError as exc:
+        raise TransientError(f"store unavailable before swapping in {rel} ({type(exc).__name__})") from None
+
+
+def _with_journaled(task: SystemTask, outcome: Outcome) -> Outcome:
+    """The outcome, plus the rows of files an earlier attempt swapped in (journaled) that this one
+    found already without the subject's rows."""
+    files = list(outcome.evidence.get("files", []))
+    rewritten = {f["file"] for f in files if f.get("rows_removed")}
+    swapped_before = {rel: n for rel, n in (task.progress or {}).items() if rel not in rewritten}
+    if not swapped_before:
+        return outcome
+    files += [{"file": rel, "rows_removed": n, "by_an_earlier_attempt": True}
+              for rel, n in sorted(swapped_before.items())]
+    return dataclasses.replace(outcome, items_erased=outcome.items_erased + sum(swapped_before.values()),
+                               evidence={**outcome.evidence, "files": files})
+
+
 @_outlasting_store_outages
 def _record_outcome(rt: Runtime, request_id: str, system: str, outcome: Outcome) -> None:
     with rt.transaction() as session:
         task = _running(session, request_id, system)
         if task is None:
             return
+        outcome, task.progress = _with_journaled(task, outcome), None
         items, evidence = _with_earlier_passes(task, outcome)
         if outcome.exempt_reason:
             move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,

@@ -339,9 +339,9 @@ def counted_rewrites(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         location = real_open(config)
         real_replace = location.replace
 
-        def replace(rel: str, write: Any) -> Any:
+        def replace(rel: str, write: Any, *before_swap: Any) -> Any:
             rewritten.append(rel)
-            return real_replace(rel, write)
+            return real_replace(rel, write, *before_swap)
 
         location.replace = replace  # type: ignore[method-assign]
         return location

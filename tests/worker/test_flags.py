@@ -281,7 +281,7 @@ def test_lineage_added_while_the_request_is_at_work_is_flagged_at_settle(snapsho
 
 def test_a_snapshot_that_was_not_rewritten_flags_even_a_later_training(snapshot_runtime: Runtime) -> None:
     """When the snapshot system failed, the subject is still there: a training after it is flagged all the same."""
-    def fail(subjects: object) -> None:
+    def fail(subjects: object, journal: object = None) -> None:
         raise PermanentError("clickstream: read-only")
 
     snapshot_runtime.connector("clickstream").erase_many = fail  # type: ignore[method-assign, assignment]

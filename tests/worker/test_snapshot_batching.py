@@ -59,13 +59,13 @@ class Watched:
         erase_many, location = connector.erase_many, connector.location
         replace = location.replace
 
-        def counted_erase_many(subjects: Any) -> Any:
+        def counted_erase_many(subjects: Any, *journal: Any) -> Any:
             self.passes.append(len(subjects))
-            return erase_many(subjects)
+            return erase_many(subjects, *journal)
 
-        def counted_replace(rel: str, write: Any) -> Any:
+        def counted_replace(rel: str, write: Any, *before_swap: Any) -> Any:
             self.rewrites[rel] += 1
-            return replace(rel, write)
+            return replace(rel, write, *before_swap)
 
         connector.erase_many = counted_erase_many  # type: ignore[method-assign]
         location.replace = counted_replace  # type: ignore[method-assign]

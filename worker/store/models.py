@@ -145,6 +145,9 @@ class SystemTask(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     recheck_at: Mapped[datetime | None] = mapped_column(index=True)
     evidence: Mapped[dict[str, Any] | None]
+    # file -> rows of this request's a rewrite removes, written before the file is swapped in and
+    # cleared when an outcome is recorded: a kill between the swap and the record loses no count
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     queued_at: Mapped[datetime | None]  # as Request.queued_at
