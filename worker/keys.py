@@ -8,6 +8,8 @@ Three keys, each with one use, so that one leaking does not open the others' dat
 - the subject key makes `subject_ref`, a keyed hash (HMAC-SHA256) that stands for the subject
   in statuses, logs, audit events and reports.
 
+(One more is derived for the DPO status page's session cookies: `KeyRing.derived`.)
+
 The first two are derived (HKDF-SHA256, one label each) from a list of secrets, newest first:
 the newest seals, every one opens what it sealed, so a key is rotated by putting a new secret
 first, running `erasure keys rotate`, then dropping the old one. Each sealed value names the key
@@ -118,6 +120,11 @@ class KeyRing:
         given = ", ".join(k for k, _ in self._keys(purpose))
         raise SealError(f"sealed {purpose} of {bound_to}: key {key_id} is not among the keys given ({given}); "
                         "was it dropped before `erasure keys rotate` ran?")
+
+    def derived(self, label: str) -> bytes:
+        """A key of the newest secret's for another use (the status page's session MACs): one
+        HKDF label each, so it opens nothing sealed; a rotation changes it."""
+        return _derive(self.secrets[0], label)
 
     def needs_rotation(self, token: str, purpose: str) -> bool:
         """Whether a sealed value was sealed under a key other than the newest."""

@@ -108,8 +108,7 @@ class Sessions:
 
     def _mac(self, expires: int, token_hash: str) -> str:
         if self._key is None:  # derived on first use: the keyring is loaded only when it is needed
-            secret = self._rt.keyring.secrets[0].encode()
-            self._key = hmac.new(secret, b"erasure-worker/dpo-session", hashlib.sha256).digest()
+            self._key = self._rt.keyring.derived("dpo-session")
         return hmac.new(self._key, f"v1:{expires}:{token_hash}".encode(), hashlib.sha256).hexdigest()
 
     def issue(self, token: str, now: float) -> str:
