@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -81,11 +82,12 @@ def bucket(s3_client) -> str:  # type: ignore[no-untyped-def]
     return name
 
 
-def _scratch_database(admin_url: str, default_port: int, name: str) -> Iterator[str]:
+def scratch_database(admin_url: str, default_port: int, name: str) -> Iterator[str]:
     if not reachable(admin_url, default_port):
         service_down(name, admin_url)
     db = f"erasure_t_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    # never pooled: a session-long database outlives a PostgreSQL restart in the fault tests
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {db}")
     url = sa.make_url(admin_url).set(database=db)
@@ -108,13 +110,13 @@ TEST_SECRET_KEY = "test-secret-key-0123456789abcdef-0123456789abcdef"
 def postgres_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards, with the secret key a store there needs."""
     monkeypatch.setenv("ERASURE_SECRET_KEY", os.environ.get("ERASURE_SECRET_KEY") or TEST_SECRET_KEY)
-    yield from _scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL")
+    yield from scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL")
 
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A fresh MariaDB database, dropped afterwards."""
-    yield from _scratch_database(MYSQL_ADMIN_URL, 3306, "MariaDB")
+    yield from scratch_database(MYSQL_ADMIN_URL, 3306, "MariaDB")
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import AMQP_SERVER, PG_ADMIN_URL, _scratch_database, free_port, reachable, service_down
+from tests.conftest import AMQP_SERVER, PG_ADMIN_URL, free_port, reachable, scratch_database, service_down
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -252,7 +252,7 @@ def stack() -> Iterator[Stack]:
     if not reachable(PG_ADMIN_URL, 5432):
         service_down("PostgreSQL", PG_ADMIN_URL)
     with own_vhost() as broker:
-        for store in _scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL"):
+        for store in scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL"):
             bin_dir = str(Path(sys.executable).parent)  # as PATH=/opt/venv/bin:$PATH in the image
             env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
                    "ERASURE_CONFIG": str(DEPLOY / "erasure.toml"), "ERASURE_LOG_FORMAT": "json",

@@ -35,6 +35,8 @@ from worker.store.models import Lineage
 mlflow = pytest.importorskip("mlflow")
 from mlflow.entities import Dataset, DatasetInput  # noqa: E402
 
+# trained before the erasure, whatever second the test reaches lineage.add in (times are kept to the second)
+BEFORE_THE_ERASURE = datetime.now(UTC) - timedelta(hours=1)
 MakeRuntime = Callable[..., Runtime]
 
 
@@ -368,7 +370,7 @@ def test_an_unreachable_mlflow_neither_holds_nor_fails_the_request(
     """With MLflow down, the request completes before tagging is even enqueued; tagging is tried
     max_attempts times, then given up with one mlflow.tag_failed that names no request or subject."""
     rt = tagging("http://127.0.0.1:1")
-    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"])
+    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"], trained_at=BEFORE_THE_ERASURE)
     seen_at_enqueue = []
     dispatch = cast(ListDispatch, rt.dispatch)
     enqueue = dispatch.tag
@@ -394,7 +396,8 @@ def test_the_celery_task_retries_then_gives_up(tagging: Callable[..., Runtime], 
     """erasure.tag_mlflow, run as a worker would (eagerly here), retries and ends in one mlflow.tag_failed."""
     rt = tagging("http://127.0.0.1:1")
     erased(rt, "2")
-    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"])  # flags the settled request, enqueues tagging
+    # flags the settled request, enqueues tagging
+    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"], trained_at=BEFORE_THE_ERASURE)
     monkeypatch.setattr(runtime, "_current", rt)
     tasks.tag_mlflow.apply(args=["recsys", "1"])
     failed = [e for e in json_logs() if e["event"] == "mlflow.tag_failed"]
@@ -411,7 +414,7 @@ def test_a_silent_mlflow_is_given_up_on_after_bounded_calls(
     with socket.create_server(("127.0.0.1", 0)) as silent:
         rt = tagging(f"http://127.0.0.1:{silent.getsockname()[1]}")
         erased(rt, "2")
-        lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"])
+        lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"], trained_at=BEFORE_THE_ERASURE)
         assert mlflow_lineage.tag(rt, "recsys", "1", attempt=3) is None
         silent.settimeout(0)
         accepted = 0
@@ -427,7 +430,7 @@ def test_an_unknown_version_is_given_up_at_once(tagging: Callable[..., Runtime],
                                                 json_logs: Callable[[], list[dict[str, Any]]]) -> None:
     """A flagged version MLflow does not know is not tried again: one mlflow.tag_failed, no retry."""
     rt = tagging(tracking_uri)
-    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"])
+    lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"], trained_at=BEFORE_THE_ERASURE)
     erased(rt, "2")
     failed = [e for e in json_logs() if e["event"].startswith("mlflow.tag")]
     assert [(e["event"], e["attempts"], e["error"]) for e in failed] == [
