@@ -35,32 +35,41 @@ log = structlog.get_logger("erasure.pipeline")
 
 
 def start(rt: Runtime, request_id: str) -> None:
-    """Resolve the request's identifiers once, then enqueue one erasure per pending system."""
+    """Resolve the request's identifiers once, then enqueue one erasure per pending system. With no
+    resolvers configured (nothing to ask other systems), it all happens in one transaction."""
+    resolved = None
+    if rt.config.resolvers:  # resolvers query other systems: never while holding the request's lock
+        with rt.transaction() as session:
+            request = session.get(Request, request_id)
+            if request is None:
+                log.warning("request.unknown", request_id=request_id)
+                return
+            subject = rt.subject(request) if request.status == RequestStatus.RECEIVED else None
+        if subject is not None:
+            try:
+                with redact.values(subject.all_values()):
+                    resolved = resolve(rt, request_id, subject)
+            except PermanentError as exc:
+                with redact.values(subject.all_values()):
+                    fail_unstarted(rt, request_id, one_line(exc))
+                return
     with rt.transaction() as session:
-        request = session.get(Request, request_id)
+        request = session.get(Request, request_id, with_for_update=True)
         if request is None:
             log.warning("request.unknown", request_id=request_id)
             return
-        status = request.status
-        subject = rt.subject(request) if status == RequestStatus.RECEIVED else None
-    if subject is not None:
-        try:
-            with redact.values(subject.all_values()):
-                subject = resolve(rt, request_id, subject)
-        except PermanentError as exc:
-            with redact.values(subject.all_values()):
-                fail_unstarted(rt, request_id, one_line(exc))
-            return
-        with rt.transaction() as session:
-            request = session.get(Request, request_id, with_for_update=True)
-            if request is not None and request.status == RequestStatus.RECEIVED:
-                audit.record(session, "request.resolved", request_id,
-                             identifier_types={k: len(v) for k, v in subject.identifiers.items()})
-                move_request(request, RequestStatus.IN_PROGRESS, sealed_identifiers=rt.seal(request_id, subject))
-                now = utcnow()
-                for task in request.systems:  # no message for a system the config retains
-                    exempt_if_retained(rt.config, task, now)
-    _fan_out(rt, request_id)
+        if request.status == RequestStatus.RECEIVED and (resolved is not None or not rt.config.resolvers):
+            subject = resolved or rt.subject(request)
+            audit.record(session, "request.resolved", request_id,
+                         identifier_types={k: len(v) for k, v in subject.identifiers.items()})
+            sealed = rt.seal(request_id, resolved) if resolved is not None else request.sealed_identifiers
+            move_request(request, RequestStatus.IN_PROGRESS, sealed_identifiers=sealed)
+            now = utcnow()
+            for task in request.systems:  # no message for a system the config retains
+                exempt_if_retained(rt.config, task, now)
+        started = request.status == RequestStatus.IN_PROGRESS
+        pending = [(t.system, t.kind) for t in request.systems if started and t.status == SystemStatus.PENDING]
+    _send(rt, request_id, pending)
 
 
 def resolve(rt: Runtime, request_id: str, subject: Subject) -> Subject:
@@ -92,9 +101,15 @@ def _fan_out(rt: Runtime, request_id: str) -> None:
             .where(SystemTask.request_id == request_id, SystemTask.status == SystemStatus.PENDING,
                    Request.status == RequestStatus.IN_PROGRESS)
         ).all()
+    _send(rt, request_id, [(system, kind) for system, kind in pending])
+
+
+def _send(rt: Runtime, request_id: str, pending: list[tuple[str, str]]) -> None:
+    """One erasure message per pending system; none pending (every system exempt from the start,
+    say) and no erasure will settle the request, so settle it here."""
     for system, kind in pending:
         rt.dispatch.erase(request_id, system, kind)
-    if not pending:  # every system exempt from the start, say: no erasure will settle the request
+    if not pending:
         settle(rt, request_id)
 
 
