@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from connectors.base import Connector, Outcome, Subject
 from worker import audit, lineage, redact, suppression
@@ -137,9 +138,7 @@ def erase_system(rt: Runtime, request_id: str, system: str) -> None:
         if connector.batches:
             batch |= _claim_waiting(rt, system, request_id)
         with redact.values(v for subject, _ in batch.values() for v in subject.all_values()):
-            _erase(rt, system, connector, batch)
-        for member in batch:
-            settle(rt, member)
+            _erase(rt, system, connector, batch)  # each outcome settles its request in its own transaction
     finally:
         rt.let_go(system, batch)
 
@@ -243,6 +242,13 @@ def _claim_waiting(rt: Runtime, system: str, claimed: str) -> dict[str, tuple[Su
         return {task.request_id: (rt.subject(task.request), 1) for task in tasks}
 
 
+def _locked(session: Session, request_id: str, system: str) -> tuple[Request | None, SystemTask | None]:
+    """The request's row, then its system's if running, both locked: the order settle() and
+    `erasure exempt` lock in, so that recording an outcome and settling share one transaction."""
+    request = session.get(Request, request_id, with_for_update=True)
+    return request, (_running(session, request_id, system) if request is not None else None)
+
+
 def _running(session, request_id: str, system: str) -> SystemTask | None:  # type: ignore[no-untyped-def]
     task = session.scalar(
         select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system)
@@ -318,8 +324,8 @@ def _with_journaled(task: SystemTask, outcome: Outcome) -> Outcome:
 @_outlasting_store_outages
 def _record_outcome(rt: Runtime, request_id: str, system: str, outcome: Outcome) -> None:
     with rt.transaction() as session:
-        task = _running(session, request_id, system)
-        if task is None:
+        request, task = _locked(session, request_id, system)
+        if request is None or task is None:
             return
         outcome, task.progress = _with_journaled(task, outcome), None
         items, evidence = _with_earlier_passes(task, outcome)
@@ -327,10 +333,11 @@ def _record_outcome(rt: Runtime, request_id: str, system: str, outcome: Outcome)
             move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,
                         reason=outcome.exempt_reason, recheck_at=outcome.recheck_at, lease_until=None,
                         finished_at=utcnow())
-            return
-        status = SystemStatus.ERASED if items else SystemStatus.NOT_FOUND
-        move_system(task, status, items_erased=items, evidence=evidence, error=None, reason=None,
-                    recheck_at=None, lease_until=None, finished_at=utcnow())
+        else:
+            move_system(task, SystemStatus.ERASED if items else SystemStatus.NOT_FOUND, items_erased=items,
+                        evidence=evidence, error=None, reason=None, recheck_at=None, lease_until=None,
+                        finished_at=utcnow())
+        _settle_locked(rt, session, request)  # the last system to settle settles the request, here
 
 
 def _with_earlier_passes(task: SystemTask, outcome: Outcome) -> tuple[int, dict[str, Any]]:
@@ -350,8 +357,8 @@ def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, trans
     settings = rt.config.worker
     retry_in = None
     with rt.transaction() as session:
-        task = _running(session, request_id, system)
-        if task is None:
+        request, task = _locked(session, request_id, system)
+        if request is None or task is None:
             return
         if transient and task.attempts < settings.max_attempts:
             retry_in = settings.backoff(task.attempts)
@@ -360,6 +367,7 @@ def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, trans
             if transient:
                 error = f"gave up after {task.attempts} attempts: {error}"
             move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow())
+            _settle_locked(rt, session, request)
         kind = task.kind
     if retry_in is not None:
         log.info("system.retry_scheduled", request_id=request_id, system=system, in_seconds=round(retry_in, 1))
@@ -371,24 +379,29 @@ def settle(rt: Runtime, request_id: str) -> bool:
     whether it moved. A completed request whose recheck of an exemption then failed for good turns failed."""
     with rt.transaction() as session:
         request = session.get(Request, request_id, with_for_update=True)
-        if request is None or request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
-            return False
-        if any(task.status not in SETTLED for task in request.systems):
-            return False
-        failed = any(task.status == SystemStatus.FAILED for task in request.systems)
-        if request.status == RequestStatus.COMPLETED:
-            if failed:
-                move_request(request, RequestStatus.FAILED)
-            else:
-                suppression.keep(rt, session, request)  # a recheck settled: what replay re-erases grew
-            return failed
-        lineage.flag_models(rt, session, request)
+        return request is not None and _settle_locked(rt, session, request)
+
+
+def _settle_locked(rt: Runtime, session: Session, request: Request) -> bool:
+    """settle() within a transaction that holds the request's row lock."""
+    if request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
+        return False
+    if any(task.status not in SETTLED for task in request.systems):
+        return False
+    failed = any(task.status == SystemStatus.FAILED for task in request.systems)
+    if request.status == RequestStatus.COMPLETED:
         if failed:
             move_request(request, RequestStatus.FAILED)
         else:
-            move_request(request, RequestStatus.COMPLETED, completed_at=utcnow())
-            suppression.keep(rt, session, request)
-        return True
+            suppression.keep(rt, session, request)  # a recheck settled: what replay re-erases grew
+        return failed
+    lineage.flag_models(rt, session, request)
+    if failed:
+        move_request(request, RequestStatus.FAILED)
+    else:
+        move_request(request, RequestStatus.COMPLETED, completed_at=utcnow())
+        suppression.keep(rt, session, request)
+    return True
 
 
 def retry(rt: Runtime, request_id: str) -> list[str]:

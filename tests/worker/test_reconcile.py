@@ -80,10 +80,11 @@ def systems(rt: Runtime, request_id: str) -> dict[str, dict[str, Any]]:
 
 
 def erased_unsettled(rt: Runtime, monkeypatch: pytest.MonkeyPatch, user: int = 42) -> str:
-    """A request whose every system was erased by a worker that vanished before settling it."""
+    """A request whose every system settled but which was itself never settled (a worker of an older
+    version vanished in between, or a path that settles in a transaction of its own)."""
     request_id = intake.submit(rt, {"user_id": str(user)}).request_id
     with monkeypatch.context() as patched:
-        patched.setattr(pipeline, "settle", lambda rt, request_id: False)
+        patched.setattr(pipeline, "_settle_locked", lambda rt, session, request: False)
         drain(rt)
     assert views.status(rt, request_id)["status"] == "in_progress"
     return request_id
