@@ -94,18 +94,22 @@ def test_a_worker_killed_mid_erasure_is_replaced_and_every_count_is_true(tmp_pat
         first.kill()
         lock.rollback()
 
-    assert (rows_of(snapshot, 1001), rows_of(snapshot, 1002)) == (PER_USER, PER_USER)  # the rewrite never landed
+    # the killed rewrite never landed: a user is whole or (erased by a pass of their own that ended
+    # before the kill, when the two requests did not start in time to share one) gone
+    before = {user: rows_of(snapshot, user) for user in requests}
+    assert set(before.values()) <= {0, PER_USER} and PER_USER in before.values(), before
     with app.connect() as conn:  # the delete was rolled back with its connection
         assert conn.exec_driver_sql("SELECT count(*) FROM orders WHERE user_id = 1001").scalar() == ORDERS_PER_USER
     second = start_worker(config, *(["--beat"] if backend.name == "rabbitmq" else []))
     done = wait_for("every request", all_settled(config, list(requests.values())), timeout=150, alive=second)
 
-    for found in done:
+    for user, found in zip(requests, done, strict=True):
         assert found["status"] == "completed", found
         systems = found["by_system"]
         assert (systems["training"]["status"], systems["training"]["items_erased"]) == ("erased", PER_USER), found
         assert (systems["app-db"]["status"], systems["app-db"]["items_erased"]) == ("erased", ORDERS_PER_USER + 1)
-        assert systems["training"]["attempts"] >= 2, found  # the killed pass held both
+        if before[user]:
+            assert systems["training"]["attempts"] >= 2, found  # the killed pass held this one
     assert requests[1001] in {e["request_id"] for e in second.events("system.lease_expired")
                               if e["system"] == "app-db"}
     left = pq.read_table(snapshot, columns=["user_id"])["user_id"]
