@@ -60,7 +60,7 @@ SYSTEMS = ("billing", "crm", "tickets")
 THREADS = 2  # `erasure worker --concurrency` default, given to both kinds of worker
 BARE_QUEUE = "bench.noop"
 TARGET = 0.5
-BENCH_KEY = "erasure-benchmark-key"  # ERASURE_SECRET_KEY: no key file, no warning
+BENCH_KEY = "erasure-benchmark-key-not-secret-0123456789"  # ERASURE_SECRET_KEY (32+ characters): no key file
 CONFIG = """store_url = "{store}"
 broker_url = "{broker}"
 [identifiers]
