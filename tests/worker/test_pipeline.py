@@ -8,9 +8,11 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from connectors.base import Subject
@@ -301,6 +303,42 @@ def test_a_lapsed_last_attempt_fails_the_system_instead_of_trying_once_more(
     assert a["error"] == f"gave up after {last} attempts: attempt {last} lost: its worker's lease ran out"
     assert rt.connector("a").calls == 0  # type: ignore[attr-defined]
     assert views.status(rt, request_id)["status"] == "failed"
+
+
+def test_a_redelivered_start_with_a_resolver_resolves_once_and_seals_what_it_found(
+        make_runtime: MakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a resolver, resolution runs outside the request's lock, once: a start delivered twice
+    asks the application database once, and the user id it found is sealed with the request and
+    erased from the user_id system."""
+    app = tmp_path / "app.db"
+    engine = sa.create_engine(f"sqlite:///{app}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+        conn.exec_driver_sql("INSERT INTO users VALUES (7, 'bob@example.com'), (8, 'eve@example.com')")
+    engine.dispose()
+    rt = make_runtime(
+        '[[resolvers]]\nsystem = "app-db"\nfrom = "email"\nto = "user_id"\n'
+        'query = "SELECT id FROM users WHERE email = :email"\n'
+        f'[[systems]]\nname = "app-db"\nkind = "sql"\nurl = "sqlite:///{app}"\n'
+        '[[systems.tables]]\nname = "users"\nwhere = { id = "user_id" }\naction = "delete"\n')
+    asked: list[str] = []
+    real_resolve = pipeline.resolve
+
+    def counting_resolve(rt: Runtime, request_id: str, subject: Subject) -> Subject:
+        asked.append(request_id)
+        return real_resolve(rt, request_id, subject)
+
+    monkeypatch.setattr(pipeline, "resolve", counting_resolve)
+    request_id = submitted(rt, {"email": "bob@example.com"})
+    pipeline.start(rt, request_id)
+    with rt.transaction() as session:
+        opened = rt.subject(session.get_one(Request, request_id)).to_json()
+    assert opened == {"email": ["bob@example.com"], "user_id": ["7"]}
+    drain(rt)  # the first start message, delivered again
+    assert asked == [request_id]
+    assert systems(rt, request_id)["app-db"]["items_erased"] == 1
+    with sa.create_engine(f"sqlite:///{app}").connect() as conn:
+        assert conn.exec_driver_sql("SELECT id FROM users").scalars().all() == [8]
 
 
 def test_start_played_twice_resolves_once_and_erases_each_system_once(make_runtime: MakeRuntime,
