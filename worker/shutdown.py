@@ -25,7 +25,8 @@ from worker.state import move_system
 from worker.store.models import SystemStatus, SystemTask, utcnow
 
 log = structlog.get_logger("erasure.shutdown")
-_consumer: list[Any] = []  # the worker's Celery consumer, once it is ready
+_consumer: list[Any] = []
+REQUEUE_TRIES = 10  # the worker's Celery consumer, once it is ready
 
 
 def hand_back(rt: Runtime) -> list[tuple[str, str]]:
@@ -53,10 +54,28 @@ def hand_back(rt: Runtime) -> list[tuple[str, str]]:
 def requeue_unacked(consumer: Any) -> None:
     """Put back every message the worker holds unacknowledged. Redis and the embedded broker are
     told here; RabbitMQ puts them back by itself when the connection drops at exit."""
-    qos = getattr(getattr(consumer, "task_consumer", None), "channel", None)
-    restore = getattr(getattr(qos, "qos", None), "restore_unacked", None)
-    if restore is not None:
-        restore()
+    channel = getattr(getattr(consumer, "task_consumer", None), "channel", None)
+    restore = getattr(getattr(channel, "qos", None), "restore_unacked", None)
+    if restore is None:
+        return
+    # kombu returns the messages it could not put back instead of raising (the embedded broker's
+    # SQLite may be busy with the consumer's own poll): try those again for a while, then say so
+    failed = list(restore() or [])
+    for _ in range(REQUEUE_TRIES):
+        if not failed:
+            return
+        time.sleep(0.2)
+        failed = [(exc, message) for exc, message in (_put_back(channel, m) for _, m in failed) if exc is not None]
+    if failed:
+        log.error("worker.requeue_failed", messages=len(failed), error=type(failed[0][0]).__name__)
+
+
+def _put_back(channel: Any, message: Any) -> tuple[BaseException | None, Any]:
+    try:
+        channel._restore(message)
+    except Exception as exc:
+        return exc, message
+    return None, message
 
 
 def _watch(grace: float) -> None:
