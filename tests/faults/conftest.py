@@ -111,6 +111,16 @@ def app_db() -> Iterator[str]:
         yield url
 
 
+def app_and_training(app_db: str, location: Path, tables: tuple[tuple[str, str], ...]) -> str:
+    """The TOML of the fault tests' two systems: `app-db` (sql, deleting from each table by its
+    column = user_id, in the order given) and `training` (a Parquet snapshot folder)."""
+    sql = "".join(f'  [[systems.tables]]\n  name = "{table}"\n  where = {{ {column} = "user_id" }}\n'
+                  '  action = "delete"\n' for table, column in tables)
+    return (f'[[systems]]\nname = "app-db"\nkind = "sql"\nurl = "{app_db}"\n{sql}'
+            f'[[systems]]\nname = "training"\nkind = "snapshot"\nlocation = "{location}"\n'
+            'format = "parquet"\nwhere = { user_id = "user_id" }\n')
+
+
 def write_config(folder: Path, backend: Backend, systems: str, worker: str = "") -> Path:
     """An erasure.toml for the backend with the given systems and [worker] lines."""
     path = folder / "erasure.toml"

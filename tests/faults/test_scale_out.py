@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.faults.conftest import Backend, WorkerProcess, erasure, submit, wait_for, write_config
+from tests.faults.conftest import Backend, WorkerProcess, app_and_training, erasure, submit, wait_for, write_config
 from tests.worker.conftest import stub
 from worker.celery_app import INTAKE_QUEUE, queue_for
 
@@ -28,22 +28,6 @@ ROWS_EACH = 3
 SNAPSHOTS = ("2026-01", "2026-02")
 SQL_WORKER = f"--queues={INTAKE_QUEUE},{queue_for('sql')}"
 SNAPSHOT_WORKER = f"--queues={queue_for('snapshot')}"
-SYSTEMS = """
-[[systems]]
-name = "app-db"
-kind = "sql"
-url = "{app_db}"
-  [[systems.tables]]
-  name = "users"
-  where = {{ id = "user_id" }}
-  action = "delete"
-[[systems]]
-name = "training"
-kind = "snapshot"
-location = "{location}"
-format = "parquet"
-where = {{ user_id = "user_id" }}
-"""
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def config(tmp_path: Path, rabbitmq: Backend, app_db: str) -> Path:
         folder.mkdir(parents=True)
         pq.write_table(pa.table({"user_id": pa.array(users, pa.int64()), "row": pa.array(range(len(users)))}),
                        folder / "part-0.parquet")
-    return write_config(tmp_path, rabbitmq, SYSTEMS.format(app_db=app_db, location=tmp_path / "training"))
+    return write_config(tmp_path, rabbitmq, app_and_training(app_db, tmp_path / "training", (("users", "id"),)))
 
 
 def users_left(app_db: str) -> list[int]:

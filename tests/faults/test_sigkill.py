@@ -14,32 +14,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.faults.conftest import all_settled, submit, wait_for, write_config
+from tests.faults.conftest import all_settled, app_and_training, submit, wait_for, write_config
 
 pytestmark = pytest.mark.faults
 ROWS, USERS, FIRST_USER = 300_000, 5_000, 1_000  # user_id = FIRST_USER + row % USERS
 PER_USER = ROWS // USERS
 ORDERS_PER_USER = 10
-SYSTEMS = """
-[[systems]]
-name = "app-db"
-kind = "sql"
-url = "{app_db}"
-  [[systems.tables]]
-  name = "orders"
-  where = {{ user_id = "user_id" }}
-  action = "delete"
-  [[systems.tables]]
-  name = "users"
-  where = {{ id = "user_id" }}
-  action = "delete"
-[[systems]]
-name = "training"
-kind = "snapshot"
-location = "{location}"
-format = "parquet"
-where = {{ user_id = "user_id" }}
-"""
+TABLES = (("orders", "user_id"), ("users", "id"))  # children first
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +63,7 @@ def test_a_worker_killed_mid_erasure_is_replaced_and_every_count_is_true(tmp_pat
         conn.exec_driver_sql("INSERT INTO users SELECT g FROM generate_series(1000, 1009) g")
         conn.exec_driver_sql("INSERT INTO orders SELECT g, 1000 + mod(g, 10) "
                              f"FROM generate_series(1, {10 * ORDERS_PER_USER}) g")
-    config = write_config(tmp_path, backend, SYSTEMS.format(app_db=app_db, location=snapshot.parent.parent),
+    config = write_config(tmp_path, backend, app_and_training(app_db, snapshot.parent.parent, TABLES),
                           "lease_seconds = 10\nreconcile_seconds = 1")
     requests = {user: submit(config, user) for user in (1001, 1002)}
 

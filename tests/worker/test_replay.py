@@ -161,3 +161,20 @@ def test_replay_of_an_unknown_system_raises_input_error(make_runtime: MakeRuntim
     rt = make_runtime(sql_system(world["db"]))
     with pytest.raises(InputError, match="no system named"):
         suppression.replay(rt, "billing")
+
+
+def test_replay_never_widens_a_match(make_runtime: MakeRuntime, world: dict[str, Path]) -> None:
+    """The suppression entry gives back the very values erased: replaying user 4 leaves users 42
+    and 420 (the restored table holds all three), as the original erasure did."""
+    rt = make_runtime(sql_system(world["db"]))
+    engine = sa.create_engine(f"sqlite:///{world['db']}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO users VALUES (42, 'x'), (420, 'y')")
+    engine.dispose()
+    shutil.copy(world["db"], world["backup"] / "app.db")
+    erased(rt, "4")
+    assert user_ids(world["db"]) == [1, 2, 3, 5, 42, 420]
+    restore(world)
+    done = suppression.replay(rt, "app")
+    assert (done.requests, done.items_erased) == (1, 1)
+    assert user_ids(world["db"]) == [1, 2, 3, 5, 42, 420]
