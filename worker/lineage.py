@@ -4,6 +4,7 @@ requests already settled whose subject those snapshots held, by the rule of `wor
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,10 +96,10 @@ def _flag_settled(rt: Runtime, session: Session, model: str, version: str, snaps
     flags.tag_after_commit(rt, session, [(f.model, f.version) for f in raised])
 
 
-def flag_models(rt: Runtime, session: Session, request: Request) -> list[ModelFlag]:
-    """Flag every model version trained on a snapshot that held this request's subject, unless its
+def flag_models(rt: Runtime, session: Session, requests: Sequence[Request]) -> list[ModelFlag]:
+    """Flag every model version trained on a snapshot that held these requests' subjects, unless its
     training started after that snapshot was rewritten without them; MLflow tags them after the commit."""
-    raised = flags.raise_flags(session, [request])
+    raised = flags.raise_flags(session, requests)
     flags.tag_after_commit(rt, session, [(f.model, f.version) for f in raised])
     return raised
 

@@ -7,14 +7,14 @@ import dataclasses
 import functools
 import time
 import traceback
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from connectors.base import Connector, Outcome, Subject
 from worker import audit, lineage, redact, suppression
@@ -35,16 +35,23 @@ from worker.store.models import (
 log = structlog.get_logger("erasure.pipeline")
 
 
-def start(rt: Runtime, request_id: str) -> None:
+def start(rt: Runtime, request_id: str, redelivered: bool = False) -> None:
     """Resolve the request's identifiers once, then enqueue one erasure per pending system. With no
-    resolvers configured (nothing to ask other systems), it all happens in one transaction."""
+    resolvers configured (nothing to ask other systems), it all happens in one transaction, which
+    starts other received requests along with this one (up to `group_size`): their own start
+    messages then find them started and send nothing. A start that finds its request started by
+    another sends nothing unless its message was redelivered (its first delivery's worker may have
+    died before sending); the reconciler re-sends what a starter that died left unsent."""
+    status = _status(rt, request_id)
+    if status is None:
+        log.warning("request.unknown", request_id=request_id)
+        return
+    if status != RequestStatus.RECEIVED and not (status == RequestStatus.IN_PROGRESS and redelivered):
+        return  # started along with another request, or settled: nothing to send
     resolved = None
     if rt.config.resolvers:  # resolvers query other systems: never while holding the request's lock
         with rt.transaction() as session:
-            request = session.get(Request, request_id)
-            if request is None:
-                log.warning("request.unknown", request_id=request_id)
-                return
+            request = session.get_one(Request, request_id)
             subject = rt.subject(request) if request.status == RequestStatus.RECEIVED else None
         if subject is not None:
             try:
@@ -55,22 +62,47 @@ def start(rt: Runtime, request_id: str) -> None:
                     fail_unstarted(rt, request_id, one_line(exc))
                 return
     with rt.transaction() as session:
-        request = session.get(Request, request_id, with_for_update=True)
-        if request is None:
-            log.warning("request.unknown", request_id=request_id)
-            return
+        request = session.get_one(Request, request_id, with_for_update=True, options=[selectinload(Request.systems)])
+        started: list[Request] = []
         if request.status == RequestStatus.RECEIVED and (resolved is not None or not rt.config.resolvers):
-            subject = resolved or rt.subject(request)
-            audit.record(session, "request.resolved", request_id,
-                         identifier_types={k: len(v) for k, v in subject.identifiers.items()})
-            sealed = rt.seal(request_id, resolved) if resolved is not None else request.sealed_identifiers
-            move_request(request, RequestStatus.IN_PROGRESS, sealed_identifiers=sealed)
-            now = utcnow()
-            for task in request.systems:  # no message for a system the config retains
-                exempt_if_retained(rt.config, task, now)
-        started = request.status == RequestStatus.IN_PROGRESS
-        pending = [(t.system, t.kind) for t in request.systems if started and t.status == SystemStatus.PENDING]
-    _send(rt, request_id, pending)
+            started = [request, *_received(session, request_id, 0 if rt.config.resolvers
+                                           else rt.config.worker.group_size - 1)]
+            for each in started:
+                _begin(rt, session, each, resolved if each is request else None)
+        elif request.status == RequestStatus.IN_PROGRESS and redelivered:
+            started = [request]
+        pending = {r.id: [(t.system, t.kind) for t in r.systems if t.status == SystemStatus.PENDING] for r in started}
+    for started_id, systems in pending.items():
+        _send(rt, started_id, systems)
+
+
+def _status(rt: Runtime, request_id: str) -> str | None:
+    """A request's status, read without a lock (None for an unknown request)."""
+    with rt.engine.connect() as conn:
+        return conn.execute(select(Request.status).where(Request.id == request_id)).scalar()
+
+
+def _received(session: Session, request_id: str, most: int) -> Sequence[Request]:
+    """Up to `most` other received requests, oldest first, locked (skipping those another worker holds)."""
+    if most < 1:
+        return []
+    return session.scalars(
+        select(Request).where(Request.status == RequestStatus.RECEIVED, Request.id != request_id)
+        .order_by(Request.received_at).limit(most).with_for_update(skip_locked=True)
+        .options(selectinload(Request.systems))
+    ).all()
+
+
+def _begin(rt: Runtime, session: Session, request: Request, resolved: Subject | None) -> None:
+    """A received request in progress: its identifiers (with those resolved) sealed, retained systems exempt."""
+    subject = resolved or rt.subject(request)
+    audit.record(session, "request.resolved", request.id,
+                 identifier_types={k: len(v) for k, v in subject.identifiers.items()})
+    sealed = rt.seal(request.id, resolved) if resolved is not None else request.sealed_identifiers
+    move_request(request, RequestStatus.IN_PROGRESS, sealed_identifiers=sealed)
+    now = utcnow()
+    for task in request.systems:  # no message for a system the config retains
+        exempt_if_retained(rt.config, task, now)
 
 
 def resolve(rt: Runtime, request_id: str, subject: Subject) -> Subject:
@@ -128,57 +160,78 @@ def fail_unstarted(rt: Runtime, request_id: str, error: str) -> None:
 
 def erase_system(rt: Runtime, request_id: str, system: str) -> None:
     """Claim one system of one request, erase and verify it, record the outcome, settle.
-    For a kind that batches, other requests waiting for the same system join the pass."""
-    claimed = _claim(rt, request_id, system)
-    if claimed is None:
+    Other requests' first attempts at the same system that are waiting join the pass: a kind
+    that batches erases them all at once; any other erases them one by one, as many as it does
+    in about GROUP_SECONDS. Either way the pass's claims and its outcomes take one transaction
+    each, so the store's cost (and the audit trail's append lock) is shared."""
+    if not _claimable(rt, request_id, system):  # a copy of a message whose row is claimed or settled
         return
-    batch = {request_id: claimed}
+    connector = rt.connector(system)
+    settings = rt.config.worker
+    company = settings.batch_size - 1 if connector.batches else rt.pace.group(system, settings.group_size) - 1
+    batch = _claim(rt, request_id, system, 0 if connector.batches else company)
     try:
-        connector = rt.connector(system)
-        if connector.batches:
-            batch |= _claim_waiting(rt, system, request_id)
-        with redact.values(v for subject, _ in batch.values() for v in subject.all_values()):
-            _erase(rt, system, connector, batch)  # each outcome settles its request in its own transaction
+        if batch and connector.batches:
+            batch |= _claim_waiting(rt, system, request_id, company)
+        if batch:
+            with redact.values(v for subject, _ in batch.values() for v in subject.all_values()):
+                _pass(rt, system, connector, {r: subject for r, (subject, _) in batch.items()})
     finally:
         rt.let_go(system, batch)
 
 
-def _erase(rt: Runtime, system: str, connector: Connector, batch: dict[str, tuple[Subject, int]]) -> None:
-    """One pass of a connector over the claimed requests; each request's outcome recorded apart."""
-    subjects: dict[str, Subject] = {}
-    for request_id, (subject, _) in batch.items():
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    """An attempt that did not erase: why, and whether a later attempt may."""
+
+    error: str
+    transient: bool
+
+
+def _pass(rt: Runtime, system: str, connector: Connector, subjects: dict[str, Subject]) -> None:
+    """One pass of a connector over the claimed requests, then every outcome in one transaction."""
+    results: dict[str, Outcome | Failed] = {}
+    for request_id, subject in list(subjects.items()):
         problem = rt.config.system(system).problem_with(subject)
         if problem:
-            _attempt_failed(rt, request_id, system, problem, transient=False)
-        else:
-            subjects[request_id] = subject
+            results[request_id] = Failed(problem, transient=False)
+            del subjects[request_id]
+    if len(subjects) > 1:
+        log.info("system.batch", system=system, requests=len(subjects))
+    if connector.batches:
+        results |= _erase_together(rt, system, connector, subjects)
+    else:
+        began = time.monotonic()
+        for request_id, subject in subjects.items():
+            results |= _erase_together(rt, system, connector, {request_id: subject})
+        if subjects:
+            rt.pace.took(system, time.monotonic() - began, len(subjects))
+    _record(rt, system, results)
+
+
+def _erase_together(rt: Runtime, system: str, connector: Connector,
+                    subjects: dict[str, Subject]) -> dict[str, Outcome | Failed]:
+    """Locate, erase and verify the subjects in one go; each request's outcome, or one failure for all."""
     if not subjects:
-        return
+        return {}
     ids, members = list(subjects), list(subjects.values())
-    if len(ids) > 1:
-        log.info("system.batch", system=system, requests=len(ids))
     try:
-        for request_id, hits in zip(ids, connector.locate_many(members), strict=True):
-            _record_hits(rt, request_id, system, hits)
+        _record_hits(rt, system, dict(zip(ids, connector.locate_many(members), strict=True)))
         outcomes = connector.erase_many(members, functools.partial(_journal, rt, system, ids))
-        for request_id, outcome in zip(ids, outcomes, strict=True):
-            _record_hits(rt, request_id, system, outcome.snapshots)
+        _record_hits(rt, system, {r: outcome.snapshots for r, outcome in zip(ids, outcomes, strict=True)})
         left = connector.verify_many(members)
     except (TransientError, PermanentError) as exc:
-        for request_id in ids:
-            _attempt_failed(rt, request_id, system, one_line(exc), transient=isinstance(exc, TransientError))
-        return
+        failed = Failed(one_line(exc), transient=isinstance(exc, TransientError))
+        return dict.fromkeys(ids, failed)
     except Exception as exc:  # a bug in a connector: fail the system, keep the worker
         # not the traceback's text: its last line is the message, which may carry an identifier
         log.error("system.crashed", system=system, requests=ids, error=type(exc).__name__, where=_frames(exc))
-        for request_id in ids:
-            _attempt_failed(rt, request_id, system, f"internal error ({type(exc).__name__})", transient=False)
-        return
-    for request_id, outcome, remaining in zip(ids, outcomes, left, strict=True):
-        if remaining and not outcome.exempt_reason:  # an exemption has said what it keeps, and why
-            _attempt_failed(rt, request_id, system, f"{remaining} items still present after erasure", transient=True)
-        else:
-            _record_outcome(rt, request_id, system, outcome)
+        return dict.fromkeys(ids, Failed(f"internal error ({type(exc).__name__})", transient=False))
+    return {
+        request_id: Failed(f"{remaining} items still present after erasure", transient=True)
+        if remaining and not outcome.exempt_reason else outcome  # an exemption has said what it keeps, and why
+        for request_id, outcome, remaining in zip(ids, outcomes, left, strict=True)
+    }
 
 
 def _frames(exc: BaseException) -> list[str]:
@@ -186,67 +239,88 @@ def _frames(exc: BaseException) -> list[str]:
     return [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)]
 
 
-def _claim(rt: Runtime, request_id: str, system: str) -> tuple[Subject, int] | None:
-    """The subject and attempt of a system this worker may now erase, or None. A claim that
-    instead settles the system (its last attempt lost, or a retention found) settles the request."""
+def _claimable(rt: Runtime, request_id: str, system: str) -> bool:
+    """Whether the system may be claimed at all (pending, or running on a lapsed lease), read without
+    a lock or a write: most copies of messages, and those of systems a pass took along, stop here."""
+    with rt.engine.connect() as conn:
+        row = conn.execute(select(SystemTask.status, SystemTask.lease_until)
+                           .where(SystemTask.request_id == request_id, SystemTask.system == system)).first()
+    if row is None:
+        return False
+    status, lease_until = row
+    return status == SystemStatus.PENDING or (
+        status == SystemStatus.RUNNING and (lease_until is None or lease_until <= utcnow()))
+
+
+def _waiting(system: str, claimed: str) -> Select[SystemTask]:
+    """Other requests' first attempts at a system, oldest first (a retry keeps its own backoff, so it never joins)."""
+    return (
+        select(SystemTask).join(SystemTask.request).options(contains_eager(SystemTask.request))
+        .where(SystemTask.system == system, SystemTask.status == SystemStatus.PENDING, SystemTask.attempts == 0,
+               SystemTask.request_id != claimed, Request.status == RequestStatus.IN_PROGRESS)
+        .order_by(SystemTask.id)
+    )
+
+
+def _claim(rt: Runtime, request_id: str, system: str, company: int = 0) -> dict[str, tuple[Subject, int]]:
+    """The subject and attempt of a system this worker may now erase, with those of up to `company`
+    waiting first attempts at the same system (skipping rows other workers hold), all claimed in one
+    transaction; empty if the system is not ours to erase. A claim that instead settles the system
+    (its last attempt lost, or a retention found) settles the request."""
     now, settled = utcnow(), False
+    lease_until = now + timedelta(seconds=rt.config.worker.lease_seconds)
     with rt.transaction() as session:
         task = session.scalar(
             select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system)
             .with_for_update()
         )
         if task is None or task.request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
-            return None  # a completed request's system is pending again only for a recheck
+            return {}  # a completed request's system is pending again only for a recheck
         lease_lapsed = task.status == SystemStatus.RUNNING and (task.lease_until is None or task.lease_until <= now)
         settled = lease_lapsed and not lose_attempt(task, rt.config.worker.max_attempts, now)  # the last attempt
         if not settled and task.status == SystemStatus.PENDING:
             # a retention checked again: a message may come from a recheck or a re-send
             settled = exempt_if_retained(rt.config, task, now)
             if not settled:
-                lease_until = now + timedelta(seconds=rt.config.worker.lease_seconds)
                 move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
                             lease_until=lease_until)
                 rt.hold(request_id, system, lease_until)
-                return rt.subject(task.request), task.attempts
+                claimed = {request_id: (rt.subject(task.request), task.attempts)}
+                others = session.scalars(_waiting(system, request_id).limit(company)
+                                         .with_for_update(of=SystemTask, skip_locked=True)).all() if company else []
+                return claimed | _take(rt, others, now, lease_until)
     if settled:
         settle(rt, request_id)
-    return None
+    return {}
 
 
-def _claim_waiting(rt: Runtime, system: str, claimed: str) -> dict[str, tuple[Subject, int]]:
-    """Claim other requests' first attempts at this system, waiting up to `batch_wait_seconds`
-    for up to `batch_size - 1` of them (a retry keeps its own backoff, so it never joins)."""
-    settings = rt.config.worker
-    wanted = settings.batch_size - 1
-    waiting = (
-        select(SystemTask).join(Request)
-        .where(SystemTask.system == system, SystemTask.status == SystemStatus.PENDING, SystemTask.attempts == 0,
-               SystemTask.request_id != claimed, Request.status == RequestStatus.IN_PROGRESS)
-        .order_by(SystemTask.id)
-    )
+def _take(rt: Runtime, tasks: Sequence[SystemTask], now: datetime,
+          lease_until: datetime) -> dict[str, tuple[Subject, int]]:
+    """Claim waiting first attempts for this process."""
+    taken = {}
+    for task in tasks:
+        move_system(task, SystemStatus.RUNNING, attempts=1, started_at=now, lease_until=lease_until)
+        rt.hold(task.request_id, task.system, lease_until)
+        taken[task.request_id] = (rt.subject(task.request), 1)
+    return taken
+
+
+def _claim_waiting(rt: Runtime, system: str, claimed: str, wanted: int) -> dict[str, tuple[Subject, int]]:
+    """For a kind that batches: claim up to `wanted` other requests' first attempts at this system,
+    waiting up to `batch_wait_seconds` for that many of them."""
     if wanted < 1:
         return {}
-    until = time.monotonic() + settings.batch_wait_seconds
+    waiting = _waiting(system, claimed)
+    until = time.monotonic() + rt.config.worker.batch_wait_seconds
     while time.monotonic() < until:
         with rt.transaction() as session:
             if len(session.scalars(waiting.with_only_columns(SystemTask.id).limit(wanted)).all()) >= wanted:
                 break
         time.sleep(min(0.2, max(0.0, until - time.monotonic())))
     now = utcnow()
-    lease_until = now + timedelta(seconds=settings.lease_seconds)
     with rt.transaction() as session:
         tasks = session.scalars(waiting.limit(wanted).with_for_update(of=SystemTask, skip_locked=True)).all()
-        for task in tasks:
-            move_system(task, SystemStatus.RUNNING, attempts=1, started_at=now, lease_until=lease_until)
-            rt.hold(task.request_id, system, lease_until)
-        return {task.request_id: (rt.subject(task.request), 1) for task in tasks}
-
-
-def _locked(session: Session, request_id: str, system: str) -> tuple[Request | None, SystemTask | None]:
-    """The request's row, then its system's if running, both locked: the order settle() and
-    `erasure exempt` lock in, so that recording an outcome and settling share one transaction."""
-    request = session.get(Request, request_id, with_for_update=True)
-    return request, (_running(session, request_id, system) if request is not None else None)
+        return _take(rt, tasks, now, now + timedelta(seconds=rt.config.worker.lease_seconds))
 
 
 def _running(session, request_id: str, system: str) -> SystemTask | None:  # type: ignore[no-untyped-def]
@@ -278,19 +352,24 @@ def _outlasting_store_outages(write: Callable[..., None]) -> Callable[..., None]
 
 
 @_outlasting_store_outages
-def _record_hits(rt: Runtime, request_id: str, system: str, hits: tuple) -> None:  # type: ignore[type-arg]
-    if not hits:
+def _record_hits(rt: Runtime, system: str, found: dict[str, tuple]) -> None:  # type: ignore[type-arg]
+    """The snapshots each request's subject was found in, in one transaction."""
+    found = {request_id: hits for request_id, hits in found.items() if hits}
+    if not found:
         return
     with rt.transaction() as session:
-        earlier = session.scalars(select(SnapshotHit).where(SnapshotHit.request_id == request_id))
-        known = {h.snapshot: h for h in earlier}
-        for hit in hits:
-            row = known.get(hit.snapshot)
-            if row is None:
-                session.add(SnapshotHit(request_id=request_id, system=system, snapshot=hit.snapshot,
-                                        rows=hit.rows, files=list(hit.files), found_at=utcnow()))
-            else:
-                row.rows, row.files = max(row.rows, hit.rows), sorted(set(row.files) | set(hit.files))
+        earlier = session.scalars(select(SnapshotHit).where(SnapshotHit.request_id.in_(found)))
+        known = {(h.request_id, h.snapshot): h for h in earlier}
+        for request_id, hits in found.items():
+            for hit in hits:
+                row = known.get((request_id, hit.snapshot))
+                if row is None:
+                    known[(request_id, hit.snapshot)] = row = SnapshotHit(
+                        request_id=request_id, system=system, snapshot=hit.snapshot, rows=hit.rows,
+                        files=list(hit.files), found_at=utcnow())
+                    session.add(row)
+                else:
+                    row.rows, row.files = max(row.rows, hit.rows), sorted(set(row.files) | set(hit.files))
 
 
 def _journal(rt: Runtime, system: str, request_ids: list[str], rel: str, rows: list[int]) -> None:
@@ -322,22 +401,64 @@ def _with_journaled(task: SystemTask, outcome: Outcome) -> Outcome:
 
 
 @_outlasting_store_outages
-def _record_outcome(rt: Runtime, request_id: str, system: str, outcome: Outcome) -> None:
+def _record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> None:
+    """Each request's outcome (or failed attempt) at one system, and the settling of each request whose
+    last system this was, in one transaction. The requests' rows are locked first, in id order, then
+    the system's: the order settle() and `erasure exempt` lock in, so passes never deadlock."""
+    if not results:
+        return
+    retries: list[tuple[str, str, float]] = []
     with rt.transaction() as session:
-        request, task = _locked(session, request_id, system)
-        if request is None or task is None:
-            return
-        outcome, task.progress = _with_journaled(task, outcome), None
-        items, evidence = _with_earlier_passes(task, outcome)
-        if outcome.exempt_reason:
-            move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,
-                        reason=outcome.exempt_reason, recheck_at=outcome.recheck_at, lease_until=None,
-                        finished_at=utcnow())
-        else:
-            move_system(task, SystemStatus.ERASED if items else SystemStatus.NOT_FOUND, items_erased=items,
-                        evidence=evidence, error=None, reason=None, recheck_at=None, lease_until=None,
-                        finished_at=utcnow())
-        _settle_locked(rt, session, request)  # the last system to settle settles the request, here
+        requests = session.scalars(select(Request).where(Request.id.in_(results)).order_by(Request.id)
+                                   .with_for_update().options(selectinload(Request.systems))).all()
+        tasks = {t.request_id: t for t in session.scalars(
+            select(SystemTask).where(SystemTask.request_id.in_([r.id for r in requests]), SystemTask.system == system)
+            .order_by(SystemTask.request_id).with_for_update().execution_options(populate_existing=True))}
+        locked = {request.id: request for request in requests}
+        settled = []
+        for request in (locked[r] for r in results if r in locked):  # in the order claimed: oldest first
+            task = tasks.get(request.id)
+            if task is None or task.status != SystemStatus.RUNNING:
+                continue  # its lease ran out and another attempt took over, or a DPO settled it
+            result = results[request.id]
+            retry_in = None
+            if isinstance(result, Failed):
+                retry_in = _failed(rt, task, result)
+            else:
+                _erased(task, result)
+            if retry_in is not None:
+                retries.append((request.id, task.kind, retry_in))
+            else:
+                settled.append(request)
+        _settle_locked(rt, session, settled)  # the last system to settle settles the request, here
+    for request_id, kind, retry_in in retries:
+        log.info("system.retry_scheduled", request_id=request_id, system=system, in_seconds=round(retry_in, 1))
+        rt.dispatch.erase(request_id, system, kind, countdown=retry_in)
+
+
+def _erased(task: SystemTask, outcome: Outcome) -> None:
+    """Settled: erased, not found, or exempt."""
+    outcome, task.progress = _with_journaled(task, outcome), None
+    items, evidence = _with_earlier_passes(task, outcome)
+    if outcome.exempt_reason:
+        move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,
+                    reason=outcome.exempt_reason, recheck_at=outcome.recheck_at, lease_until=None,
+                    finished_at=utcnow())
+    else:
+        move_system(task, SystemStatus.ERASED if items else SystemStatus.NOT_FOUND, items_erased=items,
+                    evidence=evidence, error=None, reason=None, recheck_at=None, lease_until=None,
+                    finished_at=utcnow())
+
+
+def _failed(rt: Runtime, task: SystemTask, failed: Failed) -> float | None:
+    """Back to pending for another attempt (in how many seconds), or failed for good (None)."""
+    settings = rt.config.worker
+    if failed.transient and task.attempts < settings.max_attempts:
+        move_system(task, SystemStatus.PENDING, error=failed.error, lease_until=None)
+        return settings.backoff(task.attempts)
+    error = f"gave up after {task.attempts} attempts: {failed.error}" if failed.transient else failed.error
+    move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow())
+    return None
 
 
 def _with_earlier_passes(task: SystemTask, outcome: Outcome) -> tuple[int, dict[str, Any]]:
@@ -352,56 +473,32 @@ def _with_earlier_passes(task: SystemTask, outcome: Outcome) -> tuple[int, dict[
     return outcome.items_erased + (task.items_erased or 0), evidence
 
 
-@_outlasting_store_outages
-def _attempt_failed(rt: Runtime, request_id: str, system: str, error: str, transient: bool) -> None:
-    settings = rt.config.worker
-    retry_in = None
-    with rt.transaction() as session:
-        request, task = _locked(session, request_id, system)
-        if request is None or task is None:
-            return
-        if transient and task.attempts < settings.max_attempts:
-            retry_in = settings.backoff(task.attempts)
-            move_system(task, SystemStatus.PENDING, error=error, lease_until=None)
-        else:
-            if transient:
-                error = f"gave up after {task.attempts} attempts: {error}"
-            move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow())
-            _settle_locked(rt, session, request)
-        kind = task.kind
-    if retry_in is not None:
-        log.info("system.retry_scheduled", request_id=request_id, system=system, in_seconds=round(retry_in, 1))
-        rt.dispatch.erase(request_id, system, kind, countdown=retry_in)
-
-
 def settle(rt: Runtime, request_id: str) -> bool:
     """Once every system has settled, settle the request and flag the models that ate its data;
     whether it moved. A completed request whose recheck of an exemption then failed for good turns failed."""
     with rt.transaction() as session:
         request = session.get(Request, request_id, with_for_update=True)
-        return request is not None and _settle_locked(rt, session, request)
+        return request is not None and bool(_settle_locked(rt, session, [request]))
 
 
-def _settle_locked(rt: Runtime, session: Session, request: Request) -> bool:
-    """settle() within a transaction that holds the request's row lock."""
-    if request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
-        return False
-    if any(task.status not in SETTLED for task in request.systems):
-        return False
-    failed = any(task.status == SystemStatus.FAILED for task in request.systems)
-    if request.status == RequestStatus.COMPLETED:
+def _settle_locked(rt: Runtime, session: Session, requests: Sequence[Request]) -> list[Request]:
+    """settle() for requests whose rows this transaction holds locked, their models flagged and their
+    suppression entries written together; those that moved."""
+    ready = [r for r in requests if r.status in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED)
+             and all(task.status in SETTLED for task in r.systems)]
+    lineage.flag_models(rt, session, [r for r in ready if r.status == RequestStatus.IN_PROGRESS])
+    moved = []
+    for request in ready:
+        failed = any(task.status == SystemStatus.FAILED for task in request.systems)
         if failed:
-            move_request(request, RequestStatus.FAILED)
+            move_request(request, RequestStatus.FAILED)  # a completed one: a recheck failed for good
+        elif request.status == RequestStatus.IN_PROGRESS:
+            move_request(request, RequestStatus.COMPLETED, completed_at=utcnow())
         else:
-            suppression.keep(rt, session, request)  # a recheck settled: what replay re-erases grew
-        return failed
-    lineage.flag_models(rt, session, request)
-    if failed:
-        move_request(request, RequestStatus.FAILED)
-    else:
-        move_request(request, RequestStatus.COMPLETED, completed_at=utcnow())
-        suppression.keep(rt, session, request)
-    return True
+            continue  # completed, and a recheck settled: its suppression entry grows below
+        moved.append(request)
+    suppression.keep(rt, session, [r for r in ready if r.status == RequestStatus.COMPLETED])
+    return moved
 
 
 def retry(rt: Runtime, request_id: str) -> list[str]:

@@ -50,6 +50,35 @@ class CeleryDispatch:
         celery_app.app.send_task("erasure.tag_mlflow", args=[model, version], queue=celery_app.MLFLOW_QUEUE)
 
 
+GROUP_SECONDS = 0.5  # a pass of a kind that erases one subject at a time takes along what it erases in about this
+
+
+class Pace:
+    """How long one subject's erasure takes at each system in this process (a moving average), and so
+    how many waiting requests a pass of a kind that erases one subject at a time takes along: many
+    where erasing is quick and the store's cost per transaction is what counts, one where erasing
+    is slow and requests are better spread over workers that erase side by side."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._each: dict[str, float] = {}
+
+    def group(self, system: str, most: int) -> int:
+        """How many requests the next pass at a system may take, its own included (1 until one has been timed)."""
+        with self._lock:
+            each = self._each.get(system)
+        if each is None:
+            return 1
+        return max(1, min(most, int(GROUP_SECONDS / max(each, 1e-6))))
+
+    def took(self, system: str, seconds: float, subjects: int) -> None:
+        """Note a pass: `subjects` erased and verified in `seconds`."""
+        each = seconds / subjects
+        with self._lock:
+            before = self._each.get(system)
+            self._each[system] = each if before is None else 0.7 * before + 0.3 * each
+
+
 class Runtime:
     """What one process holds while it works on requests."""
 
@@ -61,6 +90,7 @@ class Runtime:
         self._keys: keys.KeyRing | None = None
         self._lock = threading.Lock()  # the worker runs tasks in threads
         self._claims: dict[tuple[str, str], datetime] = {}  # (request, system) -> lease_until, held here
+        self.pace = Pace()
         if dispatch is None:
             celery_app.configure(config)
 

@@ -30,25 +30,29 @@ log = structlog.get_logger("erasure.suppression")
 REPLAYED = (SystemStatus.ERASED, SystemStatus.NOT_FOUND)
 
 
-def keep(rt: Runtime, session: Session, request: Request) -> None:
-    """Write (or widen) the suppression entry of a completed request, and drop the request's own
+def keep(rt: Runtime, session: Session, requests: Sequence[Request]) -> None:
+    """Write (or widen) the suppression entry of each completed request, and drop the request's own
     identifiers unless an exemption with an end still needs them for its recheck."""
-    if request.status != RequestStatus.COMPLETED or request.sealed_identifiers is None:
+    requests = [r for r in requests if r.status == RequestStatus.COMPLETED and r.sealed_identifiers is not None]
+    if not requests:
         return
-    subject = rt.subject(request)
-    erased = sorted(t.system for t in request.systems if t.status in REPLAYED)
-    sealed = rt.keyring.seal(keys.SUPPRESSION, request.id, subject.identifiers)
-    entry = session.get(Suppression, request.id)
-    if entry is None:
-        session.add(Suppression(request_id=request.id, completed_at=request.completed_at, systems=erased,
-                                sealed=sealed))
-    else:
-        entry.systems, entry.sealed = erased, sealed
-    if any(task.recheck_at is not None for task in request.systems):
-        return
-    request.sealed_identifiers = None
-    audit.record(session, "request.identifiers_dropped", request.id, kept_for_replay=erased)
-    log.info("request.identifiers_dropped", request_id=request.id, kept_for_replay=erased)
+    entries = {e.request_id: e for e in session.scalars(
+        select(Suppression).where(Suppression.request_id.in_([r.id for r in requests])))}
+    for request in requests:
+        subject = rt.subject(request)
+        erased = sorted(t.system for t in request.systems if t.status in REPLAYED)
+        sealed = rt.keyring.seal(keys.SUPPRESSION, request.id, subject.identifiers)
+        entry = entries.get(request.id)
+        if entry is None:
+            session.add(Suppression(request_id=request.id, completed_at=request.completed_at, systems=erased,
+                                    sealed=sealed))
+        else:
+            entry.systems, entry.sealed = erased, sealed
+        if any(task.recheck_at is not None for task in request.systems):
+            continue
+        request.sealed_identifiers = None
+        audit.record(session, "request.identifiers_dropped", request.id, kept_for_replay=erased)
+        log.info("request.identifiers_dropped", request_id=request.id, kept_for_replay=erased)
 
 
 @dataclass(frozen=True)

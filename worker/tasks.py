@@ -50,7 +50,7 @@ def start(self: Task, request_id: str) -> None:
     """Resolve one request and fan it out; a resolver that is briefly down is retried."""
     rt = runtime.current()
     try:
-        pipeline.start(rt, request_id)
+        pipeline.start(rt, request_id, redelivered=bool((self.request.delivery_info or {}).get("redelivered")))
     except TransientError as exc:
         attempts = self.request.retries + 1
         settings = rt.config.worker

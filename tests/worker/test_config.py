@@ -304,9 +304,12 @@ def test_unknown_key_in_worker_is_refused(good_config: dict[str, Any]) -> None:
     ("batch_size", 100_001, "between 1 and 100000"),
     ("batch_wait_seconds", -1, "between 0 and 60"),
     ("batch_wait_seconds", 400, "between 0 and 60"),
+    ("group_size", 0, "between 1 and 1000"),
+    ("group_size", 1001, "between 1 and 1000"),
+    ("group_size", "50", "must be"),
 ])
 def test_batch_bounds_out_of_range_are_refused(good_config: dict[str, Any], key: str, value: int, problem: str) -> None:
-    """A batch size or wait out of range stops start-up, naming the key."""
+    """A batch size, wait or group size out of range (or not a number) stops start-up, naming the key."""
     good_config["worker"][key] = value
     refused(good_config, "worker", key, problem)
 

@@ -210,7 +210,8 @@ def test_overdue_lists_open_requests_past_their_deadline(
 ) -> None:
     """`list --overdue` holds requests in progress or failed past their deadline, not those done or
     still in time; the status says `overdue`."""
-    rt = make_runtime(stub("a") + stub("b", uses=["email"], fail_permanently=True))
+    # group_size 1: a start takes no other received request along, so those whose start is dropped stay received
+    rt = make_runtime(stub("a") + stub("b", uses=["email"], fail_permanently=True), worker="group_size = 1")
     past = utcnow() - timedelta(days=1)
     waiting = with_deadline(rt, past)
     failed = intake.submit(rt, {"email": "x@example.com"}).request_id

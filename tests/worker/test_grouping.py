@@ -1,0 +1,224 @@
+"""Grouping: a pass at a system of a kind that erases one subject at a time takes along the other
+requests' first attempts waiting for it (as many as it erases in about half a second, at most
+`group_size`), erases each on its own, and records them all in one transaction; a start starts
+the other received requests along with its own. Copies of messages whose rows were taken along
+find them settled and write nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from connectors.stub import StubConnector
+from tests.worker.conftest import ListDispatch, drain, stub
+from worker import intake, pipeline, views
+from worker.runtime import Runtime
+
+MakeRuntime = Callable[..., Runtime]
+
+
+def kept(rt: Runtime) -> list[tuple[Any, ...]]:
+    """The messages the runtime has sent and nobody has played yet."""
+    dispatch = rt.dispatch
+    assert isinstance(dispatch, ListDispatch)
+    return dispatch.sent
+
+
+def connector(rt: Runtime, system: str = "a") -> StubConnector:
+    """The stub system's connector, whose calls count erasures."""
+    found = rt.connector(system)
+    assert isinstance(found, StubConnector)
+    return found
+
+
+@contextmanager
+def commits(rt: Runtime) -> Iterator[list[int]]:
+    """Count the store transactions committed inside the block (read-only peeks commit none)."""
+    counted: list[int] = []
+
+    def count(_conn: Any) -> None:
+        counted.append(1)
+
+    event.listen(rt.engine, "commit", count)
+    try:
+        yield counted
+    finally:
+        event.remove(rt.engine, "commit", count)
+
+
+def quick(rt: Runtime, system: str = "a") -> None:
+    """As if this process had timed the system at a tenth of a millisecond per subject."""
+    rt.pace.took(system, 0.0001, 1)
+
+
+def started(rt: Runtime, users: range) -> list[str]:
+    """Requests submitted and started, their erase messages kept, in order."""
+    ids = [intake.submit(rt, {"user_id": str(u)}).request_id for u in users]
+    while kept(rt) and kept(rt)[0][0] == "start":
+        message = kept(rt).pop(0)
+        pipeline.start(rt, message[1])
+    return ids
+
+
+def statuses(rt: Runtime, ids: list[str], system: str = "a") -> list[tuple[str, int, int]]:
+    """Each request's (system status, attempts, items erased)."""
+    found = []
+    for request_id in ids:
+        (only,) = [s for s in views.status(rt, request_id)["systems"] if s["system"] == system]
+        found.append((only["status"], only["attempts"], only["items_erased"]))
+    return found
+
+
+def test_a_pass_takes_along_the_waiting_requests_and_records_them_in_one_transaction(
+    make_runtime: MakeRuntime, store_url: str,
+) -> None:
+    """Ten requests waiting for a quick system: the first message's pass claims all ten in one
+    transaction and records them in one more; the other nine messages then commit nothing."""
+    rt = make_runtime(stub("a", items=2), store_url=store_url)
+    quick(rt)
+    ids = started(rt, range(10))
+    assert [m[:3] for m in kept(rt)] == [("erase", r, "a") for r in ids]
+
+    first = kept(rt).pop(0)
+    with commits(rt) as during_pass:
+        pipeline.erase_system(rt, first[1], "a")
+    assert len(during_pass) == 2  # the claims, then the outcomes with the requests settled
+    assert statuses(rt, ids) == [("erased", 1, 2)] * 10
+    assert {views.status(rt, r)["status"] for r in ids} == {"completed"}
+    assert connector(rt).calls == 10  # each erased once, one at a time
+    assert connector(rt).passes == [1] * 10
+
+    with commits(rt) as during_copies:
+        assert drain(rt) == 9
+    assert during_copies == []
+
+
+def test_one_failure_in_a_pass_fails_that_request_alone(make_runtime: MakeRuntime, store_url: str) -> None:
+    """A request whose erasure fails in a shared pass is retried on its own backoff; the others in the
+    pass settle at their first attempt."""
+    rt = make_runtime(stub("a", fail_transiently=1), store_url=store_url)  # the first call of the pass fails
+    quick(rt)
+    ids = started(rt, range(3))
+
+    drain(rt)
+
+    assert statuses(rt, ids) == [("erased", 2, 1), ("erased", 1, 1), ("erased", 1, 1)]
+
+
+def test_a_pass_takes_along_first_attempts_only(make_runtime: MakeRuntime, store_url: str) -> None:
+    """A system waiting for its retry is not taken along: it keeps its backoff."""
+    rt = make_runtime(stub("a", fail_transiently=1), store_url=store_url)
+    quick(rt)
+    failing, = started(rt, range(1))
+    pipeline.erase_system(rt, failing, "a")
+    assert statuses(rt, [failing]) == [("pending", 1, None)]
+    kept(rt).clear()  # its retry, sent with a countdown
+
+    later = started(rt, range(1, 4))
+    pipeline.erase_system(rt, later[0], "a")
+
+    assert statuses(rt, later) == [("erased", 1, 1)] * 3
+    assert statuses(rt, [failing]) == [("pending", 1, None)]
+
+
+def test_group_size_one_takes_nobody_along(make_runtime: MakeRuntime) -> None:
+    """With group_size = 1 each message erases its own request only, and each start starts its own."""
+    rt = make_runtime(stub("a"), worker="group_size = 1")
+    quick(rt)
+    ids = [intake.submit(rt, {"user_id": str(u)}).request_id for u in range(3)]
+    pipeline.start(rt, kept(rt).pop(0)[1])
+    assert [views.status(rt, r)["status"] for r in ids] == ["in_progress", "received", "received"]
+
+    drain(rt)
+    pipeline.erase_system(rt, ids[0], "a")  # played again: nothing left to do
+    assert connector(rt).calls == 3
+
+
+def test_a_slow_system_takes_nobody_along(make_runtime: MakeRuntime) -> None:
+    """A system that takes longer per subject than a pass should last erases one request per pass,
+    so that other workers erase the rest side by side; one not yet timed too."""
+    rt = make_runtime(stub("a", delay_seconds=0.6))
+    timed, = started(rt, range(1))
+    pipeline.erase_system(rt, timed, "a")  # now the process knows: 0.6 s per subject
+    kept(rt).clear()
+    ids = started(rt, range(1, 3))
+
+    pipeline.erase_system(rt, ids[0], "a")
+
+    assert [s[0] for s in statuses(rt, ids)] == ["erased", "pending"]
+
+
+def test_a_start_starts_the_received_requests_along_and_their_own_starts_send_nothing(
+    make_runtime: MakeRuntime, store_url: str,
+) -> None:
+    """Three received requests: the first start message starts all three and sends their erase
+    messages; the other two start messages send nothing."""
+    rt = make_runtime(stub("a") + stub("b"), store_url=store_url)
+    ids = [intake.submit(rt, {"user_id": str(u)}).request_id for u in range(3)]
+    starts = [kept(rt).pop(0) for _ in ids]
+
+    with commits(rt) as during_start:
+        pipeline.start(rt, starts[0][1])
+    assert len(during_start) == 1
+    assert {views.status(rt, r)["status"] for r in ids} == {"in_progress"}
+    assert sorted(m[:3] for m in kept(rt)) == sorted(("erase", r, s) for r in ids for s in "ab")
+
+    kept(rt).clear()
+    for message in starts[1:]:
+        pipeline.start(rt, message[1])
+    assert kept(rt) == []
+
+
+def test_a_redelivered_start_sends_the_pending_systems_again(make_runtime: MakeRuntime) -> None:
+    """A start message delivered again (its first worker may have died before sending) sends the
+    erase messages of the systems still pending; a first delivery that finds the request started
+    by another start sends none."""
+    rt = make_runtime(stub("a") + stub("b"))
+    request_id, = started(rt, range(1))
+    kept(rt).clear()
+
+    pipeline.start(rt, request_id)
+    assert kept(rt) == []
+    pipeline.start(rt, request_id, redelivered=True)
+    assert sorted(m[:3] for m in kept(rt)) == [("erase", request_id, "a"), ("erase", request_id, "b")]
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_two_workers_playing_every_message_at_once_erase_each_system_once(
+    make_runtime: MakeRuntime, store_url: str,
+) -> None:
+    """Two processes' passes over the same forty requests at the same moment: each request is claimed
+    by one pass (rows another holds are skipped), erased once, at its first attempt."""
+    rt = make_runtime(stub("a"), store_url=store_url)
+    other = make_runtime(stub("a"), store_url=store_url)
+    quick(rt)
+    quick(other)
+    ids = started(rt, range(40))
+    messages = [m[1] for m in kept(rt)]
+    kept(rt).clear()
+    barrier = threading.Barrier(2)
+    problems: list[BaseException] = []
+
+    def play(runtime: Runtime, order: list[str]) -> None:
+        barrier.wait()
+        try:
+            for request_id in order:
+                pipeline.erase_system(runtime, request_id, "a")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            problems.append(exc)
+
+    threads = [threading.Thread(target=play, args=(rt, messages)),
+               threading.Thread(target=play, args=(other, messages[::-1]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert problems == []
+    assert statuses(rt, ids) == [("erased", 1, 1)] * 40
+    assert connector(rt).calls + connector(other).calls == 40
