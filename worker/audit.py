@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from worker.errors import ErasureError
@@ -78,16 +78,18 @@ def _append_pending(session: Session) -> None:
     pending = session.info.pop(PENDING, None)
     if not pending:
         return
+    session.flush()  # the transaction's own rows first: the lock is then held for the append and the commit only
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
     last, at = head(session), utcnow()
-    seq, prev = last.seq, last.hash
+    seq, prev, rows = last.seq, last.hash, []
     for type_, request_id, system, data in pending:
         seq += 1
         hashed = event_hash(seq, at, type_, request_id, system, data, prev)
-        session.add(AuditEvent(seq=seq, at=at, type=type_, request_id=request_id, system=system, data=data,
-                               prev_hash=prev, hash=hashed))
+        rows.append({"seq": seq, "at": at, "type": type_, "request_id": request_id, "system": system, "data": data,
+                     "prev_hash": prev, "hash": hashed})
         prev = hashed
+    session.execute(insert(AuditEvent), rows)  # one statement, not an object each: the lock is held meanwhile
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,16 @@ def start(rt: Runtime, request_id: str, redelivered: bool = False) -> None:
                 _begin(rt, session, each, resolved if each is request else None)
         elif request.status == RequestStatus.IN_PROGRESS and redelivered:
             started = [request]
-        pending = {r.id: [(t.system, t.kind) for t in r.systems if t.status == SystemStatus.PENDING] for r in started}
-    for started_id, systems in pending.items():
-        _send(rt, started_id, systems)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for each in started:
+            for task in each.systems:
+                if task.status == SystemStatus.PENDING:
+                    groups.setdefault((task.system, task.kind), []).append(each.id)
+        unsent = [each.id for each in started if not any(each.id in ids for ids in groups.values())]
+    for (system, kind), ids in groups.items():  # one message per system stands for the group
+        rt.dispatch.erase(ids[0], system, kind, also=ids[1:])
+    for each_id in unsent:  # every system exempt from the start, say: no erasure will settle it
+        settle(rt, each_id)
 
 
 def _status(rt: Runtime, request_id: str) -> str | None:
@@ -158,21 +165,27 @@ def fail_unstarted(rt: Runtime, request_id: str, error: str) -> None:
         move_request(request, RequestStatus.FAILED, error=error)
 
 
-def erase_system(rt: Runtime, request_id: str, system: str) -> None:
-    """Claim one system of one request, erase and verify it, record the outcome, settle.
-    Other requests' first attempts at the same system that are waiting join the pass: a kind
-    that batches erases them all at once; any other erases them one by one, as many as it does
-    in about GROUP_SECONDS. Either way the pass's claims and its outcomes take one transaction
-    each, so the store's cost (and the audit trail's append lock) is shared."""
-    if not _claimable(rt, request_id, system):  # a copy of a message whose row is claimed or settled
+def erase_system(rt: Runtime, request_id: str, system: str, also: Sequence[str] = ()) -> None:
+    """Claim one system of one request, erase and verify it, record the outcome, settle. A message
+    may stand for more requests (`also`: a start's group), and other requests' first attempts at
+    the system that are waiting join the pass too: a kind that batches erases them all at once
+    (up to `batch_size`); any other erases them one by one, as many as it erases in about
+    GROUP_SECONDS (at most `group_size`), and sends the rest of the message's requests on at once
+    to its peers. Either way the pass's claims and its outcomes take one transaction each, so the
+    store's cost (and the audit trail's append lock) is shared."""
+    rows = _claimable(rt, system, request_id, also)
+    if not rows:  # a copy of a message whose rows are claimed or settled
         return
     connector = rt.connector(system)
     settings = rt.config.worker
-    company = settings.batch_size - 1 if connector.batches else rt.pace.group(system, settings.group_size) - 1
-    batch = _claim(rt, request_id, system, 0 if connector.batches else company)
+    most = settings.batch_size if connector.batches else rt.pace.group(system, settings.group_size)
+    rows, rest = rows[:most], rows[most:]
+    if rest:
+        rt.dispatch.erase(rest[0], system, rt.config.system(system).kind, also=rest[1:])
+    batch = _claim(rt, rows[0], system, rows[1:], len(rows) if connector.batches else most)
     try:
         if batch and connector.batches:
-            batch |= _claim_waiting(rt, system, request_id, company)
+            batch |= _claim_waiting(rt, system, settings.batch_size - len(batch))
         if batch:
             with redact.values(v for subject, _ in batch.values() for v in subject.all_values()):
                 _pass(rt, system, connector, {r: subject for r, (subject, _) in batch.items()})
@@ -201,12 +214,37 @@ def _pass(rt: Runtime, system: str, connector: Connector, subjects: dict[str, Su
     if connector.batches:
         results |= _erase_together(rt, system, connector, subjects)
     else:
-        began = time.monotonic()
+        began, erased = time.monotonic(), 0
         for request_id, subject in subjects.items():
+            if erased and time.monotonic() - began > rt.config.worker.lease_seconds / 4:
+                break  # the system slowed down: what is left goes back before any lease can run out
             results |= _erase_together(rt, system, connector, {request_id: subject})
-        if subjects:
-            rt.pace.took(system, time.monotonic() - began, len(subjects))
+            erased += 1
+        if erased:
+            rt.pace.took(system, time.monotonic() - began, erased)
     _record(rt, system, results)
+    _put_back(rt, system, [r for r in subjects if r not in results])
+
+
+def _put_back(rt: Runtime, system: str, request_ids: list[str]) -> None:
+    """Claims a pass took along but had no time left for: pending again, the attempt not counted,
+    and sent again at once. A claim is matched by its lease, as a shutdown's hand-back matches it."""
+    if not request_ids:
+        return
+    held, sent = rt.held(), []
+    with rt.transaction() as session:
+        for request_id in request_ids:
+            task = session.scalar(
+                select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system,
+                                         SystemTask.status == SystemStatus.RUNNING,
+                                         SystemTask.lease_until == held.get((request_id, system)))
+                .with_for_update())
+            if task is not None:
+                move_system(task, SystemStatus.PENDING, attempts=task.attempts - 1, lease_until=None)
+                sent.append((request_id, task.kind))
+    log.info("system.put_back", system=system, requests=len(sent))
+    for request_id, kind in sent:
+        rt.dispatch.erase(request_id, system, kind)
 
 
 def _erase_together(rt: Runtime, system: str, connector: Connector,
@@ -239,88 +277,116 @@ def _frames(exc: BaseException) -> list[str]:
     return [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)]
 
 
-def _claimable(rt: Runtime, request_id: str, system: str) -> bool:
-    """Whether the system may be claimed at all (pending, or running on a lapsed lease), read without
-    a lock or a write: most copies of messages, and those of systems a pass took along, stop here."""
+def _claimable(rt: Runtime, system: str, request_id: str, also: Sequence[str]) -> list[str]:
+    """Of a message's requests, in its order, those whose system may be claimed now: its own request's
+    if pending or running on a lapsed lease, the others' if still waiting for a first attempt. Read
+    without a lock or a write: most copies of messages, and those of rows a pass took along, stop here."""
+    ids = list(dict.fromkeys([request_id, *also]))
     with rt.engine.connect() as conn:
-        row = conn.execute(select(SystemTask.status, SystemTask.lease_until)
-                           .where(SystemTask.request_id == request_id, SystemTask.system == system)).first()
-    if row is None:
-        return False
-    status, lease_until = row
-    return status == SystemStatus.PENDING or (
-        status == SystemStatus.RUNNING and (lease_until is None or lease_until <= utcnow()))
+        found = {row[0]: row[1:] for row in conn.execute(
+            select(SystemTask.request_id, SystemTask.status, SystemTask.lease_until, SystemTask.attempts)
+            .where(SystemTask.system == system, SystemTask.request_id.in_(ids)))}
+    now = utcnow()
+
+    def claimable(each: str) -> bool:
+        if each not in found:
+            return False
+        status, lease_until, attempts = found[each]
+        if each != request_id:
+            return status == SystemStatus.PENDING and attempts == 0
+        return status == SystemStatus.PENDING or (
+            status == SystemStatus.RUNNING and (lease_until is None or lease_until <= now))
+
+    return [each for each in ids if claimable(each)]
 
 
-def _waiting(system: str, claimed: str) -> Select[SystemTask]:
-    """Other requests' first attempts at a system, oldest first (a retry keeps its own backoff, so it never joins)."""
+def _waiting(system: str) -> Select[SystemTask]:
+    """Requests' first attempts at a system, oldest first (a retry keeps its own backoff, so it never joins)."""
     return (
         select(SystemTask).join(SystemTask.request).options(contains_eager(SystemTask.request))
         .where(SystemTask.system == system, SystemTask.status == SystemStatus.PENDING, SystemTask.attempts == 0,
-               SystemTask.request_id != claimed, Request.status == RequestStatus.IN_PROGRESS)
+               Request.status == RequestStatus.IN_PROGRESS)
         .order_by(SystemTask.id)
     )
 
 
-def _claim(rt: Runtime, request_id: str, system: str, company: int = 0) -> dict[str, tuple[Subject, int]]:
-    """The subject and attempt of a system this worker may now erase, with those of up to `company`
-    waiting first attempts at the same system (skipping rows other workers hold), all claimed in one
-    transaction; empty if the system is not ours to erase. A claim that instead settles the system
-    (its last attempt lost, or a retention found) settles the request."""
-    now, settled = utcnow(), False
+def _claim(rt: Runtime, request_id: str, system: str, listed: Sequence[str] = (),
+           most: int = 1) -> dict[str, tuple[Subject, int]]:
+    """The subjects and attempts of the rows this worker may now erase, claimed in one transaction:
+    the request's system, the first attempts of the `listed` requests, then other waiting first
+    attempts up to `most` in all (rows other workers hold are skipped). Empty if none is ours.
+    A claim that instead settles a system (its last attempt lost, or a retention found) settles
+    its request."""
+    now, settled = utcnow(), list[str]()
     lease_until = now + timedelta(seconds=rt.config.worker.lease_seconds)
+    claimed: dict[str, tuple[Subject, int]] = {}
     with rt.transaction() as session:
         task = session.scalar(
             select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system)
             .with_for_update()
         )
-        if task is None or task.request.status not in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
-            return {}  # a completed request's system is pending again only for a recheck
-        lease_lapsed = task.status == SystemStatus.RUNNING and (task.lease_until is None or task.lease_until <= now)
-        settled = lease_lapsed and not lose_attempt(task, rt.config.worker.max_attempts, now)  # the last attempt
-        if not settled and task.status == SystemStatus.PENDING:
-            # a retention checked again: a message may come from a recheck or a re-send
-            settled = exempt_if_retained(rt.config, task, now)
-            if not settled:
-                move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
-                            lease_until=lease_until)
-                rt.hold(request_id, system, lease_until)
-                claimed = {request_id: (rt.subject(task.request), task.attempts)}
-                others = session.scalars(_waiting(system, request_id).limit(company)
-                                         .with_for_update(of=SystemTask, skip_locked=True)).all() if company else []
-                return claimed | _take(rt, others, now, lease_until)
-    if settled:
-        settle(rt, request_id)
-    return {}
+        # a completed request's system is pending again only for a recheck
+        if task is not None and task.request.status in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED):
+            lease_lapsed = task.status == SystemStatus.RUNNING and (
+                task.lease_until is None or task.lease_until <= now)
+            if lease_lapsed and not lose_attempt(task, rt.config.worker.max_attempts, now):  # the last attempt
+                settled.append(request_id)
+            elif task.status == SystemStatus.PENDING:
+                # a retention checked again: a message may come from a recheck or a re-send
+                if exempt_if_retained(rt.config, task, now):
+                    settled.append(request_id)
+                else:
+                    move_system(task, SystemStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
+                                lease_until=lease_until)
+                    rt.hold(request_id, system, lease_until)
+                    claimed[request_id] = (rt.subject(task.request), task.attempts)
+        if listed:
+            tasks = session.scalars(_waiting(system).where(SystemTask.request_id.in_(listed))
+                                    .with_for_update(of=SystemTask, skip_locked=True)).all()
+            claimed |= _take(rt, tasks, now, lease_until, settled)
+        if most > len(claimed) + len(settled):
+            tasks = session.scalars(_waiting(system).limit(most - len(claimed) - len(settled))
+                                    .with_for_update(of=SystemTask, skip_locked=True)).all()
+            claimed |= _take(rt, tasks, now, lease_until, settled)
+    for each in settled:
+        settle(rt, each)
+    return claimed
 
 
-def _take(rt: Runtime, tasks: Sequence[SystemTask], now: datetime,
-          lease_until: datetime) -> dict[str, tuple[Subject, int]]:
-    """Claim waiting first attempts for this process."""
+def _take(rt: Runtime, tasks: Sequence[SystemTask], now: datetime, lease_until: datetime,
+          settled: list[str]) -> dict[str, tuple[Subject, int]]:
+    """Claim waiting first attempts for this process; one the config now retains is exempt instead
+    (added to `settled`)."""
     taken = {}
     for task in tasks:
+        if exempt_if_retained(rt.config, task, now):
+            settled.append(task.request_id)
+            continue
         move_system(task, SystemStatus.RUNNING, attempts=1, started_at=now, lease_until=lease_until)
         rt.hold(task.request_id, task.system, lease_until)
         taken[task.request_id] = (rt.subject(task.request), 1)
     return taken
 
 
-def _claim_waiting(rt: Runtime, system: str, claimed: str, wanted: int) -> dict[str, tuple[Subject, int]]:
-    """For a kind that batches: claim up to `wanted` other requests' first attempts at this system,
+def _claim_waiting(rt: Runtime, system: str, wanted: int) -> dict[str, tuple[Subject, int]]:
+    """For a kind that batches: claim up to `wanted` more requests' first attempts at this system,
     waiting up to `batch_wait_seconds` for that many of them."""
     if wanted < 1:
         return {}
-    waiting = _waiting(system, claimed)
+    waiting = _waiting(system)
     until = time.monotonic() + rt.config.worker.batch_wait_seconds
     while time.monotonic() < until:
         with rt.transaction() as session:
             if len(session.scalars(waiting.with_only_columns(SystemTask.id).limit(wanted)).all()) >= wanted:
                 break
         time.sleep(min(0.2, max(0.0, until - time.monotonic())))
-    now = utcnow()
+    now, settled = utcnow(), list[str]()
     with rt.transaction() as session:
         tasks = session.scalars(waiting.limit(wanted).with_for_update(of=SystemTask, skip_locked=True)).all()
-        return _take(rt, tasks, now, now + timedelta(seconds=rt.config.worker.lease_seconds))
+        taken = _take(rt, tasks, now, now + timedelta(seconds=rt.config.worker.lease_seconds), settled)
+    for each in settled:
+        settle(rt, each)
+    return taken
 
 
 def _running(session, request_id: str, system: str) -> SystemTask | None:  # type: ignore[no-untyped-def]

@@ -27,6 +27,7 @@ ACCEPTED = "application/json"
 PLAIN = re.compile(r"[A-Za-z0-9_.:+/-]{1,100}")
 CHAINING = ("callbacks", "errbacks", "chain", "chord")  # our messages never carry more tasks
 LONGEST_ARGUMENT = 300  # characters in a string argument: request ids, system and model names
+LONGEST_LIST = 1000  # strings in a list argument: the requests one erase message stands for
 
 
 def shown(value: Any) -> str:
@@ -71,10 +72,17 @@ def _misfit(name: str, run: Callable[..., Any], args: list[Any], kwargs: dict[st
     except TypeError:
         return f"{name}: the arguments do not fit ({', '.join(parameters)})"
     for key, value in bound.arguments.items():
-        if parameters[key].annotation in (str, "str") and not (
-                isinstance(value, str) and 0 < len(value) <= LONGEST_ARGUMENT):
+        if parameters[key].annotation in (str, "str") and not _short(value):
             return f"{name}: {key} must be a string of 1 to {LONGEST_ARGUMENT} characters"
+        if parameters[key].annotation == "list[str] | None" and not (value is None or (
+                isinstance(value, list) and len(value) <= LONGEST_LIST and all(map(_short, value)))):
+            return f"{name}: {key} must be a list of at most {LONGEST_LIST} strings of 1 to {LONGEST_ARGUMENT} " \
+                   "characters"
     return None
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= LONGEST_ARGUMENT
 
 
 class GuardedConsumer(Consumer):  # type: ignore[misc]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Protocol
@@ -26,8 +26,9 @@ class Dispatch(Protocol):
     def start(self, request_id: str) -> None:
         """Enqueue resolution and fan-out of one request."""
 
-    def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None) -> None:
-        """Enqueue the erasure of one system of one request."""
+    def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None,
+              also: Sequence[str] = ()) -> None:
+        """Enqueue the erasure of one system of one request (and of the requests `also` names)."""
 
     def tag(self, model: str, version: str) -> None:
         """Enqueue the MLflow tagging of one flagged model version."""
@@ -40,9 +41,11 @@ class CeleryDispatch:
         """Send erasure.start to the intake queue."""
         celery_app.app.send_task("erasure.start", args=[request_id], queue=celery_app.INTAKE_QUEUE)
 
-    def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None) -> None:
+    def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None,
+              also: Sequence[str] = ()) -> None:
         """Send erasure.erase_system to the queue of the system's kind."""
         celery_app.app.send_task("erasure.erase_system", args=[request_id, system],
+                                 kwargs={"also": list(also)} if also else {},
                                  queue=celery_app.queue_for(kind), countdown=countdown)
 
     def tag(self, model: str, version: str) -> None:

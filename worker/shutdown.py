@@ -29,9 +29,10 @@ _consumer: list[Any] = []
 REQUEUE_TRIES = 10  # the worker's Celery consumer, once it is ready
 
 
-def hand_back(rt: Runtime) -> list[tuple[str, str]]:
-    """Put the systems this process still holds back to pending, the attempt not counted; which.
-    A claim is matched by its lease, so one that lapsed and was taken by another worker stays theirs."""
+def hand_back(rt: Runtime) -> list[tuple[str, str, str]]:
+    """Put the systems this process still holds back to pending, the attempt not counted; which, as
+    (request, system, kind). A claim is matched by its lease, so one that lapsed and was taken by
+    another worker stays theirs."""
     now, handed = utcnow(), []
     with rt.transaction() as session:
         for (request_id, system), lease_until in sorted(rt.held().items()):
@@ -47,8 +48,19 @@ def hand_back(rt: Runtime) -> list[tuple[str, str]]:
             move_system(task, SystemStatus.PENDING, attempts=task.attempts - 1, lease_until=None,
                         error=f"attempt {task.attempts} handed back: its worker shut down",
                         queued_at=now, requeues=0)
-            handed.append((request_id, system))
+            handed.append((request_id, system, task.kind))
     return handed
+
+
+def send_again(rt: Runtime, handed: list[tuple[str, str, str]]) -> None:
+    """A message for each system handed back: a pass took some along whose own messages other workers
+    have already acknowledged. A broker that refuses leaves them to the reconciler."""
+    for request_id, system, kind in handed:
+        try:
+            rt.dispatch.erase(request_id, system, kind)
+        except Exception as exc:
+            log.error("worker.resend_failed", request_id=request_id, system=system, error=type(exc).__name__)
+            return
 
 
 def requeue_unacked(consumer: Any) -> None:
@@ -90,10 +102,12 @@ def _watch(grace: float) -> None:
     if not running:
         return  # Celery finishes the stop on its own
     try:
-        handed = len(hand_back(runtime.current()))
+        handed_back = hand_back(runtime.current())
     except Exception as exc:  # the store is down: the leases will run out and the reconciler takes over
         log.error("worker.hand_back_failed", error=type(exc).__name__)
-        handed = 0
+        handed_back = []
+    send_again(runtime.current(), handed_back)
+    handed = len(handed_back)
     if _consumer:
         requeue_unacked(_consumer[0])
     log.warning("worker.grace_expired", grace_seconds=grace, tasks=running, systems_handed_back=handed)

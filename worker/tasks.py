@@ -62,9 +62,9 @@ def start(self: Task, request_id: str) -> None:
 
 
 @app.task(name="erasure.erase_system", ignore_result=True, **OUTAGE_RETRY)
-def erase_system(request_id: str, system: str) -> None:
-    """Erase one system of one request."""
-    pipeline.erase_system(runtime.current(), request_id, system)
+def erase_system(request_id: str, system: str, *, also: list[str] | None = None) -> None:
+    """Erase one system of one request, and of the requests `also` names (a start's group)."""
+    pipeline.erase_system(runtime.current(), request_id, system, also or ())
 
 
 @app.task(name="erasure.tag_mlflow", bind=True, ignore_result=True, **OUTAGE_RETRY)

@@ -4,7 +4,7 @@ messages are kept in a list, and a drain loop that plays the worker without a br
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,10 @@ class ListDispatch:
         """Keep an erasure.start message."""
         self.sent.append(("start", request_id))
 
-    def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None) -> None:
+    def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None,
+              also: Sequence[str] = ()) -> None:
         """Keep an erasure.erase_system message."""
-        self.sent.append(("erase", request_id, system, kind, countdown))
+        self.sent.append(("erase", request_id, system, kind, countdown, tuple(also)))
 
     def tag(self, model: str, version: str) -> None:
         """Keep an erasure.tag_mlflow message."""
@@ -83,7 +84,7 @@ def drain(rt: Runtime, limit: int = 500) -> int:
             while mlflow_lineage.tag(rt, message[1], message[2], attempt) is not None:
                 attempt += 1
         else:
-            pipeline.erase_system(rt, message[1], message[2])
+            pipeline.erase_system(rt, message[1], message[2], message[5] if len(message) > 5 else ())
         done += 1
         assert done < limit, "messages keep coming"
     return done

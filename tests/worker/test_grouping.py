@@ -6,6 +6,7 @@ find them settled and write nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,28 +75,107 @@ def statuses(rt: Runtime, ids: list[str], system: str = "a") -> list[tuple[str, 
     return found
 
 
-def test_a_pass_takes_along_the_waiting_requests_and_records_them_in_one_transaction(
+def test_a_start_sends_one_message_for_its_group_and_one_pass_erases_it_in_two_transactions(
     make_runtime: MakeRuntime, store_url: str,
 ) -> None:
-    """Ten requests waiting for a quick system: the first message's pass claims all ten in one
-    transaction and records them in one more; the other nine messages then commit nothing."""
+    """Ten requests started together: one erase message stands for all ten; its pass at a quick
+    system claims all ten in one transaction and records them in one more. A copy of the message
+    commits nothing."""
     rt = make_runtime(stub("a", items=2), store_url=store_url)
     quick(rt)
     ids = started(rt, range(10))
-    assert [m[:3] for m in kept(rt)] == [("erase", r, "a") for r in ids]
+    assert kept(rt) == [("erase", ids[0], "a", "stub", None, tuple(ids[1:]))]
 
-    first = kept(rt).pop(0)
+    message = kept(rt).pop(0)
     with commits(rt) as during_pass:
-        pipeline.erase_system(rt, first[1], "a")
+        pipeline.erase_system(rt, message[1], "a", message[5])
     assert len(during_pass) == 2  # the claims, then the outcomes with the requests settled
     assert statuses(rt, ids) == [("erased", 1, 2)] * 10
     assert {views.status(rt, r)["status"] for r in ids} == {"completed"}
     assert connector(rt).calls == 10  # each erased once, one at a time
     assert connector(rt).passes == [1] * 10
 
+    with commits(rt) as during_copy:
+        pipeline.erase_system(rt, message[1], "a", message[5])
+    assert during_copy == []
+    assert kept(rt) == []
+
+
+def test_a_pass_takes_along_requests_waiting_without_a_message_of_their_own(
+    make_runtime: MakeRuntime, store_url: str,
+) -> None:
+    """Requests started one by one (each its own message) are taken along by the first message's
+    pass; their own messages then find nothing to do."""
+    rt = make_runtime(stub("a"), store_url=store_url, worker="group_size = 1")
+    ids = started(rt, range(4))
+    rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=50))
+    quick(rt)
+    assert [m[:3] for m in kept(rt)] == [("erase", r, "a") for r in ids]
+
+    first = kept(rt).pop(0)
+    with commits(rt) as during_pass:
+        pipeline.erase_system(rt, first[1], "a")
+    assert len(during_pass) == 2
+    assert statuses(rt, ids) == [("erased", 1, 1)] * 4
     with commits(rt) as during_copies:
-        assert drain(rt) == 9
+        assert drain(rt) == 3
     assert during_copies == []
+
+
+def test_a_slow_system_sends_the_rest_of_a_group_on_to_other_workers(make_runtime: MakeRuntime) -> None:
+    """A group message at a system not yet timed (or slow): its pass takes its first request only and
+    sends one message for the rest at once, which the next worker splits the same way."""
+    rt = make_runtime(stub("a"))
+    ids = started(rt, range(3))
+    message = kept(rt).pop(0)
+
+    pipeline.erase_system(rt, message[1], "a", message[5])
+
+    assert [s[0] for s in statuses(rt, ids)] == ["erased", "pending", "pending"]
+    assert kept(rt) == [("erase", ids[1], "a", "stub", None, (ids[2],))]
+    drain(rt)
+    assert statuses(rt, ids) == [("erased", 1, 1)] * 3
+
+
+def test_a_group_message_whose_first_request_is_done_erases_the_rest(make_runtime: MakeRuntime) -> None:
+    """The message's own request was erased by another pass: the others it names are still erased."""
+    rt = make_runtime(stub("a"))
+    quick(rt)
+    ids = started(rt, range(3))
+    message = kept(rt).pop(0)
+    pipeline.erase_system(rt, ids[0], "a")  # as a re-sent message for the first alone would
+    assert [s[0] for s in statuses(rt, ids)] == ["erased", "erased", "erased"]  # took the others along
+
+    ids = started(rt, range(3, 6))
+    message = kept(rt).pop(0)
+    rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=1))
+    pipeline.erase_system(rt, ids[0], "a")
+    rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=50))
+    assert [s[0] for s in statuses(rt, ids)] == ["erased", "pending", "pending"]
+
+    pipeline.erase_system(rt, message[1], "a", message[5])
+
+    assert statuses(rt, ids) == [("erased", 1, 1)] * 3
+    assert connector(rt).calls == 6
+
+
+def test_a_group_message_does_not_take_a_retry_before_its_backoff(make_runtime: MakeRuntime) -> None:
+    """A request the message names whose first attempt failed keeps its own backoff and its own message."""
+    rt = make_runtime(stub("a", fail_transiently=1))
+    quick(rt)
+    ids = started(rt, range(2))
+    message = kept(rt).pop(0)
+    rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=1))
+    pipeline.erase_system(rt, ids[1], "a")  # its first attempt fails
+    assert statuses(rt, ids)[1] == ("pending", 1, None)
+    retry = kept(rt).pop(0)
+    rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=50))
+
+    pipeline.erase_system(rt, message[1], "a", message[5])
+
+    assert statuses(rt, ids) == [("erased", 1, 1), ("pending", 1, None)]
+    pipeline.erase_system(rt, retry[1], "a")
+    assert statuses(rt, ids)[1] == ("erased", 2, 1)
 
 
 def test_one_failure_in_a_pass_fails_that_request_alone(make_runtime: MakeRuntime, store_url: str) -> None:
@@ -156,8 +236,8 @@ def test_a_slow_system_takes_nobody_along(make_runtime: MakeRuntime) -> None:
 def test_a_start_starts_the_received_requests_along_and_their_own_starts_send_nothing(
     make_runtime: MakeRuntime, store_url: str,
 ) -> None:
-    """Three received requests: the first start message starts all three and sends their erase
-    messages; the other two start messages send nothing."""
+    """Three received requests: the first start message starts all three and sends one erase message
+    per system for the three; the other two start messages send nothing."""
     rt = make_runtime(stub("a") + stub("b"), store_url=store_url)
     ids = [intake.submit(rt, {"user_id": str(u)}).request_id for u in range(3)]
     starts = [kept(rt).pop(0) for _ in ids]
@@ -166,7 +246,7 @@ def test_a_start_starts_the_received_requests_along_and_their_own_starts_send_no
         pipeline.start(rt, starts[0][1])
     assert len(during_start) == 1
     assert {views.status(rt, r)["status"] for r in ids} == {"in_progress"}
-    assert sorted(m[:3] for m in kept(rt)) == sorted(("erase", r, s) for r in ids for s in "ab")
+    assert kept(rt) == [("erase", ids[0], s, "stub", None, tuple(ids[1:])) for s in "ab"]
 
     kept(rt).clear()
     for message in starts[1:]:
@@ -199,7 +279,7 @@ def test_two_workers_playing_every_message_at_once_erase_each_system_once(
     quick(rt)
     quick(other)
     ids = started(rt, range(40))
-    messages = [m[1] for m in kept(rt)]
+    messages = ids  # as if each had a message of its own (re-sent, say): every pass contends for the rest
     kept(rt).clear()
     barrier = threading.Barrier(2)
     problems: list[BaseException] = []
@@ -222,3 +302,25 @@ def test_two_workers_playing_every_message_at_once_erase_each_system_once(
     assert problems == []
     assert statuses(rt, ids) == [("erased", 1, 1)] * 40
     assert connector(rt).calls + connector(other).calls == 40
+
+
+def test_a_pass_that_runs_long_puts_back_what_it_had_no_time_for(make_runtime: MakeRuntime) -> None:
+    """A system that slows down after it was timed quick: the pass stops taking the next request
+    once a quarter of the lease has gone (here 1.25 s at 0.3 s each), and the rest go back to
+    pending, their attempt not counted, with a message each; every request then completes once."""
+    rt = make_runtime(stub("a", delay_seconds=0.3), worker="lease_seconds = 5")
+    quick(rt)
+    ids = started(rt, range(8))
+    first = kept(rt).pop(0)
+    kept(rt).clear()
+
+    pipeline.erase_system(rt, first[1], "a")
+
+    found = statuses(rt, ids)
+    erased = [i for i, (status, _, _) in zip(ids, found, strict=True) if status == "erased"]
+    assert 1 < len(erased) < len(ids)
+    assert found[len(erased):] == [("pending", 0, None)] * (len(ids) - len(erased))
+    assert [m[:3] for m in kept(rt)] == [("erase", r, "a") for r in ids[len(erased):]]
+    drain(rt)
+    assert statuses(rt, ids) == [("erased", 1, 1)] * len(ids)
+    assert connector(rt).calls == len(ids)
