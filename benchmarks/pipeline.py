@@ -16,8 +16,10 @@ machine and PostgreSQL (--amqp-url, --pg-url). Three runs, one after the other:
    submitted - completed - failed, once nothing has settled for --stall seconds.
 2. bare Celery on the same vhost: the erasure worker's Celery app and settings (the same
    pool, threads, prefetch, acks, confirms, durable queue) with one no-op task on a queue of
-   its own, two worker processes, and 4 x --requests tasks, since a request is four tasks
+   its own, two worker processes, and 4 x --requests tasks, since a request alone is four tasks
    (`erasure.start` and one `erasure.erase_system` per system), published from as many threads.
+   Under load erasure runs fewer (a start's group shares one erase message per system); the
+   comparison is of work done, a request against the four no-op tasks it would be alone.
    A no-op leaves no trace, and a result backend would cost more than the task, so each task
    does one thing: it inserts (published, done) into an UNLOGGED table of the run's database
    (one round trip, no WAL flush). The window runs from the first publish to the last done;
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -55,10 +58,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-TASKS_PER_REQUEST = 4  # erasure.start, then erasure.erase_system for each of the three systems
+TASKS_PER_REQUEST = 4  # erasure.start, then erasure.erase_system for each of the three systems (alone)
 SYSTEMS = ("billing", "crm", "tickets")
 THREADS = 2  # `erasure worker --concurrency` default, given to both kinds of worker
 BARE_QUEUE = "bench.noop"
+SUCCEEDED = re.compile(r"Task (erasure\.[a-z_]+)\[[0-9a-f-]+\] succeeded")
 TARGET = 0.5
 BENCH_KEY = "erasure-benchmark-key-not-secret-0123456789"  # ERASURE_SECRET_KEY (32+ characters): no key file
 CONFIG = """store_url = "{store}"
@@ -348,6 +352,15 @@ def completion_times(logs: list[Path]) -> dict[str, float]:
     return found
 
 
+def tasks_run(logs: list[Path]) -> dict[str, int]:
+    """How many tasks of each name the workers ran, by Celery's own `succeeded` log lines."""
+    found: dict[str, int] = {}
+    for log in logs:
+        for name in SUCCEEDED.findall(log.read_text()):
+            found[name] = found.get(name, 0) + 1
+    return found
+
+
 def measure(name: str, workers: Workers, drive: Callable[..., dict[str, Any]], config: Path, units: int,
             args: argparse.Namespace, store_url: str | None) -> Run:
     """Start the workers, run one driver in a fresh process, stop the workers; the figures."""
@@ -363,6 +376,10 @@ def measure(name: str, workers: Workers, drive: Callable[..., dict[str, Any]], c
         workers.stop()
     notes = []
     if "completed" in got:
+        ran = tasks_run(workers.logs)
+        notes.append(f"{name}: ran {sum(ran.values()):,} Celery tasks ("
+                     + ", ".join(f"{task} {n:,}" for task, n in sorted(ran.items()))
+                     + f") where {TASKS_PER_REQUEST} a request alone would be {units * TASKS_PER_REQUEST:,}")
         times = completion_times(workers.logs)
         finished = [(sent, times[request_id]) for request_id, sent in got["completed"].items() if request_id in times]
         if len(finished) < len(got["completed"]):
@@ -436,8 +453,9 @@ def print_table(erasure: Run, bare: Run, embedded: Run | None) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
         print("  ".join([line[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True))]))
-    print("(bare Celery's requests/s in brackets: its tasks/s / 4, the request-equivalent; its p50/p99 are per task;"
-          " store tx as PostgreSQL counts them, the pool's pre-ping SELECT 1 before each transaction one of them)")
+    print("(erasure's tasks: 4 a request, as it would run alone; the Celery tasks it ran are in the notes below."
+          " Bare Celery's requests/s in brackets: its tasks/s / 4, the request-equivalent; its p50/p99 are per task."
+          " Store tx as PostgreSQL counts commits)")
     print()
     if bare.task_rate:
         ratio = erasure.task_rate / bare.task_rate
