@@ -176,6 +176,9 @@ def erase_system(rt: Runtime, request_id: str, system: str, also: Sequence[str] 
     rows = _claimable(rt, system, request_id, also)
     if not rows:  # a copy of a message whose rows are claimed or settled
         return
+    if system not in {s.name for s in rt.config.systems}:
+        _fail_unconfigured(rt, system, rows)
+        return
     connector = rt.connector(system)
     settings = rt.config.worker
     most = settings.batch_size if connector.batches else rt.pace.group(system, settings.group_size)
@@ -189,6 +192,16 @@ def erase_system(rt: Runtime, request_id: str, system: str, also: Sequence[str] 
         if batch:
             with redact.values(v for subject, _ in batch.values() for v in subject.all_values()):
                 _pass(rt, system, connector, {r: subject for r, (subject, _) in batch.items()})
+    finally:
+        rt.let_go(system, batch)
+
+
+def _fail_unconfigured(rt: Runtime, system: str, rows: list[str]) -> None:
+    """A system taken out of the config while requests still wait for it: each fails, saying so
+    (`erasure retry` runs them again once it is back, or a DPO exempts them)."""
+    batch = _claim(rt, rows[0], system, rows[1:], len(rows))
+    try:
+        _record(rt, system, dict.fromkeys(batch, Failed(f"system {system} is not in the config", transient=False)))
     finally:
         rt.let_go(system, batch)
 
@@ -228,7 +241,7 @@ def _pass(rt: Runtime, system: str, connector: Connector, subjects: dict[str, Su
 
 def _put_back(rt: Runtime, system: str, request_ids: list[str]) -> None:
     """Claims a pass took along but had no time left for: pending again, the attempt not counted,
-    and sent again at once. A claim is matched by its lease, as a shutdown's hand-back matches it."""
+    and sent again at once, in one message. A claim is matched by its lease, as a shutdown's hand-back matches it."""
     if not request_ids:
         return
     held, sent = rt.held(), []
@@ -243,8 +256,8 @@ def _put_back(rt: Runtime, system: str, request_ids: list[str]) -> None:
                 move_system(task, SystemStatus.PENDING, attempts=task.attempts - 1, lease_until=None)
                 sent.append((request_id, task.kind))
     log.info("system.put_back", system=system, requests=len(sent))
-    for request_id, kind in sent:
-        rt.dispatch.erase(request_id, system, kind)
+    if sent:  # one message stands for them all, as a start's does
+        rt.dispatch.erase(sent[0][0], system, sent[0][1], also=[request_id for request_id, _ in sent[1:]])
 
 
 def _erase_together(rt: Runtime, system: str, connector: Connector,

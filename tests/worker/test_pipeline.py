@@ -469,3 +469,24 @@ def test_an_illegal_request_move_raises_and_changes_nothing(start: RequestStatus
     with pytest.raises(IllegalTransition, match=f"{start} -> {to}"):
         move_request(request, to, completed_at=utcnow())
     assert (request.status, request.completed_at) == (start, None)
+
+
+def test_a_system_taken_out_of_the_config_fails_its_waiting_requests_saying_so(
+    make_runtime: MakeRuntime, store_url: str,
+) -> None:
+    """Requests started while a system was configured, erased by a worker whose config no longer
+    has it: that system fails for good with a one-line reason, the other systems still settle."""
+    before = make_runtime(stub("a") + stub("b"), store_url=store_url)
+    ids = [intake.submit(before, {"user_id": str(u)}).request_id for u in (1, 2)]
+    messages = list(kept(before))
+    kept(before).clear()
+    after = make_runtime(stub("a"), store_url=store_url)
+    kept(after).extend(messages)
+
+    drain(after)
+
+    for request_id in ids:
+        found = systems(after, request_id)
+        assert (found["a"]["status"], found["b"]["status"]) == ("erased", "failed")
+        assert found["b"]["error"] == "system b is not in the config"
+        assert views.status(after, request_id)["status"] == "failed"
