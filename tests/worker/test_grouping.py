@@ -13,12 +13,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from connectors.stub import StubConnector
 from tests.worker.conftest import ListDispatch, drain, stub
 from worker import intake, pipeline, views
 from worker.runtime import Runtime
+from worker.store.models import AuditEvent
 
 MakeRuntime = Callable[..., Runtime]
 
@@ -325,3 +326,38 @@ def test_a_pass_that_runs_long_puts_back_what_it_had_no_time_for(make_runtime: M
     drain(rt)
     assert statuses(rt, ids) == [("erased", 1, 1)] * len(ids)
     assert connector(rt).calls == len(ids)
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_two_starts_at_once_start_each_request_once(make_runtime: MakeRuntime, store_url: str) -> None:
+    """Two processes play forty start messages at the same moment, in opposite orders: each request
+    is started once (one `request.resolved` event), and the erase messages they send between them
+    stand for every request, each once."""
+    rt = make_runtime(stub("a"), store_url=store_url, worker="group_size = 7")
+    other = make_runtime(stub("a"), store_url=store_url, worker="group_size = 7")
+    ids = [intake.submit(rt, {"user_id": str(u)}).request_id for u in range(40)]
+    kept(rt).clear()
+    barrier = threading.Barrier(2)
+    problems: list[BaseException] = []
+
+    def play(runtime: Runtime, order: list[str]) -> None:
+        barrier.wait()
+        try:
+            for request_id in order:
+                pipeline.start(runtime, request_id)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            problems.append(exc)
+
+    threads = [threading.Thread(target=play, args=(rt, ids)), threading.Thread(target=play, args=(other, ids[::-1]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert problems == []
+    with rt.transaction() as session:
+        resolved = session.scalars(select(AuditEvent.request_id).where(AuditEvent.type == "request.resolved")).all()
+    assert sorted(resolved) == sorted(ids)
+    named = [r for m in kept(rt) + kept(other) for r in (m[1], *m[5])]
+    assert sorted(named) == sorted(ids)
+    assert all(len(m[5]) < 7 for m in kept(rt) + kept(other))  # a group is at most group_size
