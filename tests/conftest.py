@@ -11,6 +11,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
@@ -82,7 +83,9 @@ def bucket(s3_client) -> str:  # type: ignore[no-untyped-def]
     return name
 
 
+@contextmanager
 def scratch_database(admin_url: str, default_port: int, name: str) -> Iterator[str]:
+    """A fresh database on the server, dropped afterwards (skipped or failed if the server is down)."""
     if not reachable(admin_url, default_port):
         service_down(name, admin_url)
     db = f"erasure_t_{uuid.uuid4().hex[:16]}"
@@ -110,13 +113,15 @@ TEST_SECRET_KEY = "test-secret-key-0123456789abcdef-0123456789abcdef"
 def postgres_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards, with the secret key a store there needs."""
     monkeypatch.setenv("ERASURE_SECRET_KEY", os.environ.get("ERASURE_SECRET_KEY") or TEST_SECRET_KEY)
-    yield from scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL")
+    with scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL") as url:
+        yield url
 
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A fresh MariaDB database, dropped afterwards."""
-    yield from scratch_database(MYSQL_ADMIN_URL, 3306, "MariaDB")
+    with scratch_database(MYSQL_ADMIN_URL, 3306, "MariaDB") as url:
+        yield url
 
 
 @pytest.fixture
@@ -146,14 +151,27 @@ def amqp_url() -> Iterator[str]:
     if given:
         yield given
         return
-    if not reachable(AMQP_SERVER, 5672) or not shutil.which("rabbitmqctl"):
-        service_down("RabbitMQ", AMQP_SERVER)
-    vhost = f"erasure-test-{uuid.uuid4().hex[:12]}"
+    with own_vhost("erasure-test", AMQP_SERVER) as url:
+        yield url
 
-    def ctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
-    ctl("add_vhost", vhost)
-    ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"{AMQP_SERVER}/{vhost}"
-    ctl("delete_vhost", vhost)
+def rabbitmqctl(*args: str) -> None:
+    """Run rabbitmqctl quietly; an error fails the test."""
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+@contextmanager
+def own_vhost(prefix: str, server: str | None = None) -> Iterator[str]:
+    """A RabbitMQ vhost of the caller's own, on the server of ERASURE_TEST_AMQP_URL (or this
+    machine's), deleted afterwards: its queues, exchanges and dead letters are nobody else's."""
+    server = server or os.environ.get("ERASURE_TEST_AMQP_URL", AMQP_SERVER)
+    if not reachable(server, 5672) or not shutil.which("rabbitmqctl"):
+        service_down("RabbitMQ", server)
+    credentials_and_host = server.split("//", 1)[1].split("/", 1)[0]
+    vhost = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://{credentials_and_host}/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -24,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from worker import intake, lineage, metrics, status_page, views
+from worker import intake, lineage, metrics, report, status_page, views
 from worker.config import MAX_VALUE_LENGTH, Config
 from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
@@ -216,14 +215,10 @@ def create_app(rt: Runtime) -> FastAPI:
         return views.listing(rt, status, overdue)
 
     @app.get("/v1/requests/{request_id}/report", dependencies=[need("read")],
-             responses=problems(401, 403, 404, 422, 501))
-    def report(request_id: RequestId) -> dict[str, Any]:
+             responses=problems(401, 403, 404, 422))
+    def certificate(request_id: RequestId) -> dict[str, Any]:
         """The certificate of erasure of one request."""
-        try:
-            build = importlib.import_module("worker.report").build
-        except (ImportError, AttributeError):
-            raise Problem(501, "this build has no certificate of erasure yet") from None
-        return dict(build(rt, request_id))
+        return dict(report.build(rt, request_id))
 
     @app.get("/v1/models", dependencies=[need("read")], responses=problems(401, 403, 422))
     def models(flagged: bool = False) -> list[dict[str, Any]]:

@@ -129,10 +129,10 @@ def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any
             session.execute(insert(Request).values(
                 id=request_id, subject_ref=ref, sealed_identifiers=rt.seal(request_id, clean),
                 status=RequestStatus.RECEIVED, requested_by=requested_by, idempotency_key=idempotency_key,
-                received_at=received, deadline=deadline, requeues=0))
+                received_at=received, deadline=deadline))
             session.execute(insert(SystemTask), [
-                {"request_id": request_id, "system": s.name, "kind": s.kind, "status": SystemStatus.PENDING,
-                 "attempts": 0, "requeues": 0} for s in systems])
+                {"request_id": request_id, "system": s.name, "kind": s.kind, "status": SystemStatus.PENDING}
+                for s in systems])
             # neither requested_by nor the idempotency key: free text that may name the subject
             audit.record(session, "request.received", request_id, subject_ref=ref,
                          identifier_types=sorted(clean.identifiers), systems=[s.name for s in systems],

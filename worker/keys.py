@@ -8,7 +8,7 @@ Three keys, each with one use, so that one leaking does not open the others' dat
 - the subject key makes `subject_ref`, a keyed hash (HMAC-SHA256) that stands for the subject
   in statuses, logs, audit events and reports.
 
-(One more is derived for the DPO status page's session cookies: `KeyRing.derived`.)
+(One more is derived for the DPO status page's session cookies: `KeyRing.session_key`.)
 
 The first two are derived (HKDF-SHA256, one label each) from a list of secrets, newest first:
 the newest seals, every one opens what it sealed, so a key is rotated by putting a new secret
@@ -49,6 +49,7 @@ from worker.errors import ConfigError, ErasureError
 log = structlog.get_logger("erasure.keys")
 MIN_SECRET_LENGTH = 32
 IDENTIFIERS, SUPPRESSION = "identifiers", "suppression"
+SESSION = "dpo-session"  # the status page's session cookies: a label no sealed value uses
 VERSION = "v1"
 HOW_TO = "make one with `erasure keys new` and set ERASURE_SECRET_KEY, or point ERASURE_KEY_FILE at a key file"
 
@@ -121,10 +122,10 @@ class KeyRing:
         raise SealError(f"sealed {purpose} of {bound_to}: key {key_id} is not among the keys given ({given}); "
                         "was it dropped before `erasure keys rotate` ran?")
 
-    def derived(self, label: str) -> bytes:
-        """A key of the newest secret's for another use (the status page's session MACs): one
-        HKDF label each, so it opens nothing sealed; a rotation changes it."""
-        return _derive(self.secrets[0], label)
+    def session_key(self) -> bytes:
+        """The newest secret's key for the status page's session MACs: a label of its own, so it
+        opens nothing sealed; a rotation changes it (and ends every session)."""
+        return _derive(self.secrets[0], SESSION)
 
     def needs_rotation(self, token: str, purpose: str) -> bool:
         """Whether a sealed value was sealed under a key other than the newest."""

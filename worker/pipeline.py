@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,14 +71,10 @@ def start(rt: Runtime, request_id: str, redelivered: bool = False) -> None:
                 _begin(rt, session, each, resolved if each is request else None)
         elif request.status == RequestStatus.IN_PROGRESS and redelivered:
             started = [request]
-        groups: dict[tuple[str, str], list[str]] = {}
-        for each in started:
-            for task in each.systems:
-                if task.status == SystemStatus.PENDING:
-                    groups.setdefault((task.system, task.kind), []).append(each.id)
-        unsent = [each.id for each in started if not any(each.id in ids for ids in groups.values())]
-    for (system, kind), ids in groups.items():  # one message per system stands for the group
-        rt.dispatch.erase(ids[0], system, kind, also=ids[1:])
+        pending = [(each.id, t.system, t.kind) for each in started for t in each.systems
+                   if t.status == SystemStatus.PENDING]
+        unsent = [each.id for each in started if not any(each.id == p[0] for p in pending)]
+    send(rt, pending)  # one message per system stands for the group
     for each_id in unsent:  # every system exempt from the start, say: no erasure will settle it
         settle(rt, each_id)
 
@@ -147,10 +143,19 @@ def _fan_out(rt: Runtime, request_id: str) -> None:
 def _send(rt: Runtime, request_id: str, pending: list[tuple[str, str]]) -> None:
     """One erasure message per pending system; none pending (every system exempt from the start,
     say) and no erasure will settle the request, so settle it here."""
-    for system, kind in pending:
-        rt.dispatch.erase(request_id, system, kind)
+    send(rt, [(request_id, system, kind) for system, kind in pending])
     if not pending:
         settle(rt, request_id)
+
+
+def send(rt: Runtime, pending: Iterable[tuple[str, str, str]]) -> None:
+    """Erase messages for (request, system, kind) rows: one per system, standing for every request
+    of the rows at that system (`also`)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for request_id, system, kind in pending:
+        groups.setdefault((system, kind), []).append(request_id)
+    for (system, kind), ids in groups.items():
+        rt.dispatch.erase(ids[0], system, kind, also=ids[1:])
 
 
 def fail_unstarted(rt: Runtime, request_id: str, error: str) -> None:
@@ -236,28 +241,32 @@ def _pass(rt: Runtime, system: str, connector: Connector, subjects: dict[str, Su
         if erased:
             rt.pace.took(system, time.monotonic() - began, erased)
     _record(rt, system, results)
-    _put_back(rt, system, [r for r in subjects if r not in results])
+    left = [(r, system) for r in subjects if r not in results]
+    if left:  # sent again at once, in one message
+        send(rt, hand_back(rt, left, "its pass ran past a quarter of the lease"))
 
 
-def _put_back(rt: Runtime, system: str, request_ids: list[str]) -> None:
-    """Claims a pass took along but had no time left for: pending again, the attempt not counted,
-    and sent again at once, in one message. A claim is matched by its lease, as a shutdown's hand-back matches it."""
-    if not request_ids:
-        return
-    held, sent = rt.held(), []
+def hand_back(rt: Runtime, claims: Iterable[tuple[str, str]], why: str) -> list[tuple[str, str, str]]:
+    """Put claims this process holds, as (request, system), back to pending, the attempt not counted,
+    saying why; those handed back, as (request, system, kind). A claim is matched by its lease, so
+    one that lapsed and was taken by another worker stays theirs."""
+    held, now, handed = rt.held(), utcnow(), []
     with rt.transaction() as session:
-        for request_id in request_ids:
+        for request_id, system in claims:
             task = session.scalar(
-                select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system,
-                                         SystemTask.status == SystemStatus.RUNNING,
-                                         SystemTask.lease_until == held.get((request_id, system)))
-                .with_for_update())
-            if task is not None:
-                move_system(task, SystemStatus.PENDING, attempts=task.attempts - 1, lease_until=None)
-                sent.append((request_id, task.kind))
-    log.info("system.put_back", system=system, requests=len(sent))
-    if sent:  # one message stands for them all, as a start's does
-        rt.dispatch.erase(sent[0][0], system, sent[0][1], also=[request_id for request_id, _ in sent[1:]])
+                select(SystemTask)
+                .where(SystemTask.request_id == request_id, SystemTask.system == system,
+                       SystemTask.status == SystemStatus.RUNNING,
+                       SystemTask.lease_until == held.get((request_id, system)))
+                .with_for_update()
+            )
+            if task is None:
+                continue
+            log.warning("system.handed_back", request_id=request_id, system=system, attempt=task.attempts)
+            move_system(task, SystemStatus.PENDING, attempts=task.attempts - 1, lease_until=None,
+                        error=f"attempt {task.attempts} handed back: {why}", queued_at=now, requeues=0)
+            handed.append((request_id, system, task.kind))
+    return handed
 
 
 def _erase_together(rt: Runtime, system: str, connector: Connector,

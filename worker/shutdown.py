@@ -17,50 +17,22 @@ from typing import Any
 import structlog
 from celery.signals import worker_ready, worker_shutting_down
 from celery.worker import state
-from sqlalchemy import select
 
-from worker import runtime
+from worker import pipeline, runtime
 from worker.runtime import Runtime
-from worker.state import move_system
-from worker.store.models import SystemStatus, SystemTask, utcnow
 
 log = structlog.get_logger("erasure.shutdown")
-_consumer: list[Any] = []
-REQUEUE_TRIES = 10  # the worker's Celery consumer, once it is ready
-
-
-def hand_back(rt: Runtime) -> list[tuple[str, str, str]]:
-    """Put the systems this process still holds back to pending, the attempt not counted; which, as
-    (request, system, kind). A claim is matched by its lease, so one that lapsed and was taken by
-    another worker stays theirs."""
-    now, handed = utcnow(), []
-    with rt.transaction() as session:
-        for (request_id, system), lease_until in sorted(rt.held().items()):
-            task = session.scalar(
-                select(SystemTask)
-                .where(SystemTask.request_id == request_id, SystemTask.system == system,
-                       SystemTask.status == SystemStatus.RUNNING, SystemTask.lease_until == lease_until)
-                .with_for_update()
-            )
-            if task is None:
-                continue
-            log.warning("system.handed_back", request_id=request_id, system=system, attempt=task.attempts)
-            move_system(task, SystemStatus.PENDING, attempts=task.attempts - 1, lease_until=None,
-                        error=f"attempt {task.attempts} handed back: its worker shut down",
-                        queued_at=now, requeues=0)
-            handed.append((request_id, system, task.kind))
-    return handed
+_consumer: list[Any] = []  # the worker's Celery consumer, once it is ready
+REQUEUE_TRIES = 10  # how often messages kombu could not put back are tried again
 
 
 def send_again(rt: Runtime, handed: list[tuple[str, str, str]]) -> None:
-    """A message for each system handed back: a pass took some along whose own messages other workers
+    """Messages for the systems handed back: a pass took some along whose own messages other workers
     have already acknowledged. A broker that refuses leaves them to the reconciler."""
-    for request_id, system, kind in handed:
-        try:
-            rt.dispatch.erase(request_id, system, kind)
-        except Exception as exc:
-            log.error("worker.resend_failed", request_id=request_id, system=system, error=type(exc).__name__)
-            return
+    try:
+        pipeline.send(rt, handed)
+    except Exception as exc:
+        log.error("worker.resend_failed", systems=len(handed), error=type(exc).__name__)
 
 
 def requeue_unacked(consumer: Any) -> None:
@@ -102,7 +74,8 @@ def _watch(grace: float) -> None:
     if not running:
         return  # Celery finishes the stop on its own
     try:
-        handed_back = hand_back(runtime.current())
+        rt = runtime.current()
+        handed_back = pipeline.hand_back(rt, sorted(rt.held()), "its worker shut down")
     except Exception as exc:  # the store is down: the leases will run out and the reconciler takes over
         log.error("worker.hand_back_failed", error=type(exc).__name__)
         handed_back = []

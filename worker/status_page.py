@@ -27,7 +27,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from worker import lineage, report, views
+from worker import deadlines, lineage, report, views
 from worker.errors import NoSuchRequest
 from worker.runtime import Runtime
 from worker.store.models import RequestStatus
@@ -39,7 +39,6 @@ COMPLETED_SHOWN = 100
 MODEL_REQUESTS_SHOWN = 5
 REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MET = {True: " · within the deadline", False: " · <strong>after the deadline</strong>", None: ""}
-OPEN = (RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS, RequestStatus.FAILED)
 TONES = {  # a status's badge colour; the word is always written too
     "completed": "ok", "erased": "ok", "retrained": "ok", "failed": "bad", "open": "bad", "overdue": "bad",
     "exempt": "warn", "acknowledged": "warn", "in_progress": "info", "running": "info", "pending": "info",
@@ -104,12 +103,10 @@ class Sessions:
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._key: bytes | None = None
 
     def _mac(self, expires: int, token_hash: str) -> str:
-        if self._key is None:  # derived on first use: the keyring is loaded only when it is needed
-            self._key = self._rt.keyring.derived("dpo-session")
-        return hmac.new(self._key, f"v1:{expires}:{token_hash}".encode(), hashlib.sha256).hexdigest()
+        key = self._rt.keyring.session_key()  # the keyring loads on first use; the derivation is cached
+        return hmac.new(key, f"v1:{expires}:{token_hash}".encode(), hashlib.sha256).hexdigest()
 
     def issue(self, token: str, now: float) -> str:
         """A cookie value for a read token, valid for SESSION_SECONDS from now."""
@@ -292,15 +289,16 @@ def model_rows(models: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[str]
 def listing_page(rt: Runtime) -> HTMLResponse:
     """Open requests (overdue first, then by deadline), the latest completed, and flagged models."""
     now = datetime.now(UTC)
-    pending = [r for s in OPEN for r in views.listing(rt, s)]
-    pending.sort(key=lambda r: (not r["overdue"], r["deadline"], r["request_id"]))
-    done = views.listing(rt, RequestStatus.COMPLETED)[:COMPLETED_SHOWN]
-    late = sum(r["overdue"] for r in pending)
+    # soonest deadline first puts the overdue first: an open request is overdue once its deadline passed
+    pending = views.listing(rt, statuses=deadlines.OPEN, by_deadline=True)
+    done = views.listing(rt, RequestStatus.COMPLETED, limit=COMPLETED_SHOWN)
+    counts = deadlines.stats(rt)  # counted in the store: the list stops at views.LIST_LIMIT
+    opened, late = sum(counts["by_status"][s] for s in deadlines.OPEN), counts["overdue"]
     heads = ["Request", "Status", "Received", "Deadline"]
     tail = ["Subject ref", "Systems", "Flagged models"]
     body = [
         "<h1>Erasure requests</h1>",
-        f'<p class="lede">{len(pending)} open, <strong>{late} overdue</strong>; '
+        f'<p class="lede">{opened} open, <strong>{late} overdue</strong>; '
         f"{len(done)} completed shown. Dates are UTC.</p>",
         '<section aria-labelledby="open"><h2 id="open">Open requests</h2>',
         table("Overdue first, then by deadline", [*heads, "Time left", *tail], request_rows(pending, now, False))
@@ -338,7 +336,7 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
     """One request as its certificate has it, with the certificate to download."""
     cert = report.build(rt, request_id)
     now, rid = datetime.now(UTC), escape(request_id)
-    is_open = cert["status"] in OPEN
+    is_open = cert["status"] in deadlines.OPEN
     deadline = when(cert["deadline"]) + (f" · {days_left(cert['deadline'], now)}" if is_open else "")
     if cert["extended"]:
         deadline += f" · extended by {escape(str(cert['extended']['months']))} month(s): " \

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -92,16 +92,20 @@ def evidence(rt: Runtime, request_id: str) -> dict[str, Any]:
         return {t.system: t.evidence for t in request.systems}
 
 
-def listing(rt: Runtime, status: str | None = None, overdue: bool = False) -> list[dict[str, Any]]:
-    """Requests, newest first, optionally by status or past their deadline and not completed."""
+def listing(rt: Runtime, status: str | None = None, overdue: bool = False, *, statuses: Sequence[str] = (),
+            by_deadline: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+    """Requests, newest first (or soonest deadline first), optionally by status (or any of `statuses`)
+    or past their deadline and not completed; at most `limit` (LIST_LIMIT)."""
     if status is not None and status not in set(RequestStatus):
         raise InputError(f"--status: one of {', '.join(RequestStatus)}")
     query = select(Request).options(selectinload(Request.systems))
-    if status is not None:
-        query = query.where(Request.status == status)
+    chosen = [status] if status is not None else list(statuses)
+    if chosen:
+        query = query.where(Request.status.in_(chosen))
     if overdue:
         query = query.where(deadlines.overdue(utcnow()))
-    query = query.order_by(Request.received_at.desc(), Request.id.desc()).limit(LIST_LIMIT)
+    order = (Request.deadline, Request.id) if by_deadline else (Request.received_at.desc(), Request.id.desc())
+    query = query.order_by(*order).limit(LIST_LIMIT if limit is None else limit)
     with rt.transaction() as session:
         requests = session.scalars(query).all()
         ids = [r.id for r in requests]

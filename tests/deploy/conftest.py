@@ -11,13 +11,11 @@ import os
 import re
 import secrets
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,14 +24,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import AMQP_SERVER, PG_ADMIN_URL, free_port, reachable, scratch_database, service_down
+from tests.conftest import PG_ADMIN_URL, free_port, own_vhost, scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 SOURCES = (ROOT / "worker", ROOT / "connectors")
 KUBERNETES_VERSION = "1.31.0"  # a release KEDA 2.16 (the CRD models' version) runs on; deploy/README.md says so
-SHUTDOWN_GRACE = 25.0  # [worker] shutdown_grace_seconds' default; test_kubernetes checks it still is
 
 
 @dataclass(frozen=True)
@@ -77,6 +74,15 @@ def of_kind(kind: str) -> list[Document]:
 def pod_spec(doc: Document) -> dict[str, Any]:
     """A Deployment's pod spec."""
     return dict(doc.body["spec"]["template"]["spec"])
+
+
+WORKERS = ("erasure-worker-sql", "erasure-worker-s3", "erasure-worker-snapshot")  # the worker Deployments
+
+
+def deployment(name: str) -> Document:
+    """The Deployment of that name in deploy/k8s."""
+    (found,) = [doc for doc in of_kind("Deployment") if doc.name == name]
+    return found
 
 
 def erasure_containers() -> list[tuple[Document, dict[str, Any]]]:
@@ -215,27 +221,6 @@ def deploy_commands() -> list[tuple[str, list[str]]]:
 # real processes
 
 
-@contextmanager
-def own_vhost() -> Iterator[str]:
-    """A RabbitMQ vhost of these tests' own, deleted afterwards: a worker started here consumes
-    nobody else's queues."""
-    server = os.environ.get("ERASURE_TEST_AMQP_URL", AMQP_SERVER)
-    if not reachable(server, 5672) or not shutil.which("rabbitmqctl"):
-        service_down("RabbitMQ", server)
-    credentials_and_host = server.split("//", 1)[1].split("/", 1)[0]
-    vhost = f"erasure-deploy-{uuid.uuid4().hex[:12]}"
-
-    def ctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
-
-    ctl("add_vhost", vhost)
-    ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield f"amqp://{credentials_and_host}/{vhost}"
-    finally:
-        ctl("delete_vhost", vhost)
-
-
 @dataclass(frozen=True)
 class Stack:
     """The environment the manifests give a container, pointing at real services."""
@@ -249,18 +234,15 @@ class Stack:
 def stack() -> Iterator[Stack]:
     """deploy/erasure.toml with its store on a PostgreSQL database and its broker on a RabbitMQ vhost,
     both of these tests' own, and fresh keys: what compose and the Secrets give every container."""
-    if not reachable(PG_ADMIN_URL, 5432):
-        service_down("PostgreSQL", PG_ADMIN_URL)
-    with own_vhost() as broker:
-        for store in scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL"):
-            bin_dir = str(Path(sys.executable).parent)  # as PATH=/opt/venv/bin:$PATH in the image
-            env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-                   "ERASURE_CONFIG": str(DEPLOY / "erasure.toml"), "ERASURE_LOG_FORMAT": "json",
-                   "ERASURE_STORE_URL": store, "ERASURE_BROKER_URL": broker,
-                   "ERASURE_SECRET_KEY": secrets.token_hex(32), "ERASURE_SUBJECT_KEY": secrets.token_hex(32)}
-            env.pop("ERASURE_KEY_FILE", None)
-            env.pop("ERASURE_MLFLOW_TRACKING_URI", None)
-            yield Stack(env, store, broker)
+    with scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL") as store, own_vhost("erasure-deploy") as broker:
+        bin_dir = str(Path(sys.executable).parent)  # as PATH=/opt/venv/bin:$PATH in the image
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+               "ERASURE_CONFIG": str(DEPLOY / "erasure.toml"), "ERASURE_LOG_FORMAT": "json",
+               "ERASURE_STORE_URL": store, "ERASURE_BROKER_URL": broker,
+               "ERASURE_SECRET_KEY": secrets.token_hex(32), "ERASURE_SUBJECT_KEY": secrets.token_hex(32)}
+        env.pop("ERASURE_KEY_FILE", None)
+        env.pop("ERASURE_MLFLOW_TRACKING_URI", None)
+        yield Stack(env, store, broker)
 
 
 class Process:
@@ -298,10 +280,9 @@ class Process:
             return self.proc.wait()
 
 
-def container_command(deployment: str) -> list[str]:
+def container_command(name: str) -> list[str]:
     """The command of a Deployment's (first) container in deploy/k8s."""
-    (doc,) = [d for d in of_kind("Deployment") if d.name == deployment]
-    return list(pod_spec(doc)["containers"][0]["command"])
+    return list(pod_spec(deployment(name))["containers"][0]["command"])
 
 
 def seed_store(stack: Stack) -> None:

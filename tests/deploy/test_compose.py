@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import pytest
 from compose_spec import PyOptions, parse_duration
 
-from tests.deploy.conftest import DEPLOY, SHUTDOWN_GRACE, compose_erasure_services, compose_file, environment_read
-from worker.config import load
+from tests.deploy.conftest import DEPLOY, compose_erasure_services, compose_file, environment_read
+from worker.config import Config, load
 
 NOT_IN_COMPOSE = {
     # ERASURE_SECRET_KEY (required here) wins over a key file, so one would never be read
@@ -60,21 +60,27 @@ def test_the_database_and_vhost_match_the_urls() -> None:
     assert urlsplit(env["ERASURE_BROKER_URL"]).path == "/" + rabbitmq["RABBITMQ_DEFAULT_VHOST"]
 
 
+def compose_config(monkeypatch: pytest.MonkeyPatch) -> Config:
+    """deploy/erasure.toml, with the URLs compose gives it in the environment."""
+    monkeypatch.setenv("ERASURE_STORE_URL", "postgresql+psycopg://erasure@postgres:5432/erasure")
+    monkeypatch.setenv("ERASURE_BROKER_URL", "amqp://erasure@rabbitmq:5672/erasure")
+    return load(DEPLOY / "erasure.toml")
+
+
 def test_the_compose_config_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     """deploy/erasure.toml passes the config's validation, takes its URLs from the environment, and
     has an API token (`erasure api` refuses to start without one)."""
-    monkeypatch.setenv("ERASURE_STORE_URL", "postgresql+psycopg://erasure@postgres:5432/erasure")
-    monkeypatch.setenv("ERASURE_BROKER_URL", "amqp://erasure@rabbitmq:5672/erasure")
-    config = load(DEPLOY / "erasure.toml")
+    config = compose_config(monkeypatch)
     assert config.store_url.startswith("postgresql") and config.broker_url.startswith("amqp")
     assert [s.name for s in config.systems] == ["app-db"] and config.api.tokens
 
 
-def test_the_erasure_services_stop_gracefully() -> None:
-    """Docker waits longer than the worker's shutdown grace, the services run read-only as a
-    non-root user, and only the API publishes a port, on loopback."""
+def test_the_erasure_services_stop_gracefully(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker waits longer than the worker's shutdown grace (as deploy/erasure.toml sets it), the
+    services run read-only as a non-root user, and only the API publishes a port, on loopback."""
+    grace = compose_config(monkeypatch).worker.shutdown_grace_seconds
     for name, service in compose_erasure_services().items():
-        assert parse_duration(service["stop_grace_period"]) > SHUTDOWN_GRACE and service["read_only"] is True
+        assert parse_duration(service["stop_grace_period"]) > grace and service["read_only"] is True
         assert not service["user"].startswith("0"), name
         assert all(p.startswith("127.0.0.1:") for p in service.get("ports", [])), name
     assert [name for name, s in compose_erasure_services().items() if "ports" in s] == ["api"]

@@ -5,6 +5,9 @@ from the Secrets; hardened pods with probes and resources."""
 
 from __future__ import annotations
 
+import copy
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -14,8 +17,9 @@ from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
 
 from tests.deploy.conftest import (
     KUBERNETES_VERSION,
-    SHUTDOWN_GRACE,
+    WORKERS,
     Document,
+    deployment,
     environment_read,
     erasure_containers,
     k8s_documents,
@@ -23,7 +27,7 @@ from tests.deploy.conftest import (
     pod_spec,
 )
 from worker import celery_app
-from worker.config import WorkerSettings, parse
+from worker.config import Config, parse
 
 CRDS: dict[str, Any] = {"ScaledObject": ScaledObject, "TriggerAuthentication": TriggerAuthentication,
                         "ServiceMonitor": ServiceMonitor}
@@ -33,7 +37,6 @@ NOT_IN_KUBERNETES = {
     "ERASURE_KEY_FILE",
 }
 TEST_ONLY_QUEUES = {celery_app.queue_for("stub")}  # the stub kind is for tests
-WORKERS = ("erasure-worker-sql", "erasure-worker-s3", "erasure-worker-snapshot")
 
 
 def documents_by_id() -> dict[str, Document]:
@@ -97,11 +100,6 @@ def test_snapshot_workers_run_one_task_at_a_time() -> None:
     assert command[command.index("--concurrency") + 1] == "1"
 
 
-def deployment(name: str) -> Document:
-    (found,) = [doc for doc in of_kind("Deployment") if doc.name == name]
-    return found
-
-
 def env_names(container: dict[str, Any]) -> set[str]:
     return {item["name"] for item in container.get("env", [])}
 
@@ -147,13 +145,15 @@ def test_every_secret_reference_names_a_key_of_the_example_secrets() -> None:
             assert credentials["key"] in known[credentials["name"]]
 
 
+def example_config() -> Config:
+    """The erasure.toml of the example Secret, read as the pods read it."""
+    text = example_secrets()["erasure-config"]["erasure.toml"]
+    return parse(tomllib.loads(text), Path("/etc/erasure/erasure.toml"))
+
+
 def test_the_example_config_is_a_valid_config() -> None:
     """The erasure.toml in the example Secret passes the config's own validation."""
-    import tomllib
-    from pathlib import Path
-
-    text = example_secrets()["erasure-config"]["erasure.toml"]
-    config = parse(tomllib.loads(text), Path("/etc/erasure/erasure.toml"))
+    config = example_config()
     assert config.systems and config.api.tokens
 
 
@@ -176,13 +176,29 @@ def test_pods_are_hardened(name: str) -> None:
         assert set(mounts.values()) <= {v["name"] for v in spec["volumes"]}
 
 
+def test_worker_groups_differ_only_in_queues_concurrency_and_size() -> None:
+    """The worker Deployments' pods are the same (image, env, Secrets, volumes, security, probes)
+    apart from the command (queues, concurrency), the resources and /tmp's size: a group edited
+    alone would drift, losing a Secret say; and every Deployment runs the same image."""
+    def comparable(name: str) -> dict[str, Any]:
+        spec = copy.deepcopy(pod_spec(deployment(name)))
+        for container in spec["containers"]:
+            del container["command"], container["resources"]
+        for volume in spec["volumes"]:
+            volume.get("emptyDir", {}).pop("sizeLimit", None)
+        return spec
+
+    first, *others = (comparable(name) for name in WORKERS)
+    assert all(spec == first for spec in others)
+    assert len({container["image"] for _, container in erasure_containers()}) == 1
+
+
 @pytest.mark.parametrize("name", WORKERS)
 def test_workers_outlast_their_shutdown_grace(name: str) -> None:
     """Kubernetes waits longer than the worker's shutdown grace before SIGKILL, so running erasures
     are handed back rather than left to their lease; and they have startup and liveness probes."""
-    assert WorkerSettings().shutdown_grace_seconds == SHUTDOWN_GRACE
     spec = pod_spec(deployment(name))
-    assert spec["terminationGracePeriodSeconds"] > SHUTDOWN_GRACE
+    assert spec["terminationGracePeriodSeconds"] > example_config().worker.shutdown_grace_seconds
     container = spec["containers"][0]
     assert container["startupProbe"]["exec"] and container["livenessProbe"]["exec"]
 

@@ -11,12 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy.conftest import Api, Process, Stack, compose_file, container_command, of_kind, pod_spec
+from tests.deploy.conftest import WORKERS, Api, Process, Stack, compose_file, container_command, deployment, pod_spec
 
 
-def probe_command(deployment: str, probe: str) -> list[str]:
-    (doc,) = [d for d in of_kind("Deployment") if d.name == deployment]
-    return list(pod_spec(doc)["containers"][0][probe]["exec"]["command"])
+def probe_command(name: str, probe: str) -> list[str]:
+    return list(pod_spec(deployment(name))["containers"][0][probe]["exec"]["command"])
 
 
 def run_probe(command: list[str], stack: Stack, pid: int, timeout: str) -> subprocess.CompletedProcess[str]:
@@ -47,9 +46,7 @@ def test_worker_probes_ping_the_running_worker(stack: Stack, tmp_path: Path) -> 
 
 def test_every_worker_group_has_the_same_probe() -> None:
     """The three worker groups and the compose worker's health check run one and the same ping."""
-    probes = {tuple(probe_command(name, probe)) for name in
-              ("erasure-worker-sql", "erasure-worker-s3", "erasure-worker-snapshot")
-              for probe in ("startupProbe", "livenessProbe")}
+    probes = {tuple(probe_command(name, probe)) for name in WORKERS for probe in ("startupProbe", "livenessProbe")}
     assert len(probes) == 1
     (script,) = {p[2] for p in probes}
     test = compose_file()["services"]["worker"]["healthcheck"]["test"]
@@ -59,8 +56,7 @@ def test_every_worker_group_has_the_same_probe() -> None:
 @pytest.mark.parametrize("probe", ["startupProbe", "livenessProbe", "readinessProbe"])
 def test_api_answers_its_probes(api: Api, probe: str) -> None:
     """Each probe's path answers 200 without a token on the API run with its Deployment's command."""
-    (doc,) = [d for d in of_kind("Deployment") if d.name == "erasure-api"]
-    path = pod_spec(doc)["containers"][0][probe]["httpGet"]["path"]
+    path = pod_spec(deployment("erasure-api"))["containers"][0][probe]["httpGet"]["path"]
     answer = httpx.get(api.url + path, timeout=10)
     assert answer.status_code == 200, answer.text
 

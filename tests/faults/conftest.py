@@ -7,25 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
-from tests.conftest import AMQP_SERVER, PG_ADMIN_URL, TEST_SECRET_KEY, reachable, service_down
+from tests.conftest import PG_ADMIN_URL, TEST_SECRET_KEY, own_vhost, scratch_database
 
 IDENTIFIERS = "[identifiers]\nuser_id = { pattern = '^[0-9]{1,18}$' }\n"
 SETTLED = ("completed", "failed")
@@ -45,50 +40,11 @@ class Backend:
     broker_url: str
 
 
-@contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards; the admin connection is never pooled, so a
-    restart of the server in between does not break the drop."""
-    if not reachable(PG_ADMIN_URL, 5432):
-        service_down("PostgreSQL", PG_ADMIN_URL)
-    name = f"erasure_f_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def rabbitmqctl(*args: str) -> None:
-    """Run rabbitmqctl quietly; an error fails the test."""
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
-
-
-@contextmanager
-def own_vhost() -> Iterator[str]:
-    """A RabbitMQ vhost of the test's own, deleted afterwards: its queues, exchanges and dead letters
-    are nobody else's, so a test may declare them its own way."""
-    server = os.environ.get("ERASURE_TEST_AMQP_URL", AMQP_SERVER)
-    if not reachable(server, 5672) or not shutil.which("rabbitmqctl"):
-        service_down("RabbitMQ", server)
-    parts = server.split("//", 1)[1].split("/", 1)[0]  # user:password@host:port
-    vhost = f"erasure-faults-{uuid.uuid4().hex[:12]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield f"amqp://{parts}/{vhost}"
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
-
-
 @pytest.fixture
 def rabbitmq(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     """The production parts: a PostgreSQL store (with the key it needs) and a RabbitMQ vhost."""
     monkeypatch.setenv("ERASURE_SECRET_KEY", os.environ.get("ERASURE_SECRET_KEY") or TEST_SECRET_KEY)
-    with pg_database() as store, own_vhost() as broker:
+    with scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL") as store, own_vhost("erasure-faults") as broker:
         yield Backend("rabbitmq", store, broker)
 
 
@@ -107,7 +63,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture
 def app_db() -> Iterator[str]:
     """A PostgreSQL database playing an application's: users and their orders."""
-    with pg_database() as url:
+    with scratch_database(PG_ADMIN_URL, 5432, "PostgreSQL") as url:
         yield url
 
 

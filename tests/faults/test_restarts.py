@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.faults.conftest import all_settled, rabbitmqctl, submit, wait_for, write_config
+from tests.conftest import rabbitmqctl
+from tests.faults.conftest import all_settled, submit, wait_for, write_config
 from tests.worker.conftest import stub
 
 pytestmark = pytest.mark.faults

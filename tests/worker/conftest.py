@@ -4,6 +4,7 @@ messages are kept in a list, and a drain loop that plays the worker without a br
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,25 @@ def drain(rt: Runtime, limit: int = 500) -> int:
         done += 1
         assert done < limit, "messages keep coming"
     return done
+
+
+def at_once(*calls: Callable[[], Any]) -> list[BaseException]:
+    """Run the calls in threads of their own, released together; what any of them raised."""
+    barrier, problems = threading.Barrier(len(calls)), list[BaseException]()
+
+    def run(call: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - the caller asserts there were none
+            problems.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return problems
 
 
 @pytest.fixture

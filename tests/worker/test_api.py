@@ -5,7 +5,6 @@ nothing, a body cap, Prometheus metrics read from the store, and no 5xx for any 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import signal
 import subprocess
 import sys
@@ -46,7 +45,6 @@ TOKENS = "[api.tokens]\n" + "".join(
 )
 SYSTEMS = stub("crm") + stub("mail", uses=["email"])
 NO_SUCH = "00000000-0000-4000-8000-000000000000"
-HAS_REPORT = importlib.util.find_spec("worker.report") is not None
 
 
 def auth(token: str) -> dict[str, str]:
@@ -301,18 +299,14 @@ def test_listing_filters_by_status_and_overdue(client: TestClient, rt: Runtime) 
     assert client.get("/v1/requests?status=erased", headers=auth(READ)).status_code == 422
 
 
-def test_report_is_the_certificate_or_501(client: TestClient, rt: Runtime) -> None:
-    """GET /v1/requests/{id}/report answers the certificate; a build without worker.report says 501."""
+def test_report_is_the_certificate(client: TestClient, rt: Runtime) -> None:
+    """GET /v1/requests/{id}/report answers the certificate; an unknown request is 404."""
     request_id = submit(client, {"subject": {"user_id": "42"}}).json()["request_id"]
     drain(rt)
     answer = client.get(f"/v1/requests/{request_id}/report", headers=auth(READ))
-    if not HAS_REPORT:
-        assert answer.status_code == 501
-        assert answer.headers["content-type"] == "application/problem+json"
-    else:
-        assert answer.status_code == 200
-        assert answer.json()["request_id"] == request_id
-        assert client.get(f"/v1/requests/{NO_SUCH}/report", headers=auth(READ)).status_code == 404
+    assert answer.status_code == 200
+    assert answer.json()["request_id"] == request_id
+    assert client.get(f"/v1/requests/{NO_SUCH}/report", headers=auth(READ)).status_code == 404
 
 
 def test_models_lists_versions_and_flagged(client: TestClient, rt: Runtime) -> None:
@@ -428,8 +422,6 @@ def test_api_never_answers_5xx(rt: Runtime, mode: GenerationMode) -> None:
     assert len(operations) == 7
 
     for operation in operations:
-        if operation.path.endswith("/report") and not HAS_REPORT:
-            continue  # 501 on purpose until worker.report is built
         if mode == GenerationMode.NEGATIVE and not (operation.path_parameters or operation.query or operation.body):
             continue  # nothing to send wrong
         @given(case=operation.as_strategy(generation_mode=mode))

@@ -7,7 +7,6 @@ find them settled and write nothing."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from sqlalchemy import event, select
 
 from connectors.stub import StubConnector
-from tests.worker.conftest import ListDispatch, drain, stub
+from tests.worker.conftest import ListDispatch, at_once, drain, stub
 from worker import intake, pipeline, views
 from worker.runtime import Runtime
 from worker.store.models import AuditEvent
@@ -282,25 +281,11 @@ def test_two_workers_playing_every_message_at_once_erase_each_system_once(
     ids = started(rt, range(40))
     messages = ids  # as if each had a message of its own (re-sent, say): every pass contends for the rest
     kept(rt).clear()
-    barrier = threading.Barrier(2)
-    problems: list[BaseException] = []
-
     def play(runtime: Runtime, order: list[str]) -> None:
-        barrier.wait()
-        try:
-            for request_id in order:
-                pipeline.erase_system(runtime, request_id, "a")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            problems.append(exc)
+        for request_id in order:
+            pipeline.erase_system(runtime, request_id, "a")
 
-    threads = [threading.Thread(target=play, args=(rt, messages)),
-               threading.Thread(target=play, args=(other, messages[::-1]))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert problems == []
+    assert at_once(lambda: play(rt, messages), lambda: play(other, messages[::-1])) == []
     assert statuses(rt, ids) == [("erased", 1, 1)] * 40
     assert connector(rt).calls + connector(other).calls == 40
 
@@ -337,27 +322,30 @@ def test_two_starts_at_once_start_each_request_once(make_runtime: MakeRuntime, s
     other = make_runtime(stub("a"), store_url=store_url, worker="group_size = 7")
     ids = [intake.submit(rt, {"user_id": str(u)}).request_id for u in range(40)]
     kept(rt).clear()
-    barrier = threading.Barrier(2)
-    problems: list[BaseException] = []
-
     def play(runtime: Runtime, order: list[str]) -> None:
-        barrier.wait()
-        try:
-            for request_id in order:
-                pipeline.start(runtime, request_id)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            problems.append(exc)
+        for request_id in order:
+            pipeline.start(runtime, request_id)
 
-    threads = [threading.Thread(target=play, args=(rt, ids)), threading.Thread(target=play, args=(other, ids[::-1]))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert problems == []
+    assert at_once(lambda: play(rt, ids), lambda: play(other, ids[::-1])) == []
     with rt.transaction() as session:
         resolved = session.scalars(select(AuditEvent.request_id).where(AuditEvent.type == "request.resolved")).all()
     assert sorted(resolved) == sorted(ids)
     named = [r for m in kept(rt) + kept(other) for r in (m[1], *m[5])]
     assert sorted(named) == sorted(ids)
     assert all(len(m[5]) < 7 for m in kept(rt) + kept(other))  # a group is at most group_size
+
+
+def test_a_message_stands_for_the_requests_it_names_exactly_and_started_only(make_runtime: MakeRuntime) -> None:
+    """`also` matches request ids exactly, and only started requests: an empty string, a wildcard, an
+    id's prefix, an injected condition, or a request not yet started, erase nothing more."""
+    rt = make_runtime(stub("a"))
+    quick(rt)
+    first, = started(rt, range(1))
+    kept(rt).clear()
+    unstarted = intake.submit(rt, {"user_id": "2"}).request_id
+
+    pipeline.erase_system(rt, first, "a", ["", "%", "*", first[:8], f"{first}' OR '1'='1", unstarted])
+
+    assert statuses(rt, [first, unstarted]) == [("erased", 1, 1), ("pending", 0, None)]
+    assert views.status(rt, unstarted)["status"] == "received"
+    assert connector(rt).calls == 1

@@ -4,7 +4,6 @@ PostgreSQL, sends each lost message once however many reconcilers run, and a cop
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from tests.worker.conftest import ListDispatch, drain, stub
+from tests.worker.conftest import ListDispatch, at_once, drain, stub
 from worker import intake, pipeline, reconcile, state, views
 from worker.runtime import Runtime
 from worker.store.models import Lineage, ModelFlag, Request, SnapshotHit, SystemStatus, SystemTask, utcnow
@@ -300,22 +299,7 @@ def test_two_reconcilers_at_once_send_each_lost_message_once(
     transitions = Recorder()
     monkeypatch.setattr(state, "log", transitions)
 
-    barrier = threading.Barrier(2)
-    problems: list[BaseException] = []
-
-    def run(runtime: Runtime) -> None:
-        barrier.wait()
-        try:
-            reconcile.reconcile(runtime)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            problems.append(exc)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in (rt, other)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert problems == []
+    assert at_once(lambda: reconcile.reconcile(rt), lambda: reconcile.reconcile(other)) == []
 
     sent = Counter(m[:3] for m in kept(rt) + kept(other))
     expected = ({("erase", r, s) for r in lost for s in "ab"} | {("erase", r, "a") for r in vanished}

@@ -21,7 +21,7 @@ from sqlalchemy import update
 
 from tests.conftest import free_port
 from tests.worker.conftest import drain, stub, toml_value
-from worker import exemptions, flags, intake, report
+from worker import exemptions, flags, intake, report, views
 from worker.api import create_app
 from worker.runtime import Runtime
 from worker.store.models import FlagState, Lineage, ModelFlag, Request, SystemTask, utcnow
@@ -204,6 +204,19 @@ def test_open_requests_overdue_first_then_by_deadline(client: TestClient, rt: Ru
     assert "3 days overdue" in late_row and 'class="late"' in page.split(ids["late"], 1)[0][-120:]
     assert ids["done"] in page.split('<h2 id="done">', 1)[1]
     assert "recsys" in page.split('<h2 id="models">', 1)[1]
+
+
+def test_past_the_list_limit_the_most_urgent_are_shown_and_all_are_counted(
+    client: TestClient, rt: Runtime, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More open requests than a list holds: the list keeps the most urgent (the oldest, overdue one
+    among them, not the newest), and the counts above it are of all of them."""
+    ids = populate(rt)
+    monkeypatch.setattr(views, "LIST_LIMIT", 2)
+    sign_in(client)
+    page = client.get("/").text
+    assert open_ids(page) == [ids["late"], ids["soon"]]
+    assert "3 open, <strong>1 overdue</strong>" in page
 
 
 def test_request_page_shows_systems_evidence_reason_and_flags(client: TestClient, rt: Runtime) -> None:
