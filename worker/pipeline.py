@@ -73,7 +73,7 @@ def start(rt: Runtime, request_id: str, redelivered: bool = False) -> None:
             started = [request]
         pending = [(each.id, t.system, t.kind) for each in started for t in each.systems
                    if t.status == SystemStatus.PENDING]
-        unsent = [each.id for each in started if not any(each.id == p[0] for p in pending)]
+        unsent = [each.id for each in started if each.id not in {p[0] for p in pending}]
     send(rt, pending)  # one message per system stands for the group
     for each_id in unsent:  # every system exempt from the start, say: no erasure will settle it
         settle(rt, each_id)
