@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import tenacity
 
+from connectors.normalize import Fold
 from worker.errors import ConfigError, TransientError
 
 T = TypeVar("T")
@@ -214,11 +215,40 @@ class Template:
 class ConfigReader:
     """Reads one table of the config file; every error names the file, the place and the key."""
 
-    def __init__(self, path: str, place: str, raw: Mapping[str, Any], identifier_types: frozenset[str]):
+    def __init__(self, path: str, place: str, raw: Mapping[str, Any],
+                 identifier_types: frozenset[str] | Mapping[str, Fold]):
         self.path = path
         self.place = place
         self.raw = raw
-        self.identifier_types = identifier_types
+        self.folds: Mapping[str, Fold] = (
+            dict(identifier_types) if isinstance(identifier_types, Mapping) else dict.fromkeys(identifier_types, ())
+        )
+
+    @property
+    def identifier_types(self) -> frozenset[str]:
+        """The identifier types the `[identifiers]` table declares."""
+        return frozenset(self.folds)
+
+    def fold(self, id_type: str) -> Fold:
+        """How the identifier type's values are normalized: the stored side is folded the same way."""
+        return self.folds[id_type]
+
+    def exact_columns(self, columns: Iterable[str], key: str = "match") -> frozenset[str]:
+        """The `where` columns that `match` says are stored folded already and are compared as they are:
+        `match = "exact"` (all), `match = { email = "exact" }` (some), or the default, "normalized"
+        (none: the stored side is folded as the request's value was)."""
+        columns = list(columns)
+        given = self.raw.get(key, "normalized")
+        if isinstance(given, str):
+            given = dict.fromkeys(columns, given)
+        if not isinstance(given, Mapping):
+            raise self.error(key, '"exact", "normalized", or a table of where column = "exact" | "normalized"')
+        for column, value in given.items():
+            if column not in columns:
+                raise self.error(f"{key}.{column}", "is not a column of `where`")
+            if value not in ("exact", "normalized"):
+                raise self.error(f"{key}.{column}", f'must be "exact" or "normalized", not {value!r}')
+        return frozenset(column for column, value in given.items() if value == "exact")
 
     def error(self, key: str, problem: str) -> ConfigError:
         """A ConfigError for one key of this table."""
@@ -254,7 +284,7 @@ class ConfigReader:
         )
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{self.path}: {place}: must be a table")
-        return ConfigReader(self.path, place, raw, self.identifier_types)
+        return ConfigReader(self.path, place, raw, self.folds)
 
     def retention(self, key: str = "retain") -> Retention | None:
         """An optional `retain = { reason = "...", until = "YYYY-MM-DD" }` (until may be omitted)."""

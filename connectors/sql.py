@@ -28,6 +28,7 @@ from connectors.base import (
     as_integer,
     retry_blips,
 )
+from connectors.normalize import TRIM_CHARS, Fold, fold_text
 from worker.errors import PermanentError, TransientError, one_line
 
 PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,40}(?:\.[0-9]{1,40})?")
@@ -43,11 +44,26 @@ TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Disconnectio
 
 @dataclass(frozen=True)
 class Reference:
-    """What a `where` column equals: an identifier type's values, or a listed table's column."""
+    """What a `where` column equals: an identifier type's values (compared after the type's fold,
+    unless the column is stored folded already: `exact`), or a listed table's column."""
 
     identifier: str = ""
     table: str = ""
     column: str = ""
+    fold: Fold = ()
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A resolver written as names: `SELECT select FROM table WHERE column = :value`, the column
+    folded as the value's identifier type is (unless `exact`)."""
+
+    table: str
+    column: str
+    select: str
+    fold: Fold = ()
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,15 +114,16 @@ class SqlConfig(SystemConfig):
 
 def _read_table(reader: ConfigReader, listed: set[Any]) -> SqlTable:
     """One entry of `tables`."""
-    reader.only("name", "where", "action", "set", "retain")
+    reader.only("name", "where", "action", "set", "retain", "match")
     name = reader.text("name")
     if not TABLE_NAME.fullmatch(name):
         raise reader.error("name", f"{name!r} is not a plain name (letters, digits, _; or schema.table)")
     raw_where = reader.require("where", dict)
     if not raw_where:
         raise reader.error("where", "names no column: it would match every row")
+    exact = reader.exact_columns(raw_where)
     where = tuple(
-        (_column(reader, "where", column), _reference(reader, f"where.{column}", ref, listed))
+        (_column(reader, "where", column), _reference(reader, f"where.{column}", ref, listed, column in exact))
         for column, ref in raw_where.items()
     )
     action, retain = reader.text("action"), reader.retention()
@@ -130,8 +147,8 @@ def _column(reader: ConfigReader, key: str, column: str) -> str:
     return column
 
 
-def _reference(reader: ConfigReader, key: str, ref: Any, listed: set[Any]) -> Reference:
-    """An identifier type, or `table.column` of a table listed in the same system."""
+def _reference(reader: ConfigReader, key: str, ref: Any, listed: set[Any], exact: bool) -> Reference:
+    """An identifier type (with its fold), or `table.column` of a table listed in the same system."""
     if isinstance(ref, str) and ref not in reader.identifier_types and "." in ref:
         table, _, column = ref.rpartition(".")
         if not TABLE_NAME.fullmatch(table) or not NAME.fullmatch(column):
@@ -139,7 +156,8 @@ def _reference(reader: ConfigReader, key: str, ref: Any, listed: set[Any]) -> Re
         if table not in listed:
             raise reader.error(key, f"reference to table {table!r} which is not listed")
         return Reference(table=table, column=column)
-    return Reference(identifier=reader.identifier(key, ref))
+    identifier = reader.identifier(key, ref)
+    return Reference(identifier=identifier, fold=reader.fold(identifier), exact=exact)
 
 
 def _value(reader: ConfigReader, column: str, value: Any) -> Any:
@@ -178,6 +196,7 @@ class SqlConnector(Connector):
         super().__init__(config)
         self._engine: sa.Engine | None = None
         self._schema: Schema | None = None
+        self._nfc: bool | None = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -229,8 +248,11 @@ class SqlConnector(Connector):
         with self._errors(subject.all_values(), entry.name):
             return sum(conn.execute(count.where(match, *_pending(table, entry))).scalar_one() for match in matches)
 
-    def resolve(self, query: str, param: str, values: Iterable[str]) -> list[str]:
-        """A resolver's query run once per value: first column of every row, as str, deduplicated."""
+    def resolve(self, query: str | Lookup, param: str, values: Iterable[str]) -> list[str]:
+        """A resolver run once per value: the first column of every row its query (or its lookup,
+        with the column folded as the value was) returns, as str, deduplicated."""
+        if isinstance(query, Lookup):
+            return self._look_up(query, tuple(values))
         return self._resolve(query, param, tuple(values))
 
     def close(self) -> None:
@@ -248,6 +270,30 @@ class SqlConnector(Connector):
                     if row[0] is not None:
                         found[str(row[0])] = None
         return list(found)
+
+    @retry_blips
+    def _look_up(self, lookup: Lookup, values: tuple[str, ...]) -> list[str]:
+        found: dict[str, None] = {}
+        with self._errors(values, lookup.table), self.engine.connect() as conn:
+            table = self._one_table(conn, lookup.table, (lookup.column, lookup.select))
+            column = table.c[lookup.column]
+            for match in _conditions([(self._compared(conn, column, lookup), _bindable(column, values))],
+                                     exact_text=conn.dialect.name == "mysql"):
+                for (value,) in conn.execute(sa.select(table.c[lookup.select]).where(match).distinct()):
+                    if value is not None:
+                        found[str(value)] = None
+        return list(found)
+
+    def _one_table(self, conn: sa.Connection, name: str, columns: Iterable[str]) -> sa.Table:
+        """One table reflected, with the columns asked for; PermanentError if either is missing."""
+        schema, _, plain_name = name.rpartition(".")
+        if not sa.inspect(conn).has_table(plain_name, schema=schema or None):
+            raise PermanentError(f"sql system {self.config.name!r}: table {name!r} does not exist")
+        table = sa.Table(plain_name, sa.MetaData(), schema=schema or None, autoload_with=conn)
+        for column in columns:
+            if column not in table.c:
+                raise PermanentError(f"sql system {self.config.name!r}: table {name!r} has no column {column!r}")
+        return table
 
     def _reflect(self, conn: sa.Connection) -> Schema:
         """The listed tables, reflected once; a missing table or column is a PermanentError."""
@@ -286,7 +332,7 @@ class SqlConnector(Connector):
         for i in reference_order(entries):
             entry, table = entries[i], schema.tables[entries[i].name]
             pairs = [
-                (table.c[column], _bindable(table.c[column], subject.values(ref.identifier)))
+                (self._compared(conn, table.c[column], ref), _bindable(table.c[column], subject.values(ref.identifier)))
                 if ref.identifier
                 else (table.c[column], list(found[(ref.table, ref.column)]))
                 for column, ref in entry.where
@@ -303,6 +349,21 @@ class SqlConnector(Connector):
                             if value is not None:
                                 found[(entry.name, column)][value] = None
         return matches
+
+    def _compared(self, conn: sa.Connection, column: sa.Column[Any], ref: Reference | Lookup) -> sa.ColumnElement[Any]:
+        """The column as a request's value is compared with it: folded as the value was, if it holds text."""
+        if ref.exact or not _textual(column, conn.dialect.name):
+            return column
+        return folded(column, ref.fold, conn.dialect.name, nfc=self._unicode(conn))
+
+    def _unicode(self, conn: sa.Connection) -> bool:
+        """Whether the engine can NFC-normalize stored text (PostgreSQL only in a UTF8 database)."""
+        if self._nfc is None:
+            if conn.dialect.name == "postgresql":
+                self._nfc = conn.exec_driver_sql("SHOW server_encoding").scalar_one() == "UTF8"
+            else:
+                self._nfc = conn.dialect.name == "sqlite"
+        return self._nfc
 
     @contextmanager
     def _errors(self, secrets: Iterable[str], table: str | None = None) -> Iterator[None]:
@@ -337,6 +398,7 @@ def create_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         serialize_sqlite(engine, busy_timeout_ms=5000)
+        sa.event.listen(engine, "connect", lambda dbapi_connection, _record: _sqlite_functions(dbapi_connection))
     return engine
 
 
@@ -353,6 +415,50 @@ def serialize_sqlite(engine: sa.Engine, busy_timeout_ms: int, *pragmas: str) -> 
 
     sa.event.listen(engine, "connect", connect)
     sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+
+def _textual(column: sa.Column[Any], dialect: str) -> bool:
+    """Whether the column holds text, which a fold applies to (an integer column is compared as a number;
+    a SQLite column declared without a type may hold text)."""
+    return isinstance(column.type, sa.String) or dialect == "sqlite" and isinstance(column.type, sa.types.NullType)
+
+
+SQL_TRIM = "E'" + "".join(f"\\{ord(c):03o}" for c in TRIM_CHARS) + "'"  # PostgreSQL: the same characters
+MYSQL_TRIM = "'^[[:space:]]+|[[:space:]]+$'"  # MySQL and MariaDB: [[:space:]] is ASCII whitespace
+
+
+def folded(column: sa.ColumnElement[Any], fold: Fold, dialect: str, nfc: bool = True) -> sa.ColumnElement[Any]:
+    """The stored value as the request's was folded: NFC (where the engine can), then trim, lower or upper.
+    On PostgreSQL `lower(btrim(normalize(col, NFC), ...))`: an expression index must be on the same text."""
+    expr = column
+    if dialect == "mysql":  # lower() leaves binary strings as they are: compare as utf8mb4 text
+        expr = sa.cast(expr, mysql.CHAR(charset="utf8mb4"))
+    if nfc and dialect == "postgresql":
+        expr = sa.func.normalize(expr, sa.literal_column("NFC"))
+    elif dialect == "sqlite":  # SQLite's own lower() and upper() know ASCII alone: Python's, registered
+        expr = sa.func.erasure_nfc(expr)
+    for step in fold:
+        if step == "trim":
+            if dialect == "postgresql":
+                expr = sa.func.btrim(expr, sa.literal_column(SQL_TRIM))
+            elif dialect == "mysql":
+                expr = sa.func.regexp_replace(expr, sa.literal_column(MYSQL_TRIM), sa.literal_column("''"))
+            elif dialect == "sqlite":
+                expr = sa.func.erasure_trim(expr)
+            else:
+                expr = sa.func.trim(expr)
+        else:
+            expr = getattr(sa.func, f"erasure_{step}" if dialect == "sqlite" else step)(expr)
+    return sa.type_coerce(expr, column.type)  # values are bound as the column's type, not a guessed one
+
+
+def _sqlite_functions(dbapi_connection: Any) -> None:
+    """The folds as SQLite functions, with Python's Unicode rules (the request's side is folded by them)."""
+    for name, fold in (("erasure_nfc", ()), ("erasure_trim", ("trim",)), ("erasure_lower", ("lower",)),
+                       ("erasure_upper", ("upper",))):
+        dbapi_connection.create_function(
+            name, 1, lambda value, fold=fold: fold_text(value, fold) if isinstance(value, str) else value,
+            deterministic=True)
 
 
 def _bindable(column: sa.Column[Any], values: Iterable[str]) -> list[Any]:
@@ -384,7 +490,7 @@ def _as_type(kind: sa.types.TypeEngine[Any], value: str) -> Any:
     return value
 
 
-def _conditions(pairs: list[tuple[sa.Column[Any], list[Any]]], exact_text: bool = False) -> list[Condition]:
+def _conditions(pairs: list[tuple[sa.ColumnElement[Any], list[Any]]], exact_text: bool = False) -> list[Condition]:
     """`column IN (values)` ANDed over the columns, chunked; [] if some column has no value.
     With exact_text (MySQL, MariaDB), text must also be equal byte for byte: their default
     collations ignore case and trailing spaces, so `a@b.c` would also take `A@B.C `."""
@@ -400,7 +506,7 @@ def _conditions(pairs: list[tuple[sa.Column[Any], list[Any]]], exact_text: bool 
     return conditions
 
 
-def _same_bytes(column: sa.Column[Any], values: list[str]) -> Condition:
+def _same_bytes(column: sa.ColumnElement[Any], values: list[str]) -> Condition:
     """The column, as UTF-8 bytes, is one of the values' bytes (MySQL and MariaDB)."""
     as_bytes = sa.cast(sa.cast(column, mysql.CHAR(charset="utf8mb4")), sa.LargeBinary)
     return as_bytes.in_(sa.bindparam(None, [v.encode() for v in values], type_=sa.LargeBinary, expanding=True))
@@ -413,7 +519,7 @@ def _pending(table: sa.Table, entry: SqlTable) -> list[Condition]:
     return [sa.or_(*(table.c[c].is_distinct_from(_bind(table.c[c], value)) for c, value in entry.assign))]
 
 
-def _bind(column: sa.Column[Any], value: Any, expanding: bool = False) -> sa.BindParameter[Any]:
+def _bind(column: sa.ColumnElement[Any], value: Any, expanding: bool = False) -> sa.BindParameter[Any]:
     """A bound parameter of the column's own type, not one guessed from the Python value."""
     return sa.bindparam(None, value, type_=column.type, expanding=expanding)
 

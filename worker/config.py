@@ -10,7 +10,7 @@ import random
 import re
 import tomllib
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,24 +18,37 @@ from typing import Any
 
 from connectors import REGISTRY
 from connectors.base import ConfigReader, SystemConfig
+from connectors.normalize import Fold, describe, fold_text, parse_steps
+from connectors.sql import NAME as COLUMN_NAME
+from connectors.sql import TABLE_NAME, Lookup
 from worker.errors import ConfigError, InputError
 
 MAX_VALUE_LENGTH = 1024
-NORMALIZERS: dict[str, Callable[[str], str]] = {"none": str, "lower": str.lower, "upper": str.upper}
 BACKOFF_JITTER = 0.2
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
 TOKEN_HASH = re.compile(r"[0-9a-f]{64}")
 API_SCOPES = ("submit", "read")
+PLAIN_QUERY = re.compile(  # a resolver query erasure can write itself, folding the stored side
+    r"\s*SELECT\s+(?P<select>[A-Za-z_][A-Za-z0-9_]*)\s+FROM\s+(?P<table>(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*)"
+    r"\s+WHERE\s+(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*:(?P<param>[A-Za-z_][A-Za-z0-9_]*)\s*;?\s*",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
 class IdentifierType:
-    """One identifier type a request may carry, with its pattern and normalization."""
+    """One identifier type a request may carry, with its pattern and normalization (its fold: NFC,
+    then the steps; connectors compare the stored side after the same fold)."""
 
     name: str
     pattern: re.Pattern[str]
-    normalize: str = "none"
+    fold: Fold = ()
+
+    @property
+    def normalize(self) -> str:
+        """The steps as the config writes them ("none", "lower", ["trim", "lower"])."""
+        return describe(self.fold)
 
     def clean(self, raw: Any) -> str:
         """The normalized value, or InputError; the message never repeats the value."""
@@ -47,7 +60,9 @@ class IdentifierType:
             raise InputError(f"{self.name}: the value is longer than {MAX_VALUE_LENGTH} characters")
         if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in raw):
             raise InputError(f"{self.name}: the value contains control characters")
-        value = NORMALIZERS[self.normalize](raw)
+        value = fold_text(raw, self.fold)
+        if not value:  # "   " with trim: an empty value would match every empty column
+            raise InputError(f"{self.name}: the value is empty once normalized")
         if len(value) > MAX_VALUE_LENGTH:  # lower-casing can lengthen a value ("İ" becomes two)
             raise InputError(f"{self.name}: the value is longer than {MAX_VALUE_LENGTH} characters")
         if not self.pattern.fullmatch(value):
@@ -62,7 +77,7 @@ class Resolver:
     system: str
     from_type: str
     to_type: str
-    query: str
+    query: str | Lookup  # the config's SQL, or table, column and select that erasure writes the SQL for
 
 
 @dataclass(frozen=True)
@@ -191,8 +206,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     top.only("store_url", "broker_url", "deadline_days", "deadline", "worker", "identifiers",
              "resolvers", "systems", "api", "mlflow")
     identifiers = _identifiers(top)
-    types = frozenset(identifiers)
-    systems = _systems(top, types)
+    folds = {name: kind.fold for name, kind in identifiers.items()}
+    systems = _systems(top, folds)
     broker_url = _sqlite_beside(os.environ.get("ERASURE_BROKER_URL")
                                 or top.optional("broker_url", str, "sqla+sqlite:///erasure-queue.db"), path)
     return Config(
@@ -203,7 +218,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         deadline=_deadline(top),
         worker=_worker(top.child("worker", raw.get("worker", {})), broker_url),
         identifiers=identifiers,
-        resolvers=_resolvers(top, types, systems),
+        resolvers=_resolvers(top, folds, systems),
         systems=systems,
         mlflow_tracking_uri=_mlflow_tracking_uri(top, path),
         api=_api(top.child("api", top.raw.get("api", {}))),
@@ -251,14 +266,15 @@ def _identifiers(top: ConfigReader) -> dict[str, IdentifierType]:
             pattern = re.compile(one.text("pattern"))
         except re.error as exc:
             raise one.error("pattern", f"not a valid regular expression: {exc}") from None
-        normalize = one.optional("normalize", str, "none")
-        if normalize not in NORMALIZERS:
-            raise one.error("normalize", f"must be one of {', '.join(NORMALIZERS)}")
-        found[name] = IdentifierType(name, pattern, normalize)
+        try:
+            fold = parse_steps(one.raw.get("normalize", "none"))
+        except ValueError as exc:
+            raise one.error("normalize", str(exc)) from None
+        found[name] = IdentifierType(name, pattern, fold)
     return found
 
 
-def _systems(top: ConfigReader, types: frozenset[str]) -> tuple[SystemConfig, ...]:
+def _systems(top: ConfigReader, folds: Mapping[str, Fold]) -> tuple[SystemConfig, ...]:
     raw_systems = top.optional("systems", list, [])
     if not raw_systems:
         raise top.error("systems", "declare at least one [[systems]] table")
@@ -266,7 +282,7 @@ def _systems(top: ConfigReader, types: frozenset[str]) -> tuple[SystemConfig, ..
     for index, raw in enumerate(raw_systems):
         name = raw.get("name") if isinstance(raw, Mapping) else None
         place = f"system {name!r}" if isinstance(name, str) else f"systems[{index}]"
-        reader = ConfigReader(top.path, place, raw if isinstance(raw, Mapping) else {}, types)
+        reader = ConfigReader(top.path, place, raw if isinstance(raw, Mapping) else {}, folds)
         if not isinstance(raw, Mapping):
             raise reader.error("systems", "must be a table")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
@@ -282,22 +298,55 @@ def _systems(top: ConfigReader, types: frozenset[str]) -> tuple[SystemConfig, ..
     return tuple(systems)
 
 
-def _resolvers(top: ConfigReader, types: frozenset[str], systems: tuple[SystemConfig, ...]) -> tuple[Resolver, ...]:
+def _resolvers(top: ConfigReader, folds: Mapping[str, Fold], systems: tuple[SystemConfig, ...]) -> tuple[Resolver, ...]:
     found = []
     kinds = {s.name: s.kind for s in systems}
     for index, raw in enumerate(top.optional("resolvers", list, [])):
         one = top.child("resolvers", raw, index)
-        one.identifier_types = types
-        one.only("system", "from", "to", "query")
+        one.folds = folds
+        one.only("system", "from", "to", "query", "table", "column", "select", "match")
         system = one.text("system")
         if kinds.get(system) != "sql":
             raise one.error("system", f"{system!r} is not a sql system of this config")
         from_type, to_type = one.identifier("from", one.raw.get("from")), one.identifier("to", one.raw.get("to"))
-        query = one.text("query")
-        if not re.search(rf":{re.escape(from_type)}\b", query):
-            raise one.error("query", f"must use the bound parameter :{from_type}")
+        match = one.optional("match", str, "normalized")
+        if match not in ("exact", "normalized"):
+            raise one.error("match", f'must be "exact" or "normalized", not {match!r}')
+        exact = match == "exact"
+        if "query" in one.raw:
+            query: str | Lookup = _resolver_query(one, from_type, exact)
+        else:
+            names = {key: one.text(key) for key in ("table", "column", "select")}
+            if not TABLE_NAME.fullmatch(names["table"]):
+                raise one.error("table", f"{names['table']!r} is not a plain name (or schema.table)")
+            for key in ("column", "select"):
+                if not COLUMN_NAME.fullmatch(names[key]):
+                    raise one.error(key, f"{names[key]!r} is not a plain column name (letters, digits, _)")
+            query = Lookup(names["table"], names["column"], names["select"], one.fold(from_type), exact)
         found.append(Resolver(system, from_type, to_type, query))
     return tuple(found)
+
+
+def _resolver_query(one: ConfigReader, from_type: str, exact: bool) -> str | Lookup:
+    """A resolver's own query. The plain shape `SELECT a FROM t WHERE b = :type` becomes a lookup, whose
+    SQL erasure writes with the stored side folded; any other query must bind the value and fold the
+    stored side itself (a query cannot be rewritten), unless `match = "exact"`."""
+    if any(key in one.raw for key in ("table", "column", "select")):
+        raise one.error("query", "a resolver has a query, or table, column and select: not both")
+    query = one.text("query")
+    if not re.search(rf":{re.escape(from_type)}\b", query):
+        raise one.error("query", f"must use the bound parameter :{from_type}")
+    plain = PLAIN_QUERY.fullmatch(query)
+    if plain and plain["param"] == from_type:
+        return Lookup(plain["table"], plain["column"], plain["select"], one.fold(from_type), exact)
+    missing = [step for step in one.fold(from_type) if not re.search(rf"\b{step}\s*\(", query, re.IGNORECASE)]
+    if missing and not exact:
+        # `... email = :email` compares a lowered value with the stored one byte for byte: a stored
+        # "MARY@X" would match nothing, and the request would be certified erased
+        raise one.error("query", f"{from_type} is normalized ({describe(one.fold(from_type))}): fold the stored "
+                                 f"side the same way (e.g. {missing[-1]}(column) = :{from_type}), or write table, "
+                                 f'column and select instead, or say match = "exact" if it is stored normalized')
+    return query
 
 
 def _deadline(top: ConfigReader) -> Deadline:

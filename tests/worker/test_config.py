@@ -14,7 +14,7 @@ import pytest
 from connectors.base import Template
 from connectors.s3_config import S3Config
 from connectors.snapshots import SnapshotConfig
-from connectors.sql import Reference, SqlConfig, SqlTable
+from connectors.sql import Lookup, Reference, SqlConfig, SqlTable
 from connectors.stub import StubConfig
 from worker.config import Config, Deadline, IdentifierType, Resolver, WorkerSettings, load, parse
 from worker.errors import ConfigError, InputError
@@ -156,9 +156,9 @@ def test_good_config_loads_identifier_types(good_config: dict[str, Any]) -> None
 
 
 def test_good_config_loads_resolvers(good_config: dict[str, Any]) -> None:
-    """A resolver keeps its system, its from and to types and its query."""
+    """A resolver keeps its system and its from and to types; its plain query becomes a lookup folded as email is."""
     assert parse(good_config, PATH).resolvers == (
-        Resolver("app-db", "email", "user_id", "SELECT id FROM users WHERE email = :email"),
+        Resolver("app-db", "email", "user_id", Lookup("users", "email", "id", ("lower",))),
     )
 
 
@@ -397,11 +397,42 @@ def test_identifier_without_pattern_is_refused(good_config: dict[str, Any]) -> N
     refused(good_config, "identifiers email", "pattern", "missing")
 
 
-@pytest.mark.parametrize("normalize", ["title", "LOWER", 1])
+@pytest.mark.parametrize("normalize", ["title", "LOWER", 1, [], ["lower", "upper"], ["trim", "trim"],
+                                       ["none", "lower"], ["trim", 1]])
 def test_bad_normalize_is_refused(good_config: dict[str, Any], normalize: Any) -> None:
-    """`normalize` is one of none, lower, upper."""
+    """`normalize` is "none", or steps among trim, lower, upper, each once, lower and upper not both."""
     good_config["identifiers"]["email"]["normalize"] = normalize
     refused(good_config, "identifiers email", "normalize")
+
+
+@pytest.mark.parametrize(("normalize", "fold"), [("none", ()), ("trim", ("trim",)),
+                                                 (["lower", "trim"], ("trim", "lower")), (["upper"], ("upper",))])
+def test_normalize_steps_are_read_in_their_fixed_order(good_config: dict[str, Any], normalize: Any,
+                                                       fold: tuple[str, ...]) -> None:
+    """Steps are applied trim first, then lower or upper, however the list orders them."""
+    good_config["identifiers"]["email"]["normalize"] = normalize
+    assert parse(good_config, PATH).identifiers["email"].fold == fold
+
+
+def test_trim_removes_outer_whitespace_never_inner() -> None:
+    """trim takes spaces off both ends (then lower applies); an inner space stays and fails the pattern."""
+    email = IdentifierType("email", re.compile(r"^[^@\s]+@[^@\s]+$"), ("trim", "lower"))
+    assert email.clean("  Mary.Smith@X.org ") == "mary.smith@x.org"
+    with pytest.raises(InputError):
+        email.clean("Mary. Smith@x.org")
+
+
+def test_a_value_empty_once_trimmed_is_refused() -> None:
+    """A value of spaces alone, trimmed, is empty: refused, never a match for every empty column."""
+    code = IdentifierType("code", re.compile(r".*"), ("trim",))
+    with pytest.raises(InputError, match="empty once normalized"):
+        code.clean("   ")
+
+
+def test_values_are_nfc_normalized_before_anything_else() -> None:
+    """A decomposed `é` is the composed one, with normalize = "none" too."""
+    name = IdentifierType("name", re.compile(r"^\w+$"))
+    assert name.clean("Jose\u0301") == "Jos\u00e9"
 
 
 def test_unknown_key_in_an_identifier_is_refused(good_config: dict[str, Any]) -> None:
@@ -417,6 +448,51 @@ def test_no_identifier_types_is_refused(good_config: dict[str, Any]) -> None:
 
 
 # --- resolvers -------------------------------------------------------------------------------
+
+
+def test_a_resolver_query_that_compares_a_folded_value_unfolded_is_refused(good_config: dict[str, Any]) -> None:
+    """email is lowered: a query comparing it byte for byte with the stored side would miss `MARY@X`."""
+    good_config["resolvers"][0]["query"] = "SELECT id FROM users u WHERE u.email = :email"
+    refused(good_config, "resolvers[0]", "query", "lower(column) = :email")
+
+
+def test_a_resolver_query_that_folds_the_stored_side_is_kept(good_config: dict[str, Any]) -> None:
+    """A query with lower() on the stored side is run as written."""
+    query = "SELECT u.id FROM users u WHERE lower(u.email) = :email"
+    good_config["resolvers"][0]["query"] = query
+    assert parse(good_config, PATH).resolvers[0].query == query
+
+
+def test_a_resolver_query_on_a_column_stored_folded_may_say_exact(good_config: dict[str, Any]) -> None:
+    """`match = "exact"` keeps a query that compares as stored, and a lookup that does not fold."""
+    good_config["resolvers"][0]["query"] = "SELECT u.id FROM users u WHERE u.email = :email"
+    good_config["resolvers"][0]["match"] = "exact"
+    assert parse(good_config, PATH).resolvers[0].query == "SELECT u.id FROM users u WHERE u.email = :email"
+    good_config["resolvers"][0]["query"] = "SELECT id FROM users WHERE email = :email"
+    assert parse(good_config, PATH).resolvers[0].query == Lookup("users", "email", "id", ("lower",), exact=True)
+
+
+def test_a_resolver_written_as_names_is_a_lookup(good_config: dict[str, Any]) -> None:
+    """table, column and select make a lookup folded as the from type is."""
+    del good_config["resolvers"][0]["query"]
+    good_config["resolvers"][0].update(table="crm.users", column="email", select="id")
+    assert parse(good_config, PATH).resolvers[0].query == Lookup("crm.users", "email", "id", ("lower",))
+
+
+@pytest.mark.parametrize(("key", "value"), [("table", "users; DROP TABLE users"), ("column", "lower(email)"),
+                                            ("select", "*")])
+def test_a_resolver_lookup_takes_plain_names_only(good_config: dict[str, Any], key: str, value: str) -> None:
+    """A lookup's names are plain names: nothing else reaches the SQL erasure writes."""
+    del good_config["resolvers"][0]["query"]
+    good_config["resolvers"][0].update(table="users", column="email", select="id")
+    good_config["resolvers"][0][key] = value
+    refused(good_config, "resolvers[0]", key)
+
+
+def test_a_resolver_has_a_query_or_names_not_both(good_config: dict[str, Any]) -> None:
+    """A query beside table, column and select is refused: which one runs would be a guess."""
+    good_config["resolvers"][0].update(table="users", column="email", select="id")
+    refused(good_config, "resolvers[0]", "not both")
 
 
 @pytest.mark.parametrize("target", ["no-such-db", "crm"])
@@ -564,7 +640,7 @@ def test_contract_example_file_loads(tmp_path: Path) -> None:
                                                           ("clickstream", "snapshot")]
     assert config.worker == WorkerSettings(max_attempts=5, lease_seconds=600)
     assert config.identifiers["email"].pattern.pattern == r"^[^@\s]+@[^@\s]+$"
-    assert config.resolvers == (Resolver("app-db", "email", "user_id", "SELECT id FROM users WHERE email = :email"),)
+    assert config.resolvers == (Resolver("app-db", "email", "user_id", Lookup("users", "email", "id", ("lower",))),)
     assert config.system("app-db").tables[1].assign == (("email", ""), ("shipping_address", ""))  # type: ignore[attr-defined]
 
 
