@@ -112,6 +112,20 @@ def count(session: Session, request_id: str) -> int:
     return session.scalar(found) or 0
 
 
+def identifier_types(session: Session, request_id: str) -> list[str]:
+    """The identifier types (names, never values) a request was looked for by: those it started with,
+    resolved ones included (`request.resolved`), or for one never started those it was received with."""
+    data = session.scalar(
+        select(AuditEvent.data)
+        .where(AuditEvent.request_id == request_id, AuditEvent.type.in_(("request.resolved", "request.received")))
+        .order_by(AuditEvent.seq.desc()).limit(1)
+    )
+    types = (data or {}).get("identifier_types") or []
+    if isinstance(types, dict):  # request.resolved: {type: how many values}
+        return sorted(t for t, n in types.items() if n)
+    return sorted(types)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What `verify` found: the events that check out from the first, the last of them, and the

@@ -52,6 +52,8 @@ def show_status(status: dict[str, Any]) -> str:
     ]
     if status.get("overdue"):
         lines.append("overdue   the deadline has passed")
+    if status.get("nothing_found"):
+        lines.append("nothing   found in any system: check the identifier before telling the person")
     if status.get("extended"):
         extended = status["extended"]
         lines.append(f"extended  by {extended['months']} month(s) on {extended['at']}"

@@ -21,7 +21,7 @@ from worker import audit, lineage, redact, suppression
 from worker.errors import InputError, PermanentError, TransientError, one_line
 from worker.exemptions import exempt_if_retained
 from worker.runtime import Runtime
-from worker.state import lose_attempt, move_request, move_system
+from worker.state import lose_attempt, move_request, move_system, nothing_found
 from worker.store.models import (
     SETTLED,
     Request,
@@ -585,6 +585,11 @@ def _settle_locked(rt: Runtime, session: Session, requests: Sequence[Request]) -
         else:
             continue  # completed, and a recheck settled: its suppression entry grows below
         moved.append(request)
+    # once each: suppression.keep drops a completed request's identifiers unless a recheck waits,
+    # so the settling that first finds it nothing found (a first pass, or a recheck) still holds them
+    for request in (r for r in ready if nothing_found(r) and r.sealed_identifiers is not None):
+        log.warning("request.nothing_found", request_id=request.id, subject_ref=request.subject_ref,
+                    systems=len(request.systems))
     suppression.keep(rt, session, [r for r in ready if r.status == RequestStatus.COMPLETED])
     return moved
 

@@ -1,6 +1,8 @@
 """The certificate of erasure: one request as a DPO hands it to a regulator, as JSON (`build`)
 and as Markdown (`markdown`), with the audit trail's head it was drawn from. It never holds an
-identifier's value: the subject is its subject_ref, keys are written as their templates."""
+identifier's value: the subject is its subject_ref, keys are written as their templates, and the
+identifiers looked for by their types. A request every system found nothing for says so, never
+that anything was erased."""
 
 from __future__ import annotations
 
@@ -22,13 +24,15 @@ OUTCOMES = {
     RequestStatus.IN_PROGRESS: "erasure is under way",
     RequestStatus.RECEIVED: "received, erasure not yet started",
 }
+NOTHING_FOUND = "nothing found: no system held anything under the identifiers looked for"
 SYSTEM_OUTCOMES = {"erased": "erased", "not_found": "nothing found", "exempt": "exempt", "failed": "failed",
                    "pending": "pending", "running": "running"}
 
 
 def build(rt: Runtime, request_id: str) -> dict[str, Any]:
     """The certificate of one request (NoSuchRequest if unknown): the contract's fields, each
-    system's evidence, the flagged models with their state, and the audit trail's head."""
+    system's evidence, the flagged models with their state, the identifier types looked for (as the
+    audit trail recorded them: the values are dropped on completion), and the audit trail's head."""
     with rt.transaction() as session:
         request = session.get(Request, request_id, options=[selectinload(Request.systems)])
         if request is None:
@@ -37,6 +41,7 @@ def build(rt: Runtime, request_id: str) -> dict[str, Any]:
         files = views.files_by_request(session, [request_id]) if flags else {}
         status = views.request_json(request, flags, files.get(request_id, {}))
         events, head = audit.count(session, request_id), audit.head(session)
+        types = audit.identifier_types(session, request_id)
         systems = [
             {**shown, "recheck_at": views.timestamp(task.recheck_at), "evidence": task.evidence,
              "evidence_sha256": audit.digest(task.evidence) if task.evidence else None}
@@ -47,9 +52,10 @@ def build(rt: Runtime, request_id: str) -> dict[str, Any]:
             met: bool | None = request.completed_at <= request.deadline
         else:
             met = False if now > request.deadline else None  # still open: not decided yet
-    report = {key: status[key] for key in ("request_id", "subject_ref", "status", "received_at", "deadline",
-                                           "extended", "completed_at", "error")}
+    report = {key: status[key] for key in ("request_id", "subject_ref", "status", "nothing_found", "received_at",
+                                           "deadline", "extended", "completed_at", "error")}
     return report | {
+        "identifier_types": types,
         "deadline_met": met,
         "systems": systems,
         "flagged_models": status["flags"],
@@ -60,8 +66,10 @@ def build(rt: Runtime, request_id: str) -> dict[str, Any]:
 
 def markdown(report: Mapping[str, Any]) -> str:
     """The certificate as a Markdown document a regulator can read."""
+    empty = report.get("nothing_found", False)
+    outcome = NOTHING_FOUND if empty else OUTCOMES.get(report["status"], report["status"])
     lines = [
-        "# Certificate of erasure",
+        "# Certificate of erasure" + (": nothing found" if empty else ""),
         "",
         f"Erasure request {_code(report['request_id'])} under Art. 17 GDPR, drawn {report['drawn_at']} "
         "by erasure-worker from its records and its audit trail.",
@@ -70,14 +78,18 @@ def markdown(report: Mapping[str, Any]) -> str:
         "|---|---|",
         f"| Data subject | {_code(report['subject_ref'])}, a keyed reference to the person: "
         "no identifier of theirs is written in this certificate |",
-        f"| Outcome | **{report['status']}**: {OUTCOMES.get(report['status'], report['status'])} |",
+        f"| Outcome | **{report['status']}**: {outcome} |",
+        f"| Looked for | {_types(report.get('identifier_types', []))} |",
         f"| Received | {report['received_at']} |",
         f"| Deadline | {report['deadline']}{_extension(report.get('extended'))} |",
         f"| Completed | {report['completed_at'] or 'not yet'}{_deadline_met(report['deadline_met'])} |",
     ]
     if report.get("error"):
         lines.append(f"| Error | {_cell(report['error'])} |")
-    lines += ["", "## Systems", "", "| System | Kind | Outcome | Items erased | Finished |", "|---|---|---|---|---|"]
+    if empty:
+        lines += ["", f"**{nothing_found_text(report.get('identifier_types', []))}**"]
+    counted = "Items found" if empty else "Items erased"  # every count is 0: nothing to call erased
+    lines += ["", "## Systems", "", f"| System | Kind | Outcome | {counted} | Finished |", "|---|---|---|---|---|"]
     lines += [f"| {_cell(s['system'])} | {s['kind']} | {SYSTEM_OUTCOMES.get(s['status'], s['status'])} "
               f"| {_dash(s['items_erased'])} | {_dash(s['finished_at'])} |" for s in report["systems"]]
     for system in report["systems"]:
@@ -112,6 +124,20 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def nothing_found_text(types: list[str]) -> str:
+    """What a request every system found nothing for means, naming the identifier types looked for."""
+    looked = f"the identifier types {', '.join(_code(t) for t in types)}" if types else \
+        "the identifiers given (their types were not recorded)"
+    return (f"Nothing was found for {looked}: nothing was erased. "
+            "Check the identifiers before telling the person the erasure is done.")
+
+
+def _types(types: list[str]) -> str:
+    """The identifier types looked for, as a table cell; never their values."""
+    return ("identifier types " + ", ".join(_code(t) for t in types) + ", their values not written here"
+            if types else "the identifier types were not recorded")
 
 
 def _system_lines(system: Mapping[str, Any]) -> list[str]:

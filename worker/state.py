@@ -32,6 +32,14 @@ REQUEST_MOVES: dict[str, frozenset[str]] = {
 }
 
 
+def nothing_found(request: Request) -> bool:
+    """Whether a request completed with every one of its systems `not_found`: each looked and found
+    nothing, so nothing was erased (the identifier may be wrong). An exempt system kept what it found
+    or was never searched, and an erased one found something: a request with either is not this."""
+    return request.status == R.COMPLETED and bool(request.systems) and all(
+        task.status == S.NOT_FOUND for task in request.systems)
+
+
 class IllegalTransition(RuntimeError):
     """A status change the state machine does not allow: a bug, never user input."""
 

@@ -41,7 +41,8 @@ REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 MET = {True: " · within the deadline", False: " · <strong>after the deadline</strong>", None: ""}
 TONES = {  # a status's badge colour; the word is always written too
     "completed": "ok", "erased": "ok", "retrained": "ok", "failed": "bad", "open": "bad", "overdue": "bad",
-    "exempt": "warn", "acknowledged": "warn", "in_progress": "info", "running": "info", "pending": "info",
+    "exempt": "warn", "acknowledged": "warn", "nothing_found": "warn", "in_progress": "info", "running": "info",
+    "pending": "info",
 }
 CSS = """
 :root{--ink:#1a1a1a;--muted:#4a4a4a;--line:#c8ccd2;--band:#f3f4f6;--link:#1d4ed8}
@@ -231,6 +232,12 @@ def with_code(line: str) -> str:
     return re.sub(r"``\s(.+?)\s``|`([^`]*)`", lambda m: f"<code>{m.group(1) or m.group(2)}</code>", escape(line))
 
 
+def status_badges(shown: Mapping[str, Any]) -> str:
+    """A request's status badge, and beside a completed one that found nothing a marker that says so."""
+    found = " " + badge("nothing_found", "nothing found: check the identifier") if shown.get("nothing_found") else ""
+    return badge(shown["status"]) + found
+
+
 def request_link(request_id: str) -> str:
     """A link to one request's page."""
     return f'<a href="/requests/{escape(request_id)}"><code>{escape(request_id)}</code></a>'
@@ -266,7 +273,7 @@ def request_rows(requests: Iterable[Mapping[str, Any]], now: datetime, done: boo
         flagged = ", ".join(f"{n} {escape(s)}" for s, n in sorted(flags.items())) or "none"
         timing = when(r["completed_at"], day_only=True) if done else days_left(r["deadline"], now)
         rows.append(("late" if r["overdue"] else "", [
-            request_link(r["request_id"]), badge(r["status"]), when(r["received_at"], day_only=True),
+            request_link(r["request_id"]), status_badges(r), when(r["received_at"], day_only=True),
             when(r["deadline"], day_only=True), timing,
             f"<code>{escape(r['subject_ref'])}</code>", counted(s["status"] for s in r["systems"]), flagged,
         ]))
@@ -341,7 +348,7 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
     if cert["extended"]:
         deadline += f" · extended by {escape(str(cert['extended']['months']))} month(s): " \
                     f"{escape(cert['extended']['reason'] or '')}"
-    facts = [("Status", badge(cert["status"])), ("Subject ref", f"<code>{escape(cert['subject_ref'])}</code>"),
+    facts = [("Status", status_badges(cert)), ("Subject ref", f"<code>{escape(cert['subject_ref'])}</code>"),
              ("Received", when(cert["received_at"])), ("Deadline", deadline),
              ("Completed", when(cert["completed_at"]) + MET[cert["deadline_met"]])]
     facts += [("Error", escape(cert["error"]))] if cert["error"] else []
@@ -349,6 +356,8 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
         '<nav aria-label="Breadcrumb"><a href="/">All requests</a></nav>',
         f"<h1>Request <code>{rid}</code></h1>",
         '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
+        f'<p class="error">{with_code(report.nothing_found_text(cert["identifier_types"]))}</p>'
+        if cert["nothing_found"] else "",
         f'<p class="downloads">Certificate of erasure: <a href="/requests/{rid}/certificate.md" download>'
         f'Markdown</a> · <a href="/requests/{rid}/certificate.json" download>JSON</a></p>',
         '<section aria-labelledby="systems"><h2 id="systems">Systems</h2>',

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from worker import deadlines
 from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
+from worker.state import nothing_found
 from worker.store.models import ModelFlag, Request, RequestStatus, SnapshotHit, utcnow
 
 LIST_LIMIT = 1000
@@ -43,11 +44,13 @@ def flag_json(flag: ModelFlag, files: Mapping[str, list[str]]) -> dict[str, Any]
 
 def request_json(request: Request, flags: list[ModelFlag], files: Mapping[str, list[str]]) -> dict[str, Any]:
     """One request in the contract's status shape; `flags` adds the files and state of each flag
-    (`flagged_models` keeps the contract's three fields, which the acceptance suite compares whole)."""
+    (`flagged_models` keeps the contract's three fields, which the acceptance suite compares whole),
+    `nothing_found` whether it completed with every system not_found (worker.state.nothing_found)."""
     flags = sorted(flags, key=lambda f: (f.model, f.version))
     return {
         "request_id": request.id,
         "status": request.status,
+        "nothing_found": nothing_found(request),
         "received_at": timestamp(request.received_at),
         "deadline": timestamp(request.deadline),
         "overdue": deadlines.is_overdue(request, utcnow()),
