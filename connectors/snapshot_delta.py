@@ -7,7 +7,16 @@ log entries of the older versions, so neither time travel nor the log's statisti
 delete's own commit, which records its predicate) return them. `retention_hours` keeps the
 versions removed less than that long ago, for readers in flight; the subject stays `exempt`
 until then and is erased again. Deletion vectors, column mapping and partition columns in
-`where` are refused: this module reads the data files itself."""
+`where` are refused: this module reads the data files itself.
+
+Rows are counted by snapshot_match, text folded as the request's value was (NFC, trim, lower,
+upper). The DELETE predicate does not fold: DataFusion has no Unicode normalization, and its
+lower() and upper() are not Python's. It names instead, per subject, the stored values this
+module counted as theirs, where it found them (`"email" IN ('Mary@X', 'MARY@x')`, a struct's
+`"meta"['email']`, a list element's `"people"[2]['email']`), compared exactly: a row it deletes
+is one the module counted, and a row counted in the current version is one it deletes; a delete
+that removed anything else is undone all the same. `where` may name a dotted path into structs
+and lists of structs (snapshot_paths), whose values must be strings or integers."""
 
 from __future__ import annotations
 
@@ -17,51 +26,51 @@ import re
 import string
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
 from connectors.base import Outcome, SnapshotHit, Subject, as_integer
 from connectors.snapshot_locations import LocalFolder
-from connectors.snapshot_match import ArrowMatch, Malformed, Sought
+from connectors.snapshot_match import ArrowMatch, Malformed, MissingColumn, Sought
+from connectors.snapshot_paths import ArrowPath, arrow_path, leaves
 from worker.errors import PermanentError, TransientError
 
-INTEGER_TYPES = {"byte": pa.int8(), "short": pa.int16(), "integer": pa.int32(), "long": pa.int64()}
 SAFE = frozenset(string.ascii_letters + string.digits + " @._+-:/=#,!~")  # the rest go in as chr(n)
 REFUSED_FEATURES = frozenset({"deletionVectors", "columnMapping"})
 COMMIT = re.compile(r"(\d{20})\.json")
 CHECKPOINT = re.compile(r"(\d{20})\.checkpoint(\.[0-9a-zA-Z-]+)*\.(parquet|json)")
 LOG_ENTRY = re.compile(r"(\d{20})\.(?:(\d{20})\.compacted\.json|json|crc|checkpoint\..+)")
+Spellings = dict[int, dict[tuple[int, ...], set[Any]]]  # per where column: list positions -> stored values
 
 
 @dataclass
 class FileCount:
-    """One data file's rows: in all, matching any subject, and matching each."""
+    """One data file's rows: in all, matching any subject, and matching each, with the stored
+    values each subject's rows matched by."""
 
     rows: int
     matched: int
     each: list[int]
-
-
-def plain(field: pa.Field) -> pa.Field:
-    """The field with a view type as its plain one: deltalake writes string_view, is_in lacks it."""
-    if pa.types.is_string_view(field.type):
-        return field.with_type(pa.string())
-    if pa.types.is_binary_view(field.type):
-        return field.with_type(pa.binary())
-    return field
+    spellings: list[Spellings] = field(default_factory=list)
 
 
 def column_name(column: str) -> str:
     """A column as a quoted SQL identifier."""
     return '"' + column.replace('"', '""') + '"'
+
+
+def accessor(path: ArrowPath, positions: tuple[int, ...]) -> str:
+    """A stored value as SQL: its column, then its struct fields and list elements (1-based)."""
+    at = iter(positions)
+    steps = (f"[{next(at) + 1}]" if step is None else "['" + step[0].replace("'", "''") + "']" for step in path.steps)
+    return column_name(path.top) + "".join(steps)
 
 
 def literal(value: str, column_type: pa.DataType) -> str | None:
@@ -86,18 +95,21 @@ def literal(value: str, column_type: pa.DataType) -> str | None:
     return parts[0] if len(parts) == 1 else f"concat({', '.join(parts)})"
 
 
-def predicate(
-    where: Sequence[tuple[str, str]], kinds: dict[str, pa.DataType], subjects: Sequence[Subject]
-) -> str | None:
-    """One DELETE predicate for every subject (columns ANDed, values ORed); None if none can match."""
+def predicate(paths: Sequence[ArrowPath], found: Sequence[Spellings]) -> str | None:
+    """One DELETE predicate for every subject: each where column (ANDed) equal to a stored value
+    counted as the subject's, where it was found (ORed); None if no subject has a row."""
     clauses = []
-    for subject in subjects:
+    for spellings in found:
         parts = []
-        for column, id_type in where:
-            literals = sorted({lit for v in subject.values(id_type) if (lit := literal(v, kinds[column]))})
-            if not literals:
-                break  # a where type without a value: this subject matches nothing
-            parts.append(f"{column_name(column)} IN ({', '.join(literals)})")
+        for index, path in enumerate(paths):
+            tests = []
+            for positions, values in sorted(spellings.get(index, {}).items()):
+                literals = sorted({lit for v in values if (lit := literal(str(v), path.leaf)) is not None})
+                if literals:
+                    tests.append(f"{accessor(path, positions)} IN ({', '.join(literals)})")
+            if not tests:
+                break  # no row of this subject's in the current version
+            parts.append(tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")")
         else:
             clauses.append("(" + " AND ".join(parts) + ")")
     return " OR ".join(clauses) or None
@@ -114,16 +126,16 @@ class DeltaEngine:
 
     def locate_many(self, subjects: Sequence[Subject]) -> list[tuple[SnapshotHit, ...]]:
         """For each subject, the table versions holding their rows; nothing is changed."""
-        sought = Sought(self.config.where, subjects)
-        if sought.nobody:
+        sought = Sought(self.config.keys, subjects)
+        if sought.nobody or self._skipped():
             return [() for _ in subjects]
         held, _ = self._scan(sought, {})
         return [self._hits(held, i) for i in range(len(subjects))]
 
     def verify_many(self, subjects: Sequence[Subject]) -> list[int]:
         """For each subject, rows left in the current version or reachable by time travel."""
-        sought = Sought(self.config.where, subjects)
-        if sought.nobody:
+        sought = Sought(self.config.keys, subjects)
+        if sought.nobody or self._skipped():
             return [0 for _ in subjects]
         counts: dict[str, FileCount] = {}
         _, paths = self._scan(sought, counts)
@@ -131,15 +143,18 @@ class DeltaEngine:
 
     def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
         """Delete the subjects' rows in one commit, then vacuum and trim the log; an outcome each."""
-        sought = Sought(self.config.where, subjects)
+        sought = Sought(self.config.keys, subjects)
         if sought.nobody:
             return [Outcome(0) for _ in subjects]
+        if missing := self._skipped():  # a missing table fails here, before the lock file is made
+            return [Outcome(0, {"table_skipped": {"missing": missing}}) for _ in subjects]
         counts: dict[str, FileCount] = {}
-        self._open()  # a missing table fails here, before the lock file is made
         with self._errors(), LocalFolder(Path(self.root)).locked():
             held, _ = self._scan(sought, counts)
             table = self._open()
-            text = predicate(self.config.where, self._kinds(table), subjects)
+            current = self._files(table)
+            found = [self._spellings(current, counts, i) for i in range(len(subjects))]
+            text = predicate(self._paths(table), found)
             version, removed = self._delete(table, text, sought, counts) if text else (None, [])
             vacuumed, trimmed, kept = self._purge(table) if held or version is not None else (0, 0, None)
             _, paths = self._scan(sought, counts)
@@ -171,29 +186,51 @@ class DeltaEngine:
         with self._errors():
             return DeltaTable(self.root, version=version)
 
-    def _kinds(self, table: DeltaTable) -> dict[str, pa.DataType]:
-        """The Arrow type of each `where` column; refuse what this module cannot erase exactly."""
+    def _skipped(self) -> str | None:
+        """The where column the table lacks, if `on_missing_column = "skip"` (else PermanentError); or None."""
+        try:
+            self._paths(self._open())
+        except MissingColumn as exc:
+            if self.config.on_missing_column != "skip":
+                raise PermanentError(f"{self.where}: the Delta table has no column {exc.column!r}") from exc
+            return exc.column
+        return None
+
+    def _paths(self, table: DeltaTable) -> list[ArrowPath]:
+        """Where each `where` column is in the table; refuse what this module cannot erase exactly."""
         features = set(table.protocol().reader_features or ())
         metadata = table.metadata()
         if features & REFUSED_FEATURES or metadata.configuration.get("delta.columnMapping.mode", "none") != "none":
             raise PermanentError(f"{self.where}: deletion vectors and column mapping are not supported")
-        fields = {field.name: field.type for field in table.schema().fields}
-        kinds = {}
-        for column, _ in self.config.where:
-            if column not in fields:
-                raise PermanentError(f"{self.where}: the Delta table has no column {column!r}")
-            if column in metadata.partition_columns:
-                raise PermanentError(f"{self.where}: {column!r} is a partition column, which `where` cannot use")
-            name = getattr(fields[column], "type", None)
-            if name != "string" and name not in INTEGER_TYPES:
-                raise PermanentError(f"{self.where}: column {column!r} is {name or 'nested'}, not integer or string")
-            kinds[column] = pa.string() if name == "string" else INTEGER_TYPES[name]
-        return kinds
+        with self._errors():
+            schema = pa.schema(table.schema().to_arrow())
+        try:
+            paths = [arrow_path(schema, column) for column, _ in self.config.where]
+        except MissingColumn:
+            raise  # the caller decides whether the table is skipped
+        except Malformed as exc:
+            raise PermanentError(f"{self.where}: {exc}") from exc
+        for path in paths:
+            if path.top in metadata.partition_columns:
+                raise PermanentError(f"{self.where}: {path.top!r} is a partition column, which `where` cannot use")
+            leaf = path.leaf
+            if not (pa.types.is_integer(leaf) or leaf in (pa.string(), pa.large_string(), pa.string_view())):
+                raise PermanentError(f"{self.where}: column {path.name!r} is {leaf}, not integer or string")
+        return paths
+
+    def _spellings(self, files: list[str], counts: dict[str, FileCount], index: int) -> Spellings:
+        """The stored values one subject's rows in these files matched by, per where column and place."""
+        merged: Spellings = {}
+        for path in files:
+            for column, places in (counts[path].spellings[index] if counts[path].spellings else {}).items():
+                for positions, values in places.items():
+                    merged.setdefault(column, {}).setdefault(positions, set()).update(values)
+        return merged
 
     def _scan(self, sought: Sought, counts: dict[str, FileCount]) -> tuple[dict[int, dict[str, list[int]]], set[str]]:
         """Per reachable version, its files holding any subject's rows; and every file reachable."""
         table = self._open()
-        self._kinds(table)
+        self._paths(table)
         held: dict[int, dict[str, list[int]]] = {}
         paths: set[str] = set()
         for version in self._reachable(table.version()):
@@ -238,15 +275,20 @@ class DeltaEngine:
         if path in counts:
             return counts[path]
         with self._errors(self._relative(path)), pq.ParquetFile(path) as parquet:
-            count = FileCount(parquet.metadata.num_rows, 0, sought.zeros())
-            if all(column in parquet.schema_arrow.names for column in sought.columns):  # else added later: null
-                schema = pa.schema([plain(parquet.schema_arrow.field(column)) for column in sought.columns])
-                match = ArrowMatch(sought, schema)
-                for batch in parquet.iter_batches(columns=list(sought.columns), use_threads=False):
-                    mask, each = match.attribute(pa.Table.from_batches([batch]).cast(schema))
-                    if mask is not None:
-                        count.matched += pc.sum(mask).as_py() or 0
-                    count.each = [a + b for a, b in zip(count.each, each, strict=True)]
+            count = FileCount(parquet.metadata.num_rows, 0, sought.zeros(), [{} for _ in range(sought.size)])
+            try:
+                match: ArrowMatch | None = ArrowMatch(sought, parquet.schema_arrow)
+            except MissingColumn:
+                match = None  # a column added after this file was written: null in all its rows
+            if match is not None and not match.nobody:
+                for batch in parquet.iter_batches(columns=match.columns, use_threads=False):
+                    data = pa.Table.from_batches([batch])
+                    owned = match.owned(data)
+                    count.matched += len(owned)
+                    for _, whose in owned:
+                        for index in whose:
+                            count.each[index] += 1
+                    _spell(data, match, owned, count.spellings)
         counts[path] = count
         return count
 
@@ -325,3 +367,19 @@ class DeltaEngine:
             raise TransientError(f"{where}: {os.strerror(exc.errno)}") from exc
         except pa.ArrowException as exc:
             raise PermanentError(f"{where}: not a readable Parquet file") from exc
+
+
+def _spell(data: pa.Table, match: ArrowMatch, owned: list[tuple[int, frozenset[int]]],
+           spellings: list[Spellings]) -> None:
+    """Note, per subject, the stored values (and their places) its rows of a batch matched by."""
+    if not owned:
+        return
+    taken = pa.array([row for row, _ in owned], pa.int64())
+    tops = {path.top: path.column(data).take(taken).to_pylist() for path in match.paths}
+    sought = match.sought
+    for index, (key, path) in enumerate(zip(sought.keys, match.paths, strict=True)):
+        segments = [step[0] for step in path.steps if step is not None]
+        for row, (_, whose) in enumerate(owned):
+            for positions, value in leaves(tops[path.top][row], segments):
+                for subject in whose & sought.whose_value(key, value):
+                    spellings[subject].setdefault(index, {}).setdefault(positions, set()).add(value)

@@ -8,7 +8,11 @@ statistics exclude every value sought, finds with the where columns alone, and k
 schema, key-value metadata, codecs and row-group sizes. JSON lines and CSV keep every other
 record byte for byte: a kept line is copied, never re-serialized; CSV records are parsed with
 the csv module over the text while the raw lines each record spans are kept, so quoted fields
-holding newlines stay whole. A file ending in .gz is read and rewritten gzip-compressed."""
+holding newlines stay whole. A file ending in .gz is read and rewritten gzip-compressed.
+
+A file lacking a `where` column raises MissingColumn, whatever its rows: a Parquet schema or a
+CSV header without it, or a JSON lines file none of whose records has it (an empty one is
+fine). Statistics skip row groups only by columns compared as stored (see snapshot_match)."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from typing import BinaryIO
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.snapshot_match import NOBODY, ArrowMatch, Malformed, Sought
+from connectors.snapshot_match import NOBODY, ArrowMatch, Malformed, MissingColumn, Sought
 
 DELIMITERS = (",", "\t", ";", "|")  # the first most frequent in the header line wins
 QUOTED = re.compile(r'"[^"]*"')
@@ -76,7 +80,7 @@ class ParquetFormat(SnapshotFormat):
         """Rows of each subject in each row group that may hold them, reading only the where columns."""
         match = ArrowMatch(sought, parquet.schema_arrow)
         for index in self._candidates(parquet, match):
-            group = parquet.read_row_group(index, columns=list(sought.columns), use_threads=False)
+            group = parquet.read_row_group(index, columns=match.columns, use_threads=False)
             yield match.attribute(group)[1]
 
     def rewrite(self, path: str, sought: Sought, sink: BinaryIO) -> list[int]:
@@ -179,12 +183,15 @@ class RecordFormat(SnapshotFormat):
 
 
 class JsonLinesFormat(RecordFormat):
-    """JSON lines: one object per line; a where column names a top-level field."""
+    """JSON lines: one object per line; a where column names a top-level field or a dotted path."""
 
     label = "JSON lines"
 
     def records(self, stream: BinaryIO, sought: Sought) -> Iterator[tuple[bytes, frozenset[int]]]:
-        """Each line and whose it is; blank lines are kept and are nobody's."""
+        """Each line and whose it is; blank lines are kept and are nobody's. Once the last is read,
+        MissingColumn if there were records and none had some where column."""
+        seen = [False] * len(sought.keys)
+        records = 0
         for number, line in enumerate(stream, 1):
             if not line.strip():
                 yield line, NOBODY
@@ -196,7 +203,11 @@ class JsonLinesFormat(RecordFormat):
                 raise Malformed(f"line {number} is not valid JSON") from None
             if not isinstance(record, dict):
                 raise Malformed(f"line {number} is not a JSON object")
-            yield line, sought.whose_json(record)
+            records += 1
+            yield line, sought.whose_json(record, seen)
+        if records and not all(seen):
+            column = sought.columns[seen.index(False)]
+            raise MissingColumn(column, f"no record has the key {column!r}")
 
 
 class CsvFormat(RecordFormat):
@@ -239,8 +250,10 @@ class CsvFormat(RecordFormat):
 
 
 def _position(header: list[str], column: str) -> int:
+    if column not in header:
+        raise MissingColumn(column)
     if header.count(column) != 1:
-        raise Malformed(f"no column {column!r}" if column not in header else f"column {column!r} appears twice")
+        raise Malformed(f"column {column!r} appears twice")
     return header.index(column)
 
 

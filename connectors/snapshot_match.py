@@ -8,12 +8,22 @@ Matching is exact and type-aware; "42" matches:
 - a JSON 42, 42.0 or "42"; a CSV field whose text is exactly 42.
 Booleans, nulls, JSON arrays and objects match nothing; nor does an empty value. Columns of
 one `where` are ANDed, several values of one type ORed. A row matching two subjects is theirs
-both: it counts for each."""
+both: it counts for each.
+
+Text is compared after its identifier type's fold (connectors/normalize.py). The request's values
+arrive folded; the stored text (a string column, a binary one holding UTF-8, a CSV field, a JSON
+string) is folded the same way: by `fold_text` itself, or in Arrow by its ASCII kernels for ASCII
+text, where they agree with Python's exactly, and by `fold_text` for the rest (Arrow's Unicode
+case mapping is not Python's: "ß", "İ", a final "Σ"; a fold that differed could miss or widen).
+Folds touch text only: an integer column or a JSON number is matched by its value. A column of
+`match = "exact"` is compared as stored. Parquet statistics prune row groups only by columns
+compared as stored or not text: a folded column's min and max say nothing of its folded values."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -22,32 +32,43 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connectors.base import Subject, as_integer
+from connectors.normalize import TRIM_CHARS, Fold, fold_text
+from connectors.snapshot_paths import Malformed, MissingColumn, arrow_path, json_values, plain_type
+
+__all__ = ["NOBODY", "ArrowMatch", "Key", "Malformed", "MissingColumn", "Sought", "fold_array", "typed"]
 
 NOBODY: frozenset[int] = frozenset()
 
 
-class Malformed(Exception):
-    """A file this format cannot be read as; the message names the place, never a value."""
+@dataclass(frozen=True)
+class Key:
+    """One `where` column: its name (or dotted path), its identifier type, and the fold of its
+    stored text (None: compared as stored)."""
+
+    column: str
+    id_type: str
+    fold: Fold | None = ()
 
 
 class Sought:
     """The values a batch of subjects is sought by: for each `where` column, value -> subjects."""
 
-    def __init__(self, where: Sequence[tuple[str, str]], subjects: Sequence[Subject]) -> None:
+    def __init__(self, keys: Sequence[Key], subjects: Sequence[Subject]) -> None:
         self.size = len(subjects)
-        self.columns = tuple(column for column, _ in where)
+        self.keys = tuple(keys)
+        self.columns = tuple(key.column for key in self.keys)
         self.owners: dict[str, dict[str, frozenset[int]]] = {column: {} for column in self.columns}
         self.integers: dict[str, dict[int, frozenset[int]]] = {column: {} for column in self.columns}
         self._typed: dict[tuple[str, pa.DataType], dict[Any, frozenset[int]]] = {}
         for index, subject in enumerate(subjects):
-            values = {id_type: [v for v in subject.values(id_type) if v] for _, id_type in where}
+            values = {key.id_type: [v for v in subject.values(key.id_type) if v] for key in self.keys}
             if not all(values.values()):
                 continue  # a subject lacking a value for a where type matches nothing
-            for column, id_type in where:
-                for value in values[id_type]:
-                    _own(self.owners[column], value, index)
+            for key in self.keys:
+                for value in values[key.id_type]:
+                    _own(self.owners[key.column], value, index)
                     if (number := as_integer(value)) is not None:
-                        _own(self.integers[column], number, index)
+                        _own(self.integers[key.column], number, index)
 
     @property
     def nobody(self) -> bool:
@@ -73,49 +94,67 @@ class Sought:
 
     def whose_texts(self, fields: Sequence[str]) -> frozenset[int]:
         """The subjects a record matches, given its where fields' text in column order (CSV)."""
-        return _common(self.owners[c].get(text, NOBODY) for c, text in zip(self.columns, fields, strict=True))
+        return _common(
+            self.owners[key.column].get(_folded(text, key.fold), NOBODY)
+            for key, text in zip(self.keys, fields, strict=True)
+        )
 
-    def whose_json(self, record: Mapping[str, Any]) -> frozenset[int]:
-        """The subjects a JSON object matches by its top-level fields (floats parsed as Decimal)."""
-        return _common(self._whose_json_value(column, record.get(column)) for column in self.columns)
+    def whose_json(self, record: Mapping[str, Any], seen: list[bool]) -> frozenset[int]:
+        """The subjects a JSON object matches (floats parsed as Decimal); marks in `seen` the where
+        columns it has, so that a file none of whose records has one is told from a miss."""
+        common: frozenset[int] | None = None
+        for index, key in enumerate(self.keys):
+            values = json_values(record, key.column)
+            if values is None:
+                common = NOBODY
+                continue
+            seen[index] = True
+            if common is None or common:
+                whose = frozenset().union(*(self.whose_value(key, value) for value in values))
+                common = whose if common is None else common & whose
+        return common or NOBODY
 
-    def _whose_json_value(self, column: str, value: Any) -> frozenset[int]:
+    def whose_value(self, key: Key, value: Any) -> frozenset[int]:
+        """The subjects one JSON-like value (str, int, Decimal) of a where column is sought for."""
         if isinstance(value, str):
-            return self.owners[column].get(value, NOBODY)
+            return self.owners[key.column].get(_folded(value, key.fold), NOBODY)
         if isinstance(value, bool):
             return NOBODY
         if isinstance(value, int):
-            return self.integers[column].get(value, NOBODY)
+            return self.integers[key.column].get(value, NOBODY)
         if isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 20 and value == value.to_integral():
-            return self.integers[column].get(int(value), NOBODY)
+            return self.integers[key.column].get(int(value), NOBODY)
         return NOBODY
 
 
 class ArrowMatch:
-    """A Sought typed for one Arrow schema: a value set per column, and whose each typed value is."""
+    """A Sought typed for one Arrow schema: per where column, where it is, how its values are
+    compared, the value set, and whose each value is."""
 
     def __init__(self, sought: Sought, schema: pa.Schema) -> None:
         self.sought = sought
-        self.sets: dict[str, pa.Array] = {}
-        self.owners: dict[str, dict[Any, frozenset[int]]] = {}
-        self.bounds: dict[str, list[Any]] = {}  # the values to test min/max statistics with, sorted
-        for column in sought.columns:
-            found = len(schema.get_all_field_indices(column))
-            if found != 1:
-                raise Malformed(f"no column {column!r}" if not found else f"column {column!r} appears twice")
-            column_type = schema.field(column).type
-            if pa.types.is_dictionary(column_type):
-                column_type = column_type.value_type
-            owners = sought.typed_owners(column, column_type)
-            self.owners[column] = owners
-            self.sets[column] = pa.array(list(owners), column_type)
-            if _ordered(column_type):
-                self.bounds[column] = sorted(owners)  # one column's values are all int, float or str
+        self.paths = [arrow_path(schema, key.column) for key in sought.keys]
+        self.columns = list(dict.fromkeys(path.top for path in self.paths))  # the top-level columns to read
+        self.folds: list[Fold | None] = []
+        self.sets: list[pa.Array] = []
+        self.owners: list[dict[Any, frozenset[int]]] = []
+        self.bounds: dict[str, list[Any]] = {}  # by Parquet column path: values to test min/max with, sorted
+        for key, path in zip(sought.keys, self.paths, strict=True):
+            kind = _plain(path.leaf)
+            fold = key.fold if _textual(kind) else None
+            if fold is not None:
+                kind = pa.large_string() if _large(kind) else pa.string()
+            owners = sought.typed_owners(key.column, kind)
+            self.folds.append(fold)
+            self.owners.append(owners)
+            self.sets.append(pa.array(list(owners), kind))
+            if fold is None and not path.lists and _ordered(kind):
+                self.bounds[path.dotted] = sorted(owners)  # one column's values are all int, float or str
 
     @property
     def nobody(self) -> bool:
         """Whether no row of this schema can match: a where column can hold none of the values."""
-        return not all(self.owners.values())
+        return not all(self.owners)
 
     def may_hold(self, group: pq.RowGroupMetaData, positions: Mapping[str, int]) -> bool:
         """Whether a row group's min/max statistics leave room for a sought value (missing: maybe)."""
@@ -131,32 +170,89 @@ class ArrowMatch:
                     return False
         return True
 
-    def attribute(self, data: pa.Table) -> tuple[pa.ChunkedArray | pa.Array | None, list[int]]:
+    def attribute(self, data: pa.Table) -> tuple[pa.Array | None, list[int]]:
         """The mask of rows matching any subject (None if none do) and how many match each."""
         counts = self.sought.zeros()
-        if self.nobody or not data.num_rows:
-            return None, counts
-        masks = [pc.is_in(data.column(column), value_set=values) for column, values in self.sets.items()]
-        union = masks[0]
-        for mask in masks[1:]:
-            union = pc.and_(union, mask)
-        hits = pc.indices_nonzero(union)
-        if not len(hits):
-            return None, counts
-        # per-column membership is not per-subject: with two where columns, subject A's user_id
-        # beside subject B's email is in every column's set yet is neither's row
-        columns = [data.column(column).take(hits).to_pylist() for column in self.sets]
-        strays = []
-        for position, row in zip(hits.to_pylist(), zip(*columns, strict=True), strict=True):
-            whose = _common(self.owners[c].get(v, NOBODY) for c, v in zip(self.sets, row, strict=True))
+        union, owned = self._owned(data)
+        strays = False
+        for _, whose in owned:
             for index in whose:
                 counts[index] += 1
-            if not whose:
-                strays.append(position)
-        if strays:
-            positions = pa.array(range(data.num_rows), pa.int64())
-            union = pc.and_(union, pc.invert(pc.is_in(positions, value_set=pa.array(strays, pa.int64()))))
-        return (union if any(counts) else None), counts
+            strays = strays or not whose
+        if union is None or not any(counts):
+            return None, counts
+        if strays:  # in every column's set, yet nobody's: drop them from the mask
+            rows = pa.array([row for row, whose in owned if whose], pa.int64())
+            union = pc.is_in(pa.arange(0, data.num_rows), value_set=rows)
+        return union, counts
+
+    def owned(self, data: pa.Table) -> list[tuple[int, frozenset[int]]]:
+        """Each row matching some subject, with whose it is."""
+        return [(row, whose) for row, whose in self._owned(data)[1] if whose]
+
+    def _owned(self, data: pa.Table) -> tuple[pa.Array | None, list[tuple[int, frozenset[int]]]]:
+        """The mask of rows in every column's value set, and whose each such row is (maybe nobody's:
+        per-column membership is not per-subject, as A's user_id beside B's email is neither's)."""
+        if self.nobody or not data.num_rows:
+            return None, []
+        union = None
+        found = []
+        for index in range(len(self.paths)):
+            values, rows = self._values(data, index)
+            elements = pc.is_in(values, value_set=self.sets[index])
+            hit = pc.indices_nonzero(elements)
+            if not len(hit):
+                return None, []
+            if rows is None:
+                found.append((values, None))
+                mask = elements
+            else:  # a listed column: the rows of the elements that hit
+                found.append((values.take(hit), rows.take(hit)))
+                mask = pc.is_in(pa.arange(0, data.num_rows), value_set=found[-1][1])
+            union = mask if union is None else pc.and_(union, mask)
+        hits = pc.indices_nonzero(union)
+        if not len(hits):
+            return None, []
+        owners = [self._whose(index, hits, *found[index]) for index in range(len(self.paths))]
+        return union, [(row, _common(column[i] for column in owners)) for i, row in enumerate(hits.to_pylist())]
+
+    def _values(self, data: pa.Table, index: int) -> tuple[pa.Array, pa.Array | None]:
+        """One where column's values as compared (folded if text with a fold), and their rows if listed."""
+        values, rows = self.paths[index].values(data)
+        fold = self.folds[index]
+        if fold is None:
+            return values, rows
+        if pa.types.is_dictionary(values.type):
+            values = values.dictionary_decode()
+        if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):
+            values = _as_text(values)
+        return fold_array(values, fold), rows
+
+    def _whose(self, index: int, hits: pa.Array, values: pa.Array, rows: pa.Array | None) -> list[frozenset[int]]:
+        """Per hit row, the subjects one where column holds the values of (of any element, if listed)."""
+        owners = self.owners[index]
+        if rows is None:  # one value per row
+            return [owners.get(value, NOBODY) for value in values.take(hits).to_pylist()]
+        by_row: dict[int, frozenset[int]] = {}
+        for row, value in zip(rows.to_pylist(), values.to_pylist(), strict=True):
+            by_row[row] = by_row.get(row, NOBODY) | owners.get(value, NOBODY)
+        return [by_row.get(row, NOBODY) for row in hits.to_pylist()]
+
+
+def fold_array(texts: pa.Array, fold: Fold) -> pa.Array:
+    """Each text folded as `fold_text` folds it: by Arrow's ASCII kernels where the text is ASCII
+    (NFC leaves it as it is), by `fold_text` for the others."""
+    others = pc.invert(pc.fill_null(pc.string_is_ascii(texts), True))
+    folded = texts
+    for step in fold:
+        if step == "trim":
+            folded = pc.utf8_trim(folded, characters=TRIM_CHARS)
+        else:
+            folded = pc.ascii_lower(folded) if step == "lower" else pc.ascii_upper(folded)
+    if not pc.any(others).as_py():
+        return folded
+    spelled = [fold_text(text, fold) for text in texts.filter(others).to_pylist()]
+    return pc.replace_with_mask(folded, others, pa.array(spelled, texts.type))
 
 
 def typed(value: str, column_type: pa.DataType) -> Any | None:
@@ -180,6 +276,41 @@ def typed(value: str, column_type: pa.DataType) -> Any | None:
             return held if held == number else None  # exactly: 2**53 + 1 is no float
         return pa.scalar(value).cast(column_type).as_py()  # dates, times: by Arrow's strict parse
     except (pa.ArrowException, OverflowError, ValueError, TypeError):
+        return None
+
+
+def _folded(text: str, fold: Fold | None) -> str:
+    return text if fold is None else fold_text(text, fold)
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """The type values are compared as: a dictionary's values, a view as its plain type."""
+    return plain_type(kind.value_type if pa.types.is_dictionary(kind) else kind)
+
+
+def _textual(kind: pa.DataType) -> bool:
+    """Whether a column holds text a fold applies to: strings, and bytes (folded where they are UTF-8)."""
+    return any(check(kind) for check in (
+        pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary))
+
+
+def _large(kind: pa.DataType) -> bool:
+    return pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    """Bytes as text; a value that is not UTF-8 becomes null (no request's value is such bytes)."""
+    target = pa.large_string() if pa.types.is_large_binary(values.type) else pa.string()
+    try:
+        return values.cast(target)
+    except pa.ArrowInvalid:
+        return pa.array([_decoded(value) for value in values.to_pylist()], target)
+
+
+def _decoded(value: bytes | None) -> str | None:
+    try:
+        return None if value is None else value.decode()
+    except UnicodeDecodeError:
         return None
 
 

@@ -2,7 +2,11 @@
 (Parquet, JSON lines, CSV, gzipped or not) or a Delta table. Files holding a subject's rows are
 rewritten without them, atomically; the others are only ever read, so their bytes and mtime
 stay as they were. Many subjects share one pass: each file is read once for all of them and
-rewritten at most once, and each subject gets its own counts, evidence and snapshot hits."""
+rewritten at most once, and each subject gets its own counts, evidence and snapshot hits.
+
+A file lacking a `where` column fails the system (PermanentError naming the file and the column),
+for a miss there would be certified as an erasure; with `on_missing_column = "skip"` it is left
+untouched by erase, verify and locate alike, and each outcome lists it in `files_skipped`."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from connectors.base import Connector, Journal, Outcome, SnapshotHit, Subject
 from connectors.snapshot_config import SnapshotConfig
 from connectors.snapshot_formats import format_of, suffixes
 from connectors.snapshot_locations import open_location
-from connectors.snapshot_match import Malformed, Sought
+from connectors.snapshot_match import Malformed, MissingColumn, Sought
 from worker.errors import PermanentError, TransientError
 
 __all__ = ["Location", "SnapshotConfig", "SnapshotConnector", "open_location"]
@@ -86,14 +90,14 @@ class SnapshotConnector(Connector):
         """For each subject, the snapshots holding their rows; each file is read once for all."""
         if self.config.format == "delta":
             return list(self._engine().locate_many(subjects))
-        counts = self._counts(Sought(self.config.where, subjects))
+        counts = self._counts(Sought(self.config.keys, subjects), [])
         return [self._hits({rel: n[i] for rel, n in counts.items() if n[i]}) for i in range(len(subjects))]
 
     def verify_many(self, subjects: Sequence[Subject]) -> list[int]:
         """For each subject, how many of their rows are left; each file is read once for all."""
         if self.config.format == "delta":
             return list(self._engine().verify_many(subjects))
-        counts = self._counts(Sought(self.config.where, subjects))
+        counts = self._counts(Sought(self.config.keys, subjects), [])
         return [sum(n[i] for n in counts.values()) for i in range(len(subjects))]
 
     def erase_many(self, subjects: Sequence[Subject], journal: Journal | None = None) -> list[Outcome]:
@@ -101,17 +105,18 @@ class SnapshotConnector(Connector):
         `journal` hears of each file's removed rows before the file is swapped in."""
         if self.config.format == "delta":
             return list(self._engine().erase_many(subjects))
-        sought = Sought(self.config.where, subjects)
+        sought = Sought(self.config.keys, subjects)
         removed: dict[str, list[int]] = {}
         purged: dict[str, list[int]] = {}
+        skipped: list[dict[str, Any]] = []
         if not sought.nobody:
             self._check_location()
             with self._errors("location"), self.location.locked():
                 for rel in self._files():
-                    if rows := self._rewrite(rel, sought, journal):
+                    if rows := self._rewrite(rel, sought, journal, skipped):
                         removed[rel] = rows
-                    purged[rel] = self._purge(rel, sought)
-        return [self._outcome(i, removed, purged) for i in range(len(subjects))]
+                    purged[rel] = self._purge(rel, sought, skipped)
+        return [self._outcome(i, removed, purged, skipped) for i in range(len(subjects))]
 
     def close(self) -> None:
         """Release the Delta engine, if one was opened."""
@@ -139,42 +144,47 @@ class SnapshotConnector(Connector):
         with self._errors("location"):
             return self.location.data_files(suffixes(self.config.format))
 
-    def _counts(self, sought: Sought) -> dict[str, list[int]]:
+    def _counts(self, sought: Sought, skipped: list[dict[str, Any]]) -> dict[str, list[int]]:
         """Each file's rows per subject, reading each file once, changing nothing."""
         self._check_location()
         if sought.nobody:
             return {}
         counts = {}
         for rel in self._files():
-            with self._errors(rel), self.location.reading(rel) as path:
+            with self._errors(rel), self._unless_missing(rel, skipped), self.location.reading(rel) as path:
                 counts[rel] = format_of(self.config.format, rel).count(path, sought)
         return counts
 
-    def _rewrite(self, rel: str, sought: Sought, journal: Journal | None) -> list[int] | None:
+    def _rewrite(self, rel: str, sought: Sought, journal: Journal | None,
+                 skipped: list[dict[str, Any]]) -> list[int] | None:
         """Write a file again without any subject's rows if it holds some; rows removed per subject."""
         fmt = format_of(self.config.format, rel)
         tell = None if journal is None else (lambda rows: journal(rel, rows))
-        with self._errors(rel), self.location.reading(rel) as path:
+        with self._errors(rel), self._unless_missing(rel, skipped), self.location.reading(rel) as path:
             if not fmt.holds(path, sought):
                 return None  # never opened for writing: bytes and mtime stay
             return self.location.replace(rel, lambda sink: fmt.rewrite(path, sought, sink), tell)
+        return None  # lacks a where column, and skipped
 
-    def _purge(self, rel: str, sought: Sought) -> list[int]:
+    def _purge(self, rel: str, sought: Sought, skipped: list[dict[str, Any]]) -> list[int]:
         """Delete a file's older versions holding any subject; per subject, how many held theirs."""
         held = sought.zeros()
         fmt = format_of(self.config.format, rel)
 
         def holds(path: str) -> bool:
-            counts = fmt.count(path, sought)
-            for subject, n in enumerate(counts):
+            counts = None
+            with self._unless_missing(rel, skipped, older=True):
+                counts = fmt.count(path, sought)
+            for subject, n in enumerate(counts or ()):
                 held[subject] += bool(n)
-            return any(counts)
+            return any(counts or ())
 
         with self._errors(rel):
             total = self.location.purge_history(rel, holds)
         return [min(n, total) for n in held]
 
-    def _outcome(self, subject: int, removed: dict[str, list[int]], purged: dict[str, list[int]]) -> Outcome:
+    def _outcome(self, subject: int, removed: dict[str, list[int]], purged: dict[str, list[int]],
+                 skipped: list[dict[str, Any]]) -> Outcome:
         """One subject's share of a batch's erasure: their rows, files and snapshots."""
         files = []
         for rel in sorted(removed.keys() | purged.keys()):
@@ -184,7 +194,8 @@ class SnapshotConnector(Connector):
                 entry: dict[str, Any] = {"snapshot": self._snapshot(rel), "file": rel, "rows_removed": rows}
                 files.append(entry | ({"older_versions_removed": older} if older else {}))
         rows_by_file = {rel: n[subject] for rel, n in removed.items() if n[subject]}
-        return Outcome(sum(rows_by_file.values()), {"files": files}, self._hits(rows_by_file))
+        evidence: dict[str, Any] = {"files": files} | ({"files_skipped": list(skipped)} if skipped else {})
+        return Outcome(sum(rows_by_file.values()), evidence, self._hits(rows_by_file))
 
     def _snapshot(self, rel: str) -> str:
         return f"{self.config.name}:{rel.split('/', 1)[0]}"
@@ -197,6 +208,19 @@ class SnapshotConnector(Connector):
             SnapshotHit(snapshot, sum(rows[rel] for rel in files), tuple(files))
             for snapshot, files in by_snapshot.items()
         )
+
+    @contextmanager
+    def _unless_missing(self, rel: str, skipped: list[dict[str, Any]], older: bool = False) -> Iterator[None]:
+        """Let a file lacking a where column fail the system, or with `on_missing_column = "skip"`
+        leave it and list it."""
+        try:
+            yield
+        except MissingColumn as exc:
+            if self.config.on_missing_column != "skip":
+                raise
+            entry = {"file": rel, "missing": exc.column} | ({"older_version": True} if older else {})
+            if entry not in skipped:  # once per file, however many older versions lack the column
+                skipped.append(entry)
 
     @contextmanager
     def _errors(self, rel: str) -> Iterator[None]:

@@ -16,6 +16,7 @@ from connectors import snapshot_delta  # noqa: E402
 from connectors.base import ConfigReader, SnapshotHit, Subject  # noqa: E402
 from connectors.snapshot_config import SnapshotConfig  # noqa: E402
 from connectors.snapshot_delta import DeltaEngine, predicate  # noqa: E402
+from connectors.snapshot_paths import ArrowPath  # noqa: E402
 from worker.errors import ConfigError, PermanentError, TransientError  # noqa: E402
 
 SCHEMA = pa.schema([("user_id", pa.int64()), ("email", pa.string()), ("code", pa.string())])
@@ -195,16 +196,16 @@ def test_unusual_characters_are_matched_exactly(tmp_path: Path) -> None:
 
 
 def test_the_predicate_spells_unsafe_characters_as_chr() -> None:
-    """No quote or backslash of a value reaches the SQL text."""
-    text = predicate((("email", "email"),), {"email": pa.string()}, [Subject({"email": ("' OR '1'='1\\",)})])
+    """No quote or backslash of a stored value reaches the SQL text."""
+    text = predicate([ArrowPath("email", "email", (), pa.string())], [{0: {(): {"' OR '1'='1\\"}}}])
     assert text == "(\"email\" IN (concat(chr(39), ' OR ', chr(39), '1', chr(39), '=', chr(39), '1', chr(92))))"
 
 
 def test_a_subject_without_a_where_value_matches_nothing(table: Path) -> None:
     """No predicate at all: no version is committed, no row deleted."""
     where = {"user_id": "user_id", "email": "email"}
-    assert predicate((("user_id", "user_id"), ("email", "email")), {"user_id": pa.int64(), "email": pa.string()},
-                     [user("42")]) is None
+    paths = [ArrowPath("user_id", "user_id", (), pa.int64()), ArrowPath("email", "email", (), pa.string())]
+    assert predicate(paths, [{0: {(): {42}}}]) is None
     assert engine(table, where).erase_many([user("42")])[0].items_erased == 0
     assert DeltaTable(table).version() == 3
 

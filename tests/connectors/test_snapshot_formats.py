@@ -107,8 +107,8 @@ def test_a_format_takes_its_own_endings_only(tmp_path: Path, fmt: str, taken: li
     ('{"user_id": null}', False),
     ('{"user_id": [42]}', False),
     ('{"user_id": {"id": 42}}', False),
-    ('{"other": 42}', False),
-    ('{"user": {"user_id": 42}}', False),
+    ('{"other": 42}\n{"user_id": 7}', False),
+    ('{"user": {"user_id": 42}}\n{"user_id": 7}', False),
 ])
 def test_jsonl_matches_by_type(tmp_path: Path, line: str, matches: bool) -> None:
     """"42" matches a JSON 42, "42" or integral 42.0, and nothing near it."""
