@@ -223,8 +223,8 @@ def bare_app(config_path: Path) -> Any:
     import psycopg
     from kombu import Queue
 
-    from worker import celery_app
     from worker.config import load
+    from worker.queue import celery_app
 
     config = load(config_path)
     app = celery_app.configure(config)
@@ -286,14 +286,15 @@ def drive_erasure(config_path: str, requests: int, publishers: int, stall: float
     request's submit time is taken here; its completion time comes from the workers' logs."""
     from sqlalchemy import func, select
 
-    from worker import intake, logs
+    from worker import logs
     from worker.config import load
+    from worker.engine import intake
     from worker.errors import ErasureError
-    from worker.runtime import Runtime
+    from worker.queue.dispatch import celery_runtime
     from worker.store.models import Request, RequestStatus
 
     logs.configure(level="WARNING")
-    rt = Runtime(load(Path(config_path)))
+    rt = celery_runtime(load(Path(config_path)))
     rt.engine  # noqa: B018 - migrated before the clock starts
     submitted: dict[str, float] = {}
 

@@ -13,6 +13,8 @@ Task code catches only these; vendor exceptions never cross a connector's bounda
 Messages are one line and never carry an identifier's value.
 """
 
+from worker.redact import scrub
+
 
 class ErasureError(Exception):
     """Base of every error erasure-worker raises on purpose."""
@@ -49,7 +51,5 @@ class PermanentError(ConnectorError):
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """The exception as one short line, fit for a status field or a log event, scrubbed of the
     values of the subject being worked on (a driver may echo a bound parameter)."""
-    from worker.redact import scrub
-
     text = scrub(" ".join(str(exc).split())) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"

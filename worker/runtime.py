@@ -1,5 +1,6 @@
 """All process-wide state in one place: the config, the store's engine, the connectors
-(one per system, kept for the life of the process) and the way messages are sent."""
+(one per system, kept for the life of the process) and the way messages are sent (a Dispatch:
+the queue's Celery one in a process, a list in tests)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from connectors import REGISTRY
 from connectors.base import Connector, Subject
-from worker import celery_app, keys
+from worker import keys
 from worker.config import Config
 from worker.store.engine import create_store_engine, migrate
-from worker.store.models import Request
+from worker.store.models import Request, Suppression
 
 
 class Dispatch(Protocol):
@@ -32,25 +33,6 @@ class Dispatch(Protocol):
 
     def tag(self, model: str, version: str) -> None:
         """Enqueue the MLflow tagging of one flagged model version."""
-
-
-class CeleryDispatch:
-    """Dispatch through the Celery broker, routed by connector kind."""
-
-    def start(self, request_id: str) -> None:
-        """Send erasure.start to the intake queue."""
-        celery_app.app.send_task("erasure.start", args=[request_id], queue=celery_app.INTAKE_QUEUE)
-
-    def erase(self, request_id: str, system: str, kind: str, countdown: float | None = None,
-              also: Sequence[str] = ()) -> None:
-        """Send erasure.erase_system to the queue of the system's kind."""
-        celery_app.app.send_task("erasure.erase_system", args=[request_id, system],
-                                 kwargs={"also": list(also)} if also else {},
-                                 queue=celery_app.queue_for(kind), countdown=countdown)
-
-    def tag(self, model: str, version: str) -> None:
-        """Send erasure.tag_mlflow to its own queue."""
-        celery_app.app.send_task("erasure.tag_mlflow", args=[model, version], queue=celery_app.MLFLOW_QUEUE)
 
 
 GROUP_SECONDS = 0.5  # a pass of a kind that erases one subject at a time takes along what it erases in about this
@@ -85,17 +67,15 @@ class Pace:
 class Runtime:
     """What one process holds while it works on requests."""
 
-    def __init__(self, config: Config, dispatch: Dispatch | None = None) -> None:
+    def __init__(self, config: Config, dispatch: Dispatch) -> None:
         self.config = config
-        self.dispatch: Dispatch = dispatch or CeleryDispatch()
+        self.dispatch = dispatch
         self._engine: Engine | None = None
         self._connectors: dict[str, Connector] = {}
         self._keys: keys.KeyRing | None = None
         self._lock = threading.Lock()  # the worker runs tasks in threads
         self._claims: dict[tuple[str, str], datetime] = {}  # (request, system) -> lease_until, held here
         self.pace = Pace()
-        if dispatch is None:
-            celery_app.configure(config)
 
     @property
     def engine(self) -> Engine:
@@ -199,8 +179,6 @@ def seal_legacy_identifiers(engine: Engine, keyring: Callable[[], keys.KeyRing])
 def rotate_keys(rt: Runtime) -> dict[str, int]:
     """Seal again, under the newest secret, every sealed value sealed under an older one, so the
     older secrets can then be dropped. Idempotent; one transaction per table."""
-    from worker.store.models import Suppression
-
     ring, counts = rt.keyring, {"requests": 0, "suppressions": 0}
     with rt.transaction() as session:
         for request in session.scalars(select(Request).where(Request.sealed_identifiers.is_not(None))):
@@ -216,23 +194,3 @@ def rotate_keys(rt: Runtime) -> dict[str, int]:
                                          ring.open(keys.SUPPRESSION, entry.request_id, entry.sealed))
                 counts["suppressions"] += 1
     return counts
-
-
-_current: Runtime | None = None
-
-
-def install(runtime: Runtime) -> Runtime:
-    """Make this the process's runtime (the worker's tasks use it)."""
-    global _current
-    _current = runtime
-    return runtime
-
-
-def current() -> Runtime:
-    """The process's runtime; a worker started by Celery directly loads the default config."""
-    global _current
-    if _current is None:
-        from worker.config import config_path, load
-
-        _current = Runtime(load(config_path()))
-    return _current

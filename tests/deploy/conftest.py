@@ -289,13 +289,13 @@ def seed_store(stack: Stack) -> None:
     """Migrate the stack's store (as the first process to open it does) and record two requests with
     systems settled in the last hour and one still pending, so every metric family has samples."""
     from worker.config import load
-    from worker.runtime import Runtime
+    from worker.queue.dispatch import celery_runtime
     from worker.store.models import Request, SystemTask, utcnow
 
     with pytest.MonkeyPatch.context() as patch:
         for name in ("ERASURE_STORE_URL", "ERASURE_BROKER_URL", "ERASURE_SECRET_KEY", "ERASURE_SUBJECT_KEY"):
             patch.setenv(name, stack.env[name])
-        rt = Runtime(load(DEPLOY / "erasure.toml"))
+        rt = celery_runtime(load(DEPLOY / "erasure.toml"))
         try:
             rt.check()
             now = utcnow()

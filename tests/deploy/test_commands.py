@@ -1,5 +1,5 @@
 """Every command the deploy files and the runbook run exists: each `erasure ...` is parsed by the
-real command line (worker.cli), each other program is one the image or its service has."""
+real command line (worker.surfaces.cli), each other program is one the image or its service has."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import DEPLOY, ROOT, deploy_commands, erasure_invocations, shell_words
-from worker.cli import build_parser
+from worker.surfaces.cli import build_parser
 
 DOCS = (ROOT / "docs" / "runbook.md", DEPLOY / "README.md")
 # programs the deploy files run besides erasure, and where they come from

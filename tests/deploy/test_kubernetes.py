@@ -26,8 +26,8 @@ from tests.deploy.conftest import (
     of_kind,
     pod_spec,
 )
-from worker import celery_app
 from worker.config import Config, parse
+from worker.queue import celery_app
 
 CRDS: dict[str, Any] = {"ScaledObject": ScaledObject, "TriggerAuthentication": TriggerAuthentication,
                         "ServiceMonitor": ServiceMonitor}

@@ -12,7 +12,7 @@ from tests.deploy.conftest import ROOT, python_files
 
 RUNBOOK = ROOT / "docs" / "runbook.md"
 LEVELS = {"warning": "warning", "warn": "warning", "error": "error", "exception": "error", "critical": "error"}
-# `_log(f"system.{to}", to == S.FAILED, ...)` in worker/state.py: warning when the flag holds, else info
+# `_log(f"system.{to}", to == S.FAILED, ...)` in worker/engine/state.py: warning when the flag holds, else info
 FLAGGED_LOGGER = "_log"
 EVENT = re.compile(r"[a-z_]+(\.[a-z_]+)+")  # how events are named; a call with such a first argument is a log
 

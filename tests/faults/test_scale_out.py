@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from tests.faults.conftest import Backend, WorkerProcess, app_and_training, erasure, submit, wait_for, write_config
 from tests.worker.conftest import stub
-from worker.celery_app import INTAKE_QUEUE, queue_for
+from worker.queue.celery_app import INTAKE_QUEUE, queue_for
 
 pytestmark = pytest.mark.faults
 # each user has a users row and ROWS_EACH rows in each snapshot; ids that no count or attempt in a log equals

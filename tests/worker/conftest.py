@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from worker import mlflow_lineage, pipeline
 from worker.config import load
+from worker.engine import fanout, passes
+from worker.integrations import mlflow_lineage
 from worker.runtime import Runtime
 
 IDENTIFIERS = """
@@ -79,13 +80,13 @@ def drain(rt: Runtime, limit: int = 500) -> int:
     while dispatch.sent:
         message = dispatch.sent.pop(0)
         if message[0] == "start":
-            pipeline.start(rt, message[1])
+            fanout.start(rt, message[1])
         elif message[0] == "tag":  # Celery's retries, played at once
             attempt = 1
             while mlflow_lineage.tag(rt, message[1], message[2], attempt) is not None:
                 attempt += 1
         else:
-            pipeline.erase_system(rt, message[1], message[2], message[5] if len(message) > 5 else ())
+            passes.erase_system(rt, message[1], message[2], message[5] if len(message) > 5 else ())
         done += 1
         assert done < limit, "messages keep coming"
     return done

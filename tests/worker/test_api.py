@@ -24,12 +24,12 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import free_port
 from tests.worker.conftest import ListDispatch, drain, stub, toml_value, write_config
-from worker.api import Tokens, create_app
-from worker.cli import main
 from worker.config import load, parse
 from worker.errors import ConfigError
 from worker.runtime import Runtime
 from worker.store.models import Lineage, ModelFlag, Request, SystemTask, utcnow
+from worker.surfaces.api import Tokens, create_app
+from worker.surfaces.cli import main
 
 with warnings.catch_warnings():  # starlette asks for httpx2, which is not released alongside it yet
     warnings.simplefilter("ignore")

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from tests.worker.conftest import at_once, drain, stub
-from worker import audit, deadlines, intake, pipeline
-from worker.cli import main
+from worker.engine import audit, deadlines, fanout, intake
 from worker.runtime import Runtime
 from worker.store.models import AuditEvent
+from worker.surfaces.cli import main
 
 MakeRuntime = Callable[..., Runtime]
 
@@ -155,7 +155,7 @@ def test_retry_and_extend_are_audited_with_their_reasons(make_runtime: MakeRunti
     rt = make_runtime(stub("crm", fail_permanently=True))
     request_id = erased(rt)
     deadlines.extend(rt, request_id, 2, "complex request, told the subject on the 3rd")
-    pipeline.retry(rt, request_id)
+    fanout.retry(rt, request_id)
     by_type = {e.type: e.data for e in events(rt, request_id)}
     assert by_type["request.extended"]["months"] == 2
     assert by_type["request.extended"]["reason"] == "complex request, told the subject on the 3rd"

@@ -10,13 +10,14 @@ from typing import Any
 
 from connectors.stub import StubConnector
 from tests.worker.conftest import ListDispatch, drain, stub
-from worker import intake, pipeline, views
+from worker.engine import fanout, intake, passes
 from worker.runtime import Runtime
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 
 
-def passes(rt: Runtime, system: str = "snap") -> list[int]:
+def pass_sizes(rt: Runtime, system: str = "snap") -> list[int]:
     """The sizes of the erase passes the stub system has seen."""
     connector = rt.connector(system)
     assert isinstance(connector, StubConnector)
@@ -40,7 +41,7 @@ def test_waiting_requests_share_one_pass(make_runtime: MakeRuntime) -> None:
 
     drain(rt)
 
-    assert passes(rt) == [3]
+    assert pass_sizes(rt) == [3]
     for request_id in ids:
         status = views.status(rt, request_id)
         assert status["status"] == "completed"
@@ -55,7 +56,7 @@ def test_batch_size_bounds_a_pass(make_runtime: MakeRuntime) -> None:
 
     drain(rt)
 
-    assert passes(rt) == [2, 2, 1]
+    assert pass_sizes(rt) == [2, 2, 1]
     assert {views.status(rt, i)["status"] for i in ids} == {"completed"}
 
 
@@ -66,7 +67,7 @@ def test_a_kind_that_does_not_batch_erases_one_request_per_pass(make_runtime: Ma
 
     drain(rt)
 
-    assert passes(rt) == [1, 1, 1]
+    assert pass_sizes(rt) == [1, 1, 1]
 
 
 def test_a_failed_pass_fails_each_member_and_retries_go_alone(make_runtime: MakeRuntime) -> None:
@@ -76,7 +77,7 @@ def test_a_failed_pass_fails_each_member_and_retries_go_alone(make_runtime: Make
 
     drain(rt)
 
-    assert passes(rt) == [3, 1, 1, 1]
+    assert pass_sizes(rt) == [3, 1, 1, 1]
     for request_id in ids:
         assert systems(rt, request_id)["snap"]["status"] == "erased"
         assert systems(rt, request_id)["snap"]["attempts"] == 2
@@ -89,8 +90,8 @@ def test_only_the_same_system_joins(make_runtime: MakeRuntime) -> None:
 
     drain(rt)
 
-    assert passes(rt, "snap") == [2]
-    assert passes(rt, "other") == [2]
+    assert pass_sizes(rt, "snap") == [2]
+    assert pass_sizes(rt, "other") == [2]
     assert {views.status(rt, i)["status"] for i in ids} == {"completed"}
 
 
@@ -98,7 +99,7 @@ def test_the_first_request_waits_for_others_to_join(make_runtime: MakeRuntime) -
     """A request submitted while the first waits (batch_wait_seconds) joins its pass."""
     rt = make_runtime(stub("snap", batches=True), worker="batch_wait_seconds = 3\nbatch_size = 2")
     first = intake.submit(rt, {"user_id": "1"}).request_id
-    pipeline.start(rt, first)
+    fanout.start(rt, first)
     dispatch = rt.dispatch
     assert isinstance(dispatch, ListDispatch)
     dispatch.sent.clear()  # the first's erase message, played below by hand
@@ -106,12 +107,12 @@ def test_the_first_request_waits_for_others_to_join(make_runtime: MakeRuntime) -
     def late_submit() -> None:
         time.sleep(0.5)
         second = intake.submit(rt, {"user_id": "2"}).request_id
-        pipeline.start(rt, second)
+        fanout.start(rt, second)
 
     joiner = threading.Thread(target=late_submit)
     joiner.start()
-    pipeline.erase_system(rt, first, "snap")  # waits until the second is pending (batch_size 2)
+    passes.erase_system(rt, first, "snap")  # waits until the second is pending (batch_size 2)
     joiner.join()
 
-    assert passes(rt) == [2]
+    assert pass_sizes(rt) == [2]
     assert {views.status(rt, r["request_id"])["status"] for r in views.listing(rt)} == {"completed"}

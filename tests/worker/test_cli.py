@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.worker.conftest import drain, stub, write_config
-from worker import intake
-from worker.cli import main, table
+from worker.engine import intake
 from worker.runtime import Runtime
+from worker.surfaces.cli import main, table
 
 STATUS_KEYS = {"request_id", "status", "received_at", "deadline", "completed_at", "subject_ref",
                "systems", "flagged_models"}

@@ -13,11 +13,12 @@ import pytest
 
 from tests.worker.conftest import drain, stub
 from tests.worker.test_reconcile import Recorder
-from worker import deadlines, intake, reconcile, views
-from worker.cli import main
 from worker.config import Deadline, add_months, load
+from worker.engine import deadlines, intake, reconcile
 from worker.runtime import Runtime
 from worker.store.models import Request, utcnow
+from worker.surfaces import views
+from worker.surfaces.cli import main
 
 MakeRuntime = Callable[..., Runtime]
 USER = "918273645546372819"  # long enough never to turn up in an id or a hash by chance

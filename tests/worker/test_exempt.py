@@ -17,12 +17,13 @@ from sqlalchemy import select, update
 from connectors.base import Retention
 from connectors.stub import StubConnector
 from tests.worker.conftest import ListDispatch, drain, stub, write_config
-from worker import intake, pipeline, reconcile, views
-from worker.cli import main
 from worker.config import load
+from worker.engine import fanout, intake, reconcile
 from worker.errors import ConfigError
 from worker.runtime import Runtime
 from worker.store.models import AuditEvent, SystemStatus, SystemTask
+from worker.surfaces import views
+from worker.surfaces.cli import main
 
 MakeRuntime = Callable[..., Runtime]
 TAX = {"reason": "kept 10 years for tax law", "until": "2035-12-31"}
@@ -106,7 +107,7 @@ def test_a_retained_system_is_exempt_without_its_connector(make_runtime: MakeRun
     """At fan-out a retained system turns exempt with its reason, gets no message, and the request completes."""
     rt = make_runtime(stub("billing", retain=TAX) + stub("crm"))
     request_id = intake.submit(rt, {"user_id": "42"}).request_id
-    pipeline.start(rt, request_id)
+    fanout.start(rt, request_id)
     assert isinstance(rt.dispatch, ListDispatch)
     assert [m[:3] for m in rt.dispatch.sent if m[0] == "erase"] == [("erase", request_id, "crm")]
     drain(rt)
@@ -298,7 +299,7 @@ def test_a_dpo_cannot_exempt_a_system_while_it_runs(make_runtime: MakeRuntime,
     """A system a worker holds is refused with a one-line "try again", and the worker's claim stands."""
     rt = make_runtime(stub("crm"))
     request_id = intake.submit(rt, {"user_id": "42"}).request_id
-    pipeline.start(rt, request_id)
+    fanout.start(rt, request_id)
     with rt.transaction() as session:
         session.execute(update(SystemTask).values(status=SystemStatus.RUNNING, attempts=1,
                                                   lease_until=datetime.now(UTC) + timedelta(minutes=5)))

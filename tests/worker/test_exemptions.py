@@ -8,8 +8,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from tests.worker.conftest import drain, stub
-from worker import intake, reconcile, views
+from worker.engine import intake, reconcile
 from worker.runtime import Runtime
+from worker.surfaces import views
 
 
 def test_locked_items_leave_the_system_exempt_and_the_request_completed(

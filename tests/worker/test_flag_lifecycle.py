@@ -20,13 +20,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
 from tests.worker.test_flags import NO_BATCH_WAIT, OCT, erased, snapshot_system, write_snapshot
-from worker import flags, lineage, logs, views
-from worker.cli import main
+from worker import logs
+from worker.engine import flags, lineage
+from worker.engine.flags import F
 from worker.errors import InputError, RefusedError
-from worker.flags import F
 from worker.runtime import Runtime
 from worker.store.engine import MIGRATIONS, create_store_engine, migrate
 from worker.store.models import Base, FlagEvent, Lineage, ModelFlag
+from worker.surfaces import views
+from worker.surfaces.cli import main
 
 MakeRuntime = Callable[..., Runtime]
 
@@ -51,7 +53,7 @@ def flagged(make_runtime: MakeRuntime, clicks: Path) -> tuple[Runtime, list[str]
 
 def states(rt: Runtime, model: str = "recsys", version: str = "1") -> dict[str, str]:
     """Each flag's state of one model version, by request id."""
-    found = next(m for m in lineage.models(rt, flagged_only=False) if (m["model"], m["version"]) == (model, version))
+    found = next(m for m in views.models(rt, flagged_only=False) if (m["model"], m["version"]) == (model, version))
     return {f["request_id"]: f["state"] for f in found["flags"]}
 
 
@@ -66,7 +68,7 @@ def history(rt: Runtime) -> list[tuple[str, str, str, str]]:
 def test_a_new_flag_is_open_with_no_reason(flagged: tuple[Runtime, list[str]]) -> None:
     """A flag starts open, with no reason and no change time, and no history."""
     rt, _ = flagged
-    flag = lineage.models(rt, flagged_only=True)[0]["flags"][0]
+    flag = views.models(rt, flagged_only=True)[0]["flags"][0]
     assert (flag["state"], flag["reason"], flag["changed_at"], flag["history"]) == ("open", None, None, [])
     assert flag["flagged_at"].endswith("Z")
 
@@ -80,7 +82,7 @@ def test_ack_then_retrained_records_each_step(make_runtime: MakeRuntime, clicks:
 
     assert flags.change(rt, "recsys", "1", F.ACKNOWLEDGED, "ticket ML-12") == [(i, "open") for i in ids]
     assert flags.change(rt, "recsys", "1", F.RETRAINED, " recsys 2 replaces it ") == [(i, "acknowledged") for i in ids]
-    flag = lineage.models(rt, flagged_only=True)[0]["flags"][0]
+    flag = views.models(rt, flagged_only=True)[0]["flags"][0]
     assert (flag["state"], flag["reason"]) == ("retrained", "recsys 2 replaces it")
     assert flag["changed_at"].endswith("Z")
     assert [(h["from"], h["to"], h["reason"]) for h in flag["history"]] == [

@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.worker.conftest import drain, stub
-from worker import intake, lineage, pipeline, views
+from worker.engine import fanout, intake, lineage, passes
 from worker.errors import InputError, PermanentError
 from worker.runtime import Runtime
 from worker.store.models import Lineage, ModelFlag
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 OCT, NOV, DEC = "clickstream:2026-10-01", "clickstream:2026-11-01", "clickstream:2026-12-01"
@@ -64,7 +65,7 @@ def erased(rt: Runtime, user_id: str) -> str:
 
 def flags_of(rt: Runtime) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Every flagged model version's flags, by (model, version)."""
-    return {(m["model"], m["version"]): m["flags"] for m in lineage.models(rt, flagged_only=True)}
+    return {(m["model"], m["version"]): m["flags"] for m in views.models(rt, flagged_only=True)}
 
 
 def test_only_models_trained_on_a_snapshot_holding_the_subject_are_flagged(
@@ -102,7 +103,7 @@ def test_a_subject_in_no_snapshot_flags_nothing(snapshot_runtime: Runtime) -> No
     snapshot = next(s for s in status["systems"] if s["system"] == "clickstream")
     assert (status["status"], snapshot["status"]) == ("completed", "not_found")
     assert status["flagged_models"] == []
-    assert lineage.models(snapshot_runtime, flagged_only=True) == []
+    assert views.models(snapshot_runtime, flagged_only=True) == []
 
 
 def test_each_request_is_flagged_only_by_its_own_snapshots(snapshot_runtime: Runtime) -> None:
@@ -122,9 +123,9 @@ def test_models_lists_every_version_or_only_flagged_ones(snapshot_runtime: Runti
     lineage.add(snapshot_runtime, "recsys", "2", [NOV])
     request_id = erased(snapshot_runtime, "2")
 
-    everything = lineage.models(snapshot_runtime, flagged_only=False)
+    everything = views.models(snapshot_runtime, flagged_only=False)
     assert [(m["model"], m["version"], len(m["flags"])) for m in everything] == [("recsys", "1", 1), ("recsys", "2", 0)]
-    flagged = lineage.models(snapshot_runtime, flagged_only=True)
+    flagged = views.models(snapshot_runtime, flagged_only=True)
     assert [(m["model"], m["version"]) for m in flagged] == [("recsys", "1")]
     assert set(flagged[0]) == {"model", "version", "flags"}
     assert {"request_id": request_id, "snapshots": [OCT]}.items() <= flagged[0]["flags"][0].items()
@@ -149,7 +150,7 @@ def test_a_flag_is_raised_once_even_when_the_request_is_retried(snapshot_runtime
     assert views.status(snapshot_runtime, request_id)["status"] == "failed"
     del snapshot_runtime._connectors["crm"]  # a fresh, working stub on next use
 
-    pipeline.retry(snapshot_runtime, request_id)
+    fanout.retry(snapshot_runtime, request_id)
     drain(snapshot_runtime)
     status = views.status(snapshot_runtime, request_id)
     assert status["status"] == "completed"
@@ -181,7 +182,7 @@ def test_bad_lineage_input_is_refused_and_records_nothing(
     """Malformed lineage raises InputError and leaves no lineage row behind."""
     with pytest.raises(InputError):
         lineage.add(snapshot_runtime, model, "1", snapshots)
-    assert lineage.models(snapshot_runtime, flagged_only=False) == []
+    assert views.models(snapshot_runtime, flagged_only=False) == []
 
 
 def test_adding_the_same_lineage_twice_records_it_once(snapshot_runtime: Runtime) -> None:
@@ -192,7 +193,7 @@ def test_adding_the_same_lineage_twice_records_it_once(snapshot_runtime: Runtime
     with snapshot_runtime.transaction() as session:
         rows = sorted(session.scalars(select(Lineage.snapshot)))
     assert rows == [OCT, NOV, DEC]
-    assert [(m["model"], m["version"]) for m in lineage.models(snapshot_runtime, flagged_only=False)] == [
+    assert [(m["model"], m["version"]) for m in views.models(snapshot_runtime, flagged_only=False)] == [
         ("recsys", "1")]
 
 
@@ -270,8 +271,8 @@ def test_lineage_added_while_the_request_is_at_work_is_flagged_at_settle(snapsho
     """Lineage added after the snapshot was rewritten but before the request settles flags at the settle."""
     request_id = intake.submit(snapshot_runtime, {"user_id": "2"}).request_id
     snapshot_runtime.dispatch.sent.clear()  # type: ignore[attr-defined]
-    pipeline.start(snapshot_runtime, request_id)
-    pipeline.erase_system(snapshot_runtime, request_id, "clickstream")  # crm still pending
+    fanout.start(snapshot_runtime, request_id)
+    passes.erase_system(snapshot_runtime, request_id, "clickstream")  # crm still pending
     assert views.status(snapshot_runtime, request_id)["status"] == "in_progress"
     lineage.add(snapshot_runtime, "recsys", "1", [OCT], trained_at=datetime.now().astimezone() - timedelta(days=1))
     assert flags_of(snapshot_runtime) == {}
@@ -312,7 +313,7 @@ def test_a_bad_training_time_is_refused_and_records_nothing(snapshot_runtime: Ru
     trained_at = when()
     with pytest.raises(InputError, match="--trained-at"):
         lineage.add(snapshot_runtime, "recsys", "1", [OCT], trained_at=trained_at)
-    assert lineage.models(snapshot_runtime, flagged_only=False) == []
+    assert views.models(snapshot_runtime, flagged_only=False) == []
 
 
 @pytest.mark.parametrize("text", ["2026-11-01T09:30:00Z", "2026-11-01T11:30:00+02:00", "2026-11-01 09:30:00.999+00:00"])

@@ -16,9 +16,10 @@ from sqlalchemy import event, select
 
 from connectors.stub import StubConnector
 from tests.worker.conftest import ListDispatch, at_once, drain, stub
-from worker import intake, pipeline, views
+from worker.engine import fanout, intake, passes
 from worker.runtime import Runtime
 from worker.store.models import AuditEvent
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 
@@ -62,7 +63,7 @@ def started(rt: Runtime, users: range) -> list[str]:
     ids = [intake.submit(rt, {"user_id": str(u)}).request_id for u in users]
     while kept(rt) and kept(rt)[0][0] == "start":
         message = kept(rt).pop(0)
-        pipeline.start(rt, message[1])
+        fanout.start(rt, message[1])
     return ids
 
 
@@ -88,7 +89,7 @@ def test_a_start_sends_one_message_for_its_group_and_one_pass_erases_it_in_two_t
 
     message = kept(rt).pop(0)
     with commits(rt) as during_pass:
-        pipeline.erase_system(rt, message[1], "a", message[5])
+        passes.erase_system(rt, message[1], "a", message[5])
     assert len(during_pass) == 2  # the claims, then the outcomes with the requests settled
     assert statuses(rt, ids) == [("erased", 1, 2)] * 10
     assert {views.status(rt, r)["status"] for r in ids} == {"completed"}
@@ -96,7 +97,7 @@ def test_a_start_sends_one_message_for_its_group_and_one_pass_erases_it_in_two_t
     assert connector(rt).passes == [1] * 10
 
     with commits(rt) as during_copy:
-        pipeline.erase_system(rt, message[1], "a", message[5])
+        passes.erase_system(rt, message[1], "a", message[5])
     assert during_copy == []
     assert kept(rt) == []
 
@@ -114,7 +115,7 @@ def test_a_pass_takes_along_requests_waiting_without_a_message_of_their_own(
 
     first = kept(rt).pop(0)
     with commits(rt) as during_pass:
-        pipeline.erase_system(rt, first[1], "a")
+        passes.erase_system(rt, first[1], "a")
     assert len(during_pass) == 2
     assert statuses(rt, ids) == [("erased", 1, 1)] * 4
     with commits(rt) as during_copies:
@@ -129,7 +130,7 @@ def test_a_slow_system_sends_the_rest_of_a_group_on_to_other_workers(make_runtim
     ids = started(rt, range(3))
     message = kept(rt).pop(0)
 
-    pipeline.erase_system(rt, message[1], "a", message[5])
+    passes.erase_system(rt, message[1], "a", message[5])
 
     assert [s[0] for s in statuses(rt, ids)] == ["erased", "pending", "pending"]
     assert kept(rt) == [("erase", ids[1], "a", "stub", None, (ids[2],))]
@@ -143,17 +144,17 @@ def test_a_group_message_whose_first_request_is_done_erases_the_rest(make_runtim
     quick(rt)
     ids = started(rt, range(3))
     message = kept(rt).pop(0)
-    pipeline.erase_system(rt, ids[0], "a")  # as a re-sent message for the first alone would
+    passes.erase_system(rt, ids[0], "a")  # as a re-sent message for the first alone would
     assert [s[0] for s in statuses(rt, ids)] == ["erased", "erased", "erased"]  # took the others along
 
     ids = started(rt, range(3, 6))
     message = kept(rt).pop(0)
     rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=1))
-    pipeline.erase_system(rt, ids[0], "a")
+    passes.erase_system(rt, ids[0], "a")
     rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=50))
     assert [s[0] for s in statuses(rt, ids)] == ["erased", "pending", "pending"]
 
-    pipeline.erase_system(rt, message[1], "a", message[5])
+    passes.erase_system(rt, message[1], "a", message[5])
 
     assert statuses(rt, ids) == [("erased", 1, 1)] * 3
     assert connector(rt).calls == 6
@@ -166,15 +167,15 @@ def test_a_group_message_does_not_take_a_retry_before_its_backoff(make_runtime: 
     ids = started(rt, range(2))
     message = kept(rt).pop(0)
     rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=1))
-    pipeline.erase_system(rt, ids[1], "a")  # its first attempt fails
+    passes.erase_system(rt, ids[1], "a")  # its first attempt fails
     assert statuses(rt, ids)[1] == ("pending", 1, None)
     retry = kept(rt).pop(0)
     rt.config = dataclasses.replace(rt.config, worker=dataclasses.replace(rt.config.worker, group_size=50))
 
-    pipeline.erase_system(rt, message[1], "a", message[5])
+    passes.erase_system(rt, message[1], "a", message[5])
 
     assert statuses(rt, ids) == [("erased", 1, 1), ("pending", 1, None)]
-    pipeline.erase_system(rt, retry[1], "a")
+    passes.erase_system(rt, retry[1], "a")
     assert statuses(rt, ids)[1] == ("erased", 2, 1)
 
 
@@ -195,12 +196,12 @@ def test_a_pass_takes_along_first_attempts_only(make_runtime: MakeRuntime, store
     rt = make_runtime(stub("a", fail_transiently=1), store_url=store_url)
     quick(rt)
     failing, = started(rt, range(1))
-    pipeline.erase_system(rt, failing, "a")
+    passes.erase_system(rt, failing, "a")
     assert statuses(rt, [failing]) == [("pending", 1, None)]
     kept(rt).clear()  # its retry, sent with a countdown
 
     later = started(rt, range(1, 4))
-    pipeline.erase_system(rt, later[0], "a")
+    passes.erase_system(rt, later[0], "a")
 
     assert statuses(rt, later) == [("erased", 1, 1)] * 3
     assert statuses(rt, [failing]) == [("pending", 1, None)]
@@ -211,11 +212,11 @@ def test_group_size_one_takes_nobody_along(make_runtime: MakeRuntime) -> None:
     rt = make_runtime(stub("a"), worker="group_size = 1")
     quick(rt)
     ids = [intake.submit(rt, {"user_id": str(u)}).request_id for u in range(3)]
-    pipeline.start(rt, kept(rt).pop(0)[1])
+    fanout.start(rt, kept(rt).pop(0)[1])
     assert [views.status(rt, r)["status"] for r in ids] == ["in_progress", "received", "received"]
 
     drain(rt)
-    pipeline.erase_system(rt, ids[0], "a")  # played again: nothing left to do
+    passes.erase_system(rt, ids[0], "a")  # played again: nothing left to do
     assert connector(rt).calls == 3
 
 
@@ -224,11 +225,11 @@ def test_a_slow_system_takes_nobody_along(make_runtime: MakeRuntime) -> None:
     so that other workers erase the rest side by side; one not yet timed too."""
     rt = make_runtime(stub("a", delay_seconds=0.6))
     timed, = started(rt, range(1))
-    pipeline.erase_system(rt, timed, "a")  # now the process knows: 0.6 s per subject
+    passes.erase_system(rt, timed, "a")  # now the process knows: 0.6 s per subject
     kept(rt).clear()
     ids = started(rt, range(1, 3))
 
-    pipeline.erase_system(rt, ids[0], "a")
+    passes.erase_system(rt, ids[0], "a")
 
     assert [s[0] for s in statuses(rt, ids)] == ["erased", "pending"]
 
@@ -243,14 +244,14 @@ def test_a_start_starts_the_received_requests_along_and_their_own_starts_send_no
     starts = [kept(rt).pop(0) for _ in ids]
 
     with commits(rt) as during_start:
-        pipeline.start(rt, starts[0][1])
+        fanout.start(rt, starts[0][1])
     assert len(during_start) == 1
     assert {views.status(rt, r)["status"] for r in ids} == {"in_progress"}
     assert kept(rt) == [("erase", ids[0], s, "stub", None, tuple(ids[1:])) for s in "ab"]
 
     kept(rt).clear()
     for message in starts[1:]:
-        pipeline.start(rt, message[1])
+        fanout.start(rt, message[1])
     assert kept(rt) == []
 
 
@@ -262,9 +263,9 @@ def test_a_redelivered_start_sends_the_pending_systems_again(make_runtime: MakeR
     request_id, = started(rt, range(1))
     kept(rt).clear()
 
-    pipeline.start(rt, request_id)
+    fanout.start(rt, request_id)
     assert kept(rt) == []
-    pipeline.start(rt, request_id, redelivered=True)
+    fanout.start(rt, request_id, redelivered=True)
     assert sorted(m[:3] for m in kept(rt)) == [("erase", request_id, "a"), ("erase", request_id, "b")]
 
 
@@ -283,7 +284,7 @@ def test_two_workers_playing_every_message_at_once_erase_each_system_once(
     kept(rt).clear()
     def play(runtime: Runtime, order: list[str]) -> None:
         for request_id in order:
-            pipeline.erase_system(runtime, request_id, "a")
+            passes.erase_system(runtime, request_id, "a")
 
     assert at_once(lambda: play(rt, messages), lambda: play(other, messages[::-1])) == []
     assert statuses(rt, ids) == [("erased", 1, 1)] * 40
@@ -300,7 +301,7 @@ def test_a_pass_that_runs_long_puts_back_what_it_had_no_time_for(make_runtime: M
     first = kept(rt).pop(0)
     kept(rt).clear()
 
-    pipeline.erase_system(rt, first[1], "a")
+    passes.erase_system(rt, first[1], "a")
 
     found = statuses(rt, ids)
     erased = [i for i, (status, _, _) in zip(ids, found, strict=True) if status == "erased"]
@@ -324,7 +325,7 @@ def test_two_starts_at_once_start_each_request_once(make_runtime: MakeRuntime, s
     kept(rt).clear()
     def play(runtime: Runtime, order: list[str]) -> None:
         for request_id in order:
-            pipeline.start(runtime, request_id)
+            fanout.start(runtime, request_id)
 
     assert at_once(lambda: play(rt, ids), lambda: play(other, ids[::-1])) == []
     with rt.transaction() as session:
@@ -344,7 +345,7 @@ def test_a_message_stands_for_the_requests_it_names_exactly_and_started_only(mak
     kept(rt).clear()
     unstarted = intake.submit(rt, {"user_id": "2"}).request_id
 
-    pipeline.erase_system(rt, first, "a", ["", "%", "*", first[:8], f"{first}' OR '1'='1", unstarted])
+    passes.erase_system(rt, first, "a", ["", "%", "*", first[:8], f"{first}' OR '1'='1", unstarted])
 
     assert statuses(rt, [first, unstarted]) == [("erased", 1, 1), ("pending", 0, None)]
     assert views.status(rt, unstarted)["status"] == "received"

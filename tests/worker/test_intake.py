@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from tests.worker.conftest import ListDispatch, drain, stub
-from worker import views
 from worker.config import load
+from worker.engine.intake import NotEnqueued, parse_subject_args, submit
 from worker.errors import InputError
-from worker.intake import NotEnqueued, parse_subject_args, submit
 from worker.runtime import Runtime
 from worker.store.models import Request
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 LONG_IDENTIFIERS = """

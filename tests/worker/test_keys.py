@@ -18,12 +18,14 @@ import structlog
 
 from tests.worker.conftest import drain, stub, write_config
 from tests.worker.test_intake import stored
-from worker import intake, keys, logs, reconcile, redact
-from worker.cli import main
+from worker import keys, logs, redact
 from worker.config import load
+from worker.engine import intake, reconcile
 from worker.errors import ConfigError, one_line
+from worker.queue.dispatch import celery_runtime
 from worker.runtime import Runtime, rotate_keys
 from worker.store.models import Request, Suppression
+from worker.surfaces.cli import main
 
 MakeRuntime = Callable[..., Runtime]
 OLD, NEW = "old-secret-" + "o" * 32, "new-secret-" + "n" * 32
@@ -334,7 +336,7 @@ def test_a_corrupt_key_file_is_a_one_line_config_error(tmp_path: Path) -> None:
     """A key file that is not TOML names itself."""
     (tmp_path / "state.db.key").write_text("not = [toml")
     config = write_config(tmp_path, stub("crm"))
-    rt = Runtime(load(config))
+    rt = celery_runtime(load(config))
     with pytest.raises(ConfigError, match=r"state\.db\.key: cannot read the key file"):
         rt.keyring  # noqa: B018
     rt.close()

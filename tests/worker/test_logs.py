@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.worker.conftest import drain, stub
-from worker import intake, logs
+from worker import logs
+from worker.engine import intake
 from worker.runtime import Runtime
 
 

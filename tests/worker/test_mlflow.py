@@ -24,13 +24,17 @@ from sqlalchemy import select
 
 from tests.worker.conftest import ListDispatch, drain, write_config
 from tests.worker.test_flags import NO_BATCH_WAIT, erased, snapshot_system, write_snapshot
-from worker import flags, intake, lineage, logs, mlflow_lineage, runtime, tasks, views
-from worker.cli import main
+from worker import logs
 from worker.config import MLFLOW_HTTP_BOUNDS, load
+from worker.engine import flags, intake, lineage
+from worker.engine.flags import F
 from worker.errors import ConfigError
-from worker.flags import F
+from worker.integrations import mlflow_lineage
+from worker.queue import dispatch, tasks
 from worker.runtime import Runtime
 from worker.store.models import Lineage
+from worker.surfaces import views
+from worker.surfaces.cli import main
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.entities import Dataset, DatasetInput  # noqa: E402
@@ -360,7 +364,7 @@ def test_trained_at_is_the_runs_start(tagging: Callable[..., Runtime], tracking_
     with rt.transaction() as session:
         trained = sorted(session.execute(select(Lineage.version, Lineage.trained_at)).all())
     assert [(v, at.replace(tzinfo=UTC)) for v, at in trained] == [("1", after), ("2", before)]
-    assert [(m["version"], [f["request_id"] for f in m["flags"]]) for m in lineage.models(rt, flagged_only=True)] == [
+    assert [(m["version"], [f["request_id"] for f in m["flags"]]) for m in views.models(rt, flagged_only=True)] == [
         ("2", [request_id])]
 
 
@@ -398,7 +402,7 @@ def test_the_celery_task_retries_then_gives_up(tagging: Callable[..., Runtime], 
     erased(rt, "2")
     # flags the settled request, enqueues tagging
     lineage.add(rt, "recsys", "1", ["clickstream:2026-10-01"], trained_at=BEFORE_THE_ERASURE)
-    monkeypatch.setattr(runtime, "_current", rt)
+    monkeypatch.setattr(dispatch, "_current", rt)
     tasks.tag_mlflow.apply(args=["recsys", "1"])
     failed = [e for e in json_logs() if e["event"] == "mlflow.tag_failed"]
     assert [(e["model"], e["attempts"]) for e in failed] == [("recsys", 3)]

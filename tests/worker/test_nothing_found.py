@@ -18,9 +18,11 @@ import pytest
 from tests.worker.conftest import drain, stub
 from tests.worker.test_exempt import TAX, pass_the_retention
 from tests.worker.test_status_page import READ, TOKENS, sign_in
-from worker import exemptions, intake, logs, pipeline, reconcile, report, views
-from worker.api import create_app
+from worker import logs
+from worker.engine import exemptions, fanout, intake, passes, reconcile, settle
 from worker.runtime import Runtime
+from worker.surfaces import report, views
+from worker.surfaces.api import create_app
 
 with warnings.catch_warnings():  # starlette asks for httpx2, which is not released alongside it yet
     warnings.simplefilter("ignore")
@@ -176,10 +178,10 @@ def test_the_warning_is_logged_once_with_no_value(
     and not again when the request's messages are delivered again or the reconciler runs."""
     request_id = intake.submit(rt, {"user_id": USER_ID, "email": EMAIL}).request_id
     drain(rt)
-    pipeline.start(rt, request_id, redelivered=True)
+    fanout.start(rt, request_id, redelivered=True)
     for system in ("crm", "mail"):
-        pipeline.erase_system(rt, request_id, system)
-    pipeline.settle(rt, request_id)
+        passes.erase_system(rt, request_id, system)
+    settle.settle(rt, request_id)
     reconcile.reconcile(rt)
     events = json_logs()
     [warning] = nothing_found_warnings(events)

@@ -18,11 +18,13 @@ from sqlalchemy import select
 from connectors.base import Subject
 from connectors.stub import StubConnector
 from tests.worker.conftest import ListDispatch, drain, stub
-from worker import intake, logs, pipeline, state, views
+from worker import logs
+from worker.engine import fanout, intake, passes, settle, state
+from worker.engine.state import IllegalTransition, move_request, move_system
 from worker.errors import NoSuchRequest, RefusedError
 from worker.runtime import Runtime
-from worker.state import IllegalTransition, move_request, move_system
 from worker.store.models import AuditEvent, Request, RequestStatus, SystemStatus, SystemTask, utcnow
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 
@@ -47,9 +49,9 @@ def play_next(rt: Runtime) -> tuple[Any, ...]:
     """Play the oldest kept message alone, as one worker delivery, and return it."""
     message = kept(rt).pop(0)
     if message[0] == "start":
-        pipeline.start(rt, message[1])
+        fanout.start(rt, message[1])
     else:
-        pipeline.erase_system(rt, message[1], message[2])
+        passes.erase_system(rt, message[1], message[2])
     return message
 
 
@@ -237,7 +239,7 @@ def test_a_redelivered_erase_message_changes_nothing(make_runtime: MakeRuntime, 
     drain(rt)
     before = views.status(rt, request_id)
 
-    pipeline.erase_system(rt, request_id, "a")
+    passes.erase_system(rt, request_id, "a")
     assert rt.connector("a").calls == 1  # type: ignore[attr-defined]
     assert views.status(rt, request_id) == before
     assert before["systems"][0]["attempts"] == 1 and before["systems"][0]["items_erased"] == 2
@@ -264,7 +266,7 @@ def test_a_running_system_with_a_live_lease_is_not_claimed(make_runtime: MakeRun
     kept(rt).clear()
     set_running(rt, request_id, "a", lease_until=utcnow() + timedelta(minutes=10))
 
-    pipeline.erase_system(rt, request_id, "a")
+    passes.erase_system(rt, request_id, "a")
     a = systems(rt, request_id)["a"]
     assert (a["status"], a["attempts"]) == ("running", 1)
     assert rt.connector("a").calls == 0  # type: ignore[attr-defined]
@@ -278,7 +280,7 @@ def test_a_running_system_whose_lease_lapsed_is_claimed_again(make_runtime: Make
     kept(rt).clear()
     set_running(rt, request_id, "a", lease_until=utcnow() - timedelta(seconds=5))
 
-    pipeline.erase_system(rt, request_id, "a")
+    passes.erase_system(rt, request_id, "a")
     a = systems(rt, request_id)["a"]
     assert (a["status"], a["attempts"], a["items_erased"]) == ("erased", 2, 1)
     assert rt.connector("a").calls == 1  # type: ignore[attr-defined]
@@ -297,7 +299,7 @@ def test_a_lapsed_last_attempt_fails_the_system_instead_of_trying_once_more(
     last = rt.config.worker.max_attempts
     set_running(rt, request_id, "a", lease_until=utcnow() - timedelta(seconds=5), attempts=last)
 
-    pipeline.erase_system(rt, request_id, "a")
+    passes.erase_system(rt, request_id, "a")
     a = systems(rt, request_id)["a"]
     assert (a["status"], a["attempts"]) == ("failed", last)
     assert a["error"] == f"gave up after {last} attempts: attempt {last} lost: its worker's lease ran out"
@@ -322,15 +324,15 @@ def test_a_redelivered_start_with_a_resolver_resolves_once_and_seals_what_it_fou
         f'[[systems]]\nname = "app-db"\nkind = "sql"\nurl = "sqlite:///{app}"\n'
         '[[systems.tables]]\nname = "users"\nwhere = { id = "user_id" }\naction = "delete"\n')
     asked: list[str] = []
-    real_resolve = pipeline.resolve
+    real_resolve = fanout.resolve
 
     def counting_resolve(rt: Runtime, request_id: str, subject: Subject) -> Subject:
         asked.append(request_id)
         return real_resolve(rt, request_id, subject)
 
-    monkeypatch.setattr(pipeline, "resolve", counting_resolve)
+    monkeypatch.setattr(fanout, "resolve", counting_resolve)
     request_id = submitted(rt, {"email": "bob@example.com"})
-    pipeline.start(rt, request_id)
+    fanout.start(rt, request_id)
     with rt.transaction() as session:
         opened = rt.subject(session.get_one(Request, request_id)).to_json()
     assert opened == {"email": ["bob@example.com"], "user_id": ["7"]}
@@ -348,7 +350,7 @@ def test_start_played_twice_resolves_once_and_erases_each_system_once(make_runti
     request_id = submitted(rt)
     kept(rt).append(("start", request_id))
     drain(rt)
-    pipeline.start(rt, request_id)  # once more, after everything settled
+    fanout.start(rt, request_id)  # once more, after everything settled
 
     with rt.transaction() as session:
         resolved = session.scalars(select(AuditEvent.request_id).where(AuditEvent.type == "request.resolved")).all()
@@ -369,8 +371,8 @@ def test_settle_moves_the_request_exactly_once(
     transitions = TransitionRecorder()
     monkeypatch.setattr(state, "log", transitions)
     drain(rt)
-    pipeline.erase_system(rt, request_id, "c")
-    pipeline.settle(rt, request_id)
+    passes.erase_system(rt, request_id, "c")
+    settle.settle(rt, request_id)
     assert [e for e in transitions.events if e.startswith("request.")] == ["request.in_progress", "request.completed"]
     assert transitions.events.count("system.erased") == 3
 
@@ -386,7 +388,7 @@ def test_retry_reruns_only_the_failed_systems_and_completes(make_runtime: MakeRu
     assert views.status(rt, request_id)["status"] == "failed"
     repaired = fixed(rt, "broken", fail_permanently=False)
 
-    assert pipeline.retry(rt, request_id) == ["broken"]
+    assert fanout.retry(rt, request_id) == ["broken"]
     assert [m[:3] for m in kept(rt)] == [("erase", request_id, "broken")]
     drain(rt)
     status = views.status(rt, request_id)
@@ -405,7 +407,7 @@ def test_retry_gives_a_system_that_gave_up_its_full_attempts_again(make_runtime:
     assert systems(rt, request_id)["flaky"]["attempts"] == 3
     fixed(rt, "flaky", fail_transiently=0)
 
-    pipeline.retry(rt, request_id)
+    fanout.retry(rt, request_id)
     drain(rt)
     flaky = systems(rt, request_id)["flaky"]
     assert (flaky["status"], flaky["attempts"]) == ("erased", 1)
@@ -418,7 +420,7 @@ def test_retry_refuses_a_completed_request(make_runtime: MakeRuntime) -> None:
     request_id = submitted(rt)
     drain(rt)
     with pytest.raises(RefusedError, match="completed"):
-        pipeline.retry(rt, request_id)
+        fanout.retry(rt, request_id)
     assert kept(rt) == []
     assert views.status(rt, request_id)["status"] == "completed"
 
@@ -429,7 +431,7 @@ def test_retry_refuses_a_request_in_progress(make_runtime: MakeRuntime) -> None:
     request_id = submitted(rt)
     play_next(rt)  # start: a is pending, its message kept
     with pytest.raises(RefusedError, match="in_progress"):
-        pipeline.retry(rt, request_id)
+        fanout.retry(rt, request_id)
     assert [m[:3] for m in kept(rt)] == [("erase", request_id, "a")]
     assert systems(rt, request_id)["a"]["status"] == "pending"
 
@@ -438,7 +440,7 @@ def test_retry_of_an_unknown_request_is_no_such_request(make_runtime: MakeRuntim
     """Retrying an id the store does not hold raises NoSuchRequest."""
     rt = make_runtime(stub("a"))
     with pytest.raises(NoSuchRequest):
-        pipeline.retry(rt, "00000000-0000-0000-0000-000000000000")
+        fanout.retry(rt, "00000000-0000-0000-0000-000000000000")
 
 
 # --- the state machine ------------------------------------------------------------------

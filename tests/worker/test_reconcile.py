@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.worker.conftest import ListDispatch, at_once, drain, stub
-from worker import intake, pipeline, reconcile, state, views
+from worker.engine import fanout, intake, passes, reconcile, settle, state
 from worker.runtime import Runtime
 from worker.store.models import Lineage, ModelFlag, Request, SnapshotHit, SystemStatus, SystemTask, utcnow
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 LONG_AGO = timedelta(hours=3)  # past every grace, lease and backoff of the test config
@@ -47,7 +48,7 @@ def kept(rt: Runtime) -> list[tuple[Any, ...]]:
 def started(rt: Runtime, user: int = 42) -> str:
     """A request resolved and fanned out, whose erase messages were then lost."""
     request_id = intake.submit(rt, {"user_id": str(user)}).request_id
-    pipeline.start(rt, kept(rt).pop(0)[1])
+    fanout.start(rt, kept(rt).pop(0)[1])
     kept(rt).clear()
     return request_id
 
@@ -83,7 +84,7 @@ def erased_unsettled(rt: Runtime, monkeypatch: pytest.MonkeyPatch, user: int = 4
     version vanished in between, or a path that settles in a transaction of its own)."""
     request_id = intake.submit(rt, {"user_id": str(user)}).request_id
     with monkeypatch.context() as patched:
-        patched.setattr(pipeline, "_settle_locked", lambda rt, session, requests: [])
+        patched.setattr(settle, "settle_locked", lambda rt, session, requests: [])
         drain(rt)
     assert views.status(rt, request_id)["status"] == "in_progress"
     return request_id
@@ -191,8 +192,8 @@ def test_a_retry_is_sent_again_only_once_its_backoff_is_long_past(make_runtime: 
     """A system waiting for its retry is left alone while the retry may still come, then sent once."""
     rt = make_runtime(stub("a", fail_transiently=1), worker="lease_seconds = 60")
     request_id = intake.submit(rt, {"user_id": "42"}).request_id
-    pipeline.start(rt, kept(rt).pop(0)[1])
-    pipeline.erase_system(rt, request_id, "a")  # fails once; its delayed retry is then lost
+    fanout.start(rt, kept(rt).pop(0)[1])
+    passes.erase_system(rt, request_id, "a")  # fails once; its delayed retry is then lost
     kept(rt).clear()
     with rt.transaction() as session:
         session.execute(update(Request).values(received_at=utcnow() - LONG_AGO))
@@ -317,7 +318,7 @@ def test_a_retried_system_is_not_sent_again_by_the_next_pass(make_runtime: MakeR
     drain(rt)
     age(rt, request_id)
 
-    assert pipeline.retry(rt, request_id) == ["broken"]
+    assert fanout.retry(rt, request_id) == ["broken"]
     assert [m[:3] for m in kept(rt)] == [("erase", request_id, "broken")]
     assert reconcile.reconcile(rt)["resent"] == 0
     assert len(kept(rt)) == 1

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 
 from tests.worker.conftest import drain
 from tests.worker.test_flags import snapshot_system, write_snapshot
-from worker import audit, intake, suppression
-from worker.cli import main
+from worker.engine import audit, intake, suppression
 from worker.errors import InputError
 from worker.runtime import Runtime
 from worker.store.models import Suppression
+from worker.surfaces.cli import main
 
 MakeRuntime = Callable[..., Runtime]
 PART = "2026-10-01/part-0.parquet"

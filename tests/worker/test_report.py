@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 from tests.worker.conftest import drain, stub
 from tests.worker.test_flags import NO_BATCH_WAIT, OCT, snapshot_system, write_snapshot
-from worker import deadlines, flags, intake, lineage, report
-from worker.cli import main
+from worker.engine import deadlines, flags, intake, lineage
 from worker.runtime import Runtime
 from worker.store.models import AuditEvent, FlagState, Request
+from worker.surfaces import report
+from worker.surfaces.cli import main
 
 MakeRuntime = Callable[..., Runtime]
 EMAIL, USER_ID = "zed.quill@example.org", "918273645"

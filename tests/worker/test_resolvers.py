@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.worker.conftest import drain
-from worker import intake, views
+from worker.engine import intake
 from worker.runtime import Runtime
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 

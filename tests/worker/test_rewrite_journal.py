@@ -15,10 +15,11 @@ from connectors.base import Journal
 from connectors.snapshots import SnapshotConnector
 from tests.worker.conftest import drain
 from tests.worker.test_flags import snapshot_system, write_snapshot
-from worker import intake, views
+from worker.engine import intake
 from worker.errors import TransientError
 from worker.runtime import Runtime
 from worker.store.models import SystemTask
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 FIRST, SECOND = "2026-10-01/part-0.parquet", "2026-11-01/part-0.parquet"

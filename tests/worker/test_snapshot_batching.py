@@ -16,9 +16,10 @@ from sqlalchemy import select
 from connectors.snapshots import SnapshotConnector
 from tests.worker.conftest import drain
 from tests.worker.test_flags import NO_BATCH_WAIT, NOV, OCT, snapshot_system, write_snapshot
-from worker import intake, lineage, views
+from worker.engine import intake, lineage
 from worker.runtime import Runtime
 from worker.store.models import SnapshotHit
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]
 DEC = "clickstream:2026-12-01"
@@ -87,7 +88,7 @@ def hits(rt: Runtime, request_id: str) -> list[tuple[str, int, list[str]]]:
 def flagged(rt: Runtime) -> dict[tuple[str, str], list[tuple[str, list[str]]]]:
     """Each flagged model version's flags as (request id, snapshots)."""
     return {(m["model"], m["version"]): [(f["request_id"], f["snapshots"]) for f in m["flags"]]
-            for m in lineage.models(rt, flagged_only=True)}
+            for m in views.models(rt, flagged_only=True)}
 
 
 def with_lineage(rt: Runtime) -> Runtime:

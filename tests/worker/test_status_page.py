@@ -21,10 +21,11 @@ from sqlalchemy import update
 
 from tests.conftest import free_port
 from tests.worker.conftest import drain, stub, toml_value
-from worker import exemptions, flags, intake, report, views
-from worker.api import create_app
+from worker.engine import exemptions, flags, intake
 from worker.runtime import Runtime
 from worker.store.models import FlagState, Lineage, ModelFlag, Request, SystemTask, utcnow
+from worker.surfaces import report, views
+from worker.surfaces.api import create_app
 
 with warnings.catch_warnings():  # starlette asks for httpx2, which is not released alongside it yet
     warnings.simplefilter("ignore")

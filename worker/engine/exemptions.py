@@ -1,42 +1,24 @@
 """Art. 17(3) exemptions decided by people: a system the config retains (`retain = { reason,
 until }`), exempt without its connector being called and erased once the retention is over; and
 one system of one request exempted by a DPO (`erasure exempt`), for good, with the reason given.
-(Items a store keeps by its own lock are the connectors' exemptions: see Outcome.exempt_reason.)"""
+(Items a store keeps by its own lock are the connectors' exemptions: see Outcome.exempt_reason;
+a system the config retains is made exempt by worker.engine.retention.)"""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import select
 
-from worker.config import Config
+from worker.engine import settle
+from worker.engine.flags import check_reason
+from worker.engine.state import move_request, move_system
 from worker.errors import InputError, NoSuchRequest, RefusedError
-from worker.flags import check_reason
 from worker.runtime import Runtime
-from worker.state import move_request, move_system
 from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask, utcnow
-
-
-def exempt_if_retained(config: Config, task: SystemTask, now: datetime) -> bool:
-    """Make a pending system exempt if the config retains it now, with the reason and a recheck
-    when the retention ends (the reconciler then sends it to be erased); whether it did."""
-    try:
-        retain = config.system(task.system).retain
-    except KeyError:  # a system no longer configured: left to the pipeline to fail
-        return False
-    if task.status != SystemStatus.PENDING or retain is None or not retain.holds(now):
-        return False
-    move_system(task, SystemStatus.EXEMPT, reason=retain.describe(), recheck_at=retain.ends_at, lease_until=None,
-                evidence={**(task.evidence or {}), "retained": retain.to_json()}, finished_at=now,
-                audit_data={"by": "config"})
-    return True
 
 
 def exempt(rt: Runtime, request_id: str, system: str, reason: str) -> str:
     """A DPO exempts one system of one request for good; refused once the system has been erased
     or found empty, and while a worker runs it. Returns the request's status after settling."""
-    from worker import pipeline
-
     why = check_reason(reason)
     with rt.transaction() as session:
         request = session.get(Request, request_id, with_for_update=True)
@@ -57,7 +39,7 @@ def exempt(rt: Runtime, request_id: str, system: str, reason: str) -> str:
                     finished_at=utcnow(), audit_data={"by": "dpo"})
         if request.status == RequestStatus.FAILED and all(t.status != SystemStatus.FAILED for t in request.systems):
             move_request(request, RequestStatus.IN_PROGRESS, error=None)  # to settle again, as completed
-    pipeline.settle(rt, request_id)
+    settle.settle(rt, request_id)
     with rt.transaction() as session:
         settled = session.get(Request, request_id)
         return settled.status if settled is not None else RequestStatus.FAILED

@@ -12,8 +12,20 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from worker import config as settings
-from worker import logs
+from worker import keys, logs
+from worker.engine import audit, deadlines, exemptions, fanout, flags, intake, lineage, suppression
 from worker.errors import ConfigError, ErasureError, InputError, NoSuchRequest, RefusedError
+from worker.integrations import mlflow_lineage
+from worker.queue import (
+    celery_app,
+    dispatch,
+    tasks,  # noqa: F401 - registers the tasks
+)
+from worker.queue.dispatch import celery_runtime
+from worker.runtime import rotate_keys
+from worker.store.models import FlagState
+from worker.surfaces import demo, report, views
+from worker.surfaces.render import show_status, table
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -26,54 +38,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from worker.runtime import Runtime
 
-    return Runtime(settings.load(settings.config_path(args.config)))
+    return celery_runtime(settings.load(settings.config_path(args.config)))
 
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Rows as aligned columns under a header, for people."""
-    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
-
-
-def show_status(status: dict[str, Any]) -> str:
-    """One request's status for people."""
-    lines = [
-        f"request   {status['request_id']}  {status['status']}",
-        f"subject   {status['subject_ref']}",
-        f"received  {status['received_at']}   deadline {status['deadline']}"
-        f"   completed {status['completed_at'] or '-'}",
-    ]
-    if status.get("overdue"):
-        lines.append("overdue   the deadline has passed")
-    if status.get("nothing_found"):
-        lines.append("nothing   found in any system: check the identifier before telling the person")
-    if status.get("extended"):
-        extended = status["extended"]
-        lines.append(f"extended  by {extended['months']} month(s) on {extended['at']}"
-                     f" (was {extended['original_deadline']}): {extended['reason']}")
-    if status.get("error"):
-        lines.append(f"error     {status['error']}")
-    lines += ["", table(
-        ["SYSTEM", "KIND", "STATUS", "ATTEMPTS", "ITEMS", "FINISHED", "ERROR / REASON"],
-        [[s["system"], s["kind"], s["status"], s["attempts"], s["items_erased"], s["finished_at"],
-          s["error"] or s["reason"]] for s in status["systems"]],
-    )]
-    for flag in status["flags"]:
-        lines.append(f"flagged model {flag['model']} {flag['version']}  {flag['state']}"
-                     f"  trained on {', '.join(flag['snapshots'])}")
-    return "\n".join(lines)
-
-
 def cmd_submit(args: argparse.Namespace) -> None:
-    from worker import intake
-
     rt = _runtime(args)
     done = intake.submit(rt, intake.parse_subject_args(args.subject), args.requested_by, args.idempotency_key)
     if args.json:
@@ -83,15 +56,11 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from worker import views
-
     status = views.status(_runtime(args), args.request_id)
     _print_json(status) if args.json else print(show_status(status))
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from worker import views
-
     found = views.listing(_runtime(args), args.status, args.overdue)
     if args.json:
         _print_json(found)
@@ -102,23 +71,17 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_retry(args: argparse.Namespace) -> None:
-    from worker import pipeline
-
-    systems = pipeline.retry(_runtime(args), args.request_id)
+    systems = fanout.retry(_runtime(args), args.request_id)
     print(f"{args.request_id}  retrying {', '.join(systems) or 'resolution'}")
 
 
 def cmd_extend(args: argparse.Namespace) -> None:
-    from worker import deadlines, views
-
     request = deadlines.extend(_runtime(args), args.request_id, args.months, args.reason)
     print(f"{request.id}  deadline {views.timestamp(request.deadline)}"
           f" (was {views.timestamp(request.original_deadline)}), extended by {request.extended_months} month(s)")
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    from worker import deadlines
-
     counts = deadlines.stats(_runtime(args), args.due_within)
     if args.json:
         _print_json(counts)
@@ -128,16 +91,12 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_lineage_add(args: argparse.Namespace) -> None:
-    from worker import lineage
-
     trained_at = None if args.trained_at is None else lineage.parse_time(args.trained_at)
     new = lineage.add(_runtime(args), args.model, args.version, args.snapshot, trained_at)
     print(f"{args.model} {args.version}: {new} snapshot(s) recorded")
 
 
 def cmd_lineage_import_mlflow(args: argparse.Namespace) -> int | None:
-    from worker import mlflow_lineage
-
     rt = _runtime(args)
     try:
         done = mlflow_lineage.import_runs(rt, args.tracking_uri or rt.config.mlflow_tracking_uri)
@@ -149,9 +108,7 @@ def cmd_lineage_import_mlflow(args: argparse.Namespace) -> int | None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from worker import lineage
-
-    found = lineage.models(_runtime(args), args.flagged)
+    found = views.models(_runtime(args), args.flagged)
     if args.json:
         _print_json(found)
         return
@@ -165,17 +122,12 @@ FLAG_COMMANDS = {"ack": "acknowledged", "retrained": "retrained", "waive": "waiv
 
 
 def cmd_models_change(args: argparse.Namespace) -> None:
-    from worker import flags
-    from worker.store.models import FlagState
-
     to = FlagState(FLAG_COMMANDS[args.models_command])
     for request_id, previous in flags.change(_runtime(args), args.model, args.version, to, args.reason, args.request):
         print(f"{args.model} {args.version}  {request_id}  {previous} -> {to}")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from worker import celery_app, runtime
-
     names = [q.strip() for q in args.queues.split(",")] if args.queues is not None else list(celery_app.QUEUES)
     if "" in names:
         raise InputError(f"--queues: an empty queue name in {args.queues!r} (names are comma-separated)")
@@ -184,9 +136,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         raise InputError(f"--queues: unknown queue(s) {', '.join(sorted(unknown))} "
                          f"(known: {', '.join(celery_app.QUEUES)})")
     queues = ",".join(names)
-    rt = runtime.install(_runtime(args))
+    rt = dispatch.install(_runtime(args))
     rt.check()  # migrate, find the keys, and fail fast before the worker starts
-    import worker.tasks  # noqa: F401 - registers the tasks
 
     # Threads, not prefork: connectors wait on I/O (pyarrow releases the GIL), and one
     # process per worker stops cleanly on a SIGTERM sent to its whole process group.
@@ -199,10 +150,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_beat(args: argparse.Namespace) -> None:
-    from worker import celery_app, runtime
-
-    runtime.install(_runtime(args)).check()  # migrate, find the keys, and fail fast
-    import worker.tasks  # noqa: F401 - registers the tasks
+    dispatch.install(_runtime(args)).check()  # migrate, find the keys, and fail fast
 
     celery_app.app.start(["beat", "--loglevel=INFO"])
 
@@ -215,7 +163,7 @@ def cmd_api(args: argparse.Namespace) -> int | None:
     try:
         import uvicorn
 
-        from worker import api
+        from worker.surfaces import api
     except ImportError as exc:
         print(f"erasure: the API needs its extra: pip install 'erasure-worker[api]' ({exc.name} is missing)",
               file=sys.stderr)
@@ -227,15 +175,11 @@ def cmd_api(args: argparse.Namespace) -> int | None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from worker import report
-
     certificate = report.build(_runtime(args), args.request_id)
     _print_json(certificate) if args.format == "json" else print(report.markdown(certificate), end="")
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
-    from worker import audit
-
     if args.head is not None and not audit.HASH.fullmatch(args.head):
         raise InputError("--head: a SHA-256 as 64 lowercase hex digits, as a certificate quotes it")
     verdict = audit.verify(_runtime(args).transaction, args.head)
@@ -249,15 +193,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_exempt(args: argparse.Namespace) -> None:
-    from worker import exemptions
-
     status = exemptions.exempt(_runtime(args), args.request_id, args.system, args.reason)
     print(f"{args.request_id}  {args.system} exempt, request {status}")
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    from worker import suppression
-
     since = None
     if args.since is not None:
         try:
@@ -274,8 +214,6 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 def cmd_keys_new(args: argparse.Namespace) -> None:
-    from worker import keys
-
     if args.file:
         print(keys.key_file_text([keys.new_secret()], keys.new_secret()), end="")
     else:
@@ -283,8 +221,6 @@ def cmd_keys_new(args: argparse.Namespace) -> None:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> None:
-    from worker.runtime import rotate_keys
-
     counts = rotate_keys(_runtime(args))
     print(f"sealed again under the newest key: {counts['requests']} request(s), "
           f"{counts['suppressions']} suppression entr{'y' if counts['suppressions'] == 1 else 'ies'}; "
@@ -292,8 +228,6 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from worker import demo
-
     return demo.run()
 
 

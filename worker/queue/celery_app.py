@@ -69,7 +69,7 @@ def configure(config: Config) -> Celery:
         task_default_exchange="erasure",
         task_queues=[Queue(name, exchange, routing_key=name, durable=True, queue_arguments=arguments)
                      for name in QUEUES],
-        worker_consumer="worker.poison:GuardedConsumer",  # poison is set aside, never fatal
+        worker_consumer="worker.queue.poison:GuardedConsumer",  # poison is set aside, never fatal
         task_routes={"erasure.submit": {"queue": INTAKE_QUEUE}, "erasure.start": {"queue": INTAKE_QUEUE},
                      "erasure.tag_mlflow": {"queue": MLFLOW_QUEUE}},
         worker_cancel_long_running_tasks_on_connection_loss=False,

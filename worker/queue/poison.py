@@ -20,7 +20,7 @@ from celery.worker.consumer import Consumer
 from kombu.message import Message
 from vine import promise
 
-from worker import celery_app
+from worker.queue import celery_app
 
 log = structlog.get_logger("erasure.poison")
 ACCEPTED = "application/json"

@@ -15,10 +15,10 @@ from typing import Any
 import structlog
 from sqlalchemy import ColumnElement, and_, exists, or_, select
 
-from worker import deadlines, pipeline
 from worker.config import WorkerSettings
+from worker.engine import deadlines, settle
+from worker.engine.state import lose_attempt, move_system
 from worker.runtime import Runtime
-from worker.state import lose_attempt, move_system
 from worker.store.models import SETTLED, Request, RequestStatus, SystemStatus, SystemTask, utcnow
 
 log = structlog.get_logger("erasure.reconcile")
@@ -133,7 +133,7 @@ def settle_unsettled(rt: Runtime) -> int:
         ).all()
     settled = 0
     for request_id in found:
-        if pipeline.settle(rt, request_id):  # takes the request's lock: a second reconciler finds it settled
+        if settle.settle(rt, request_id):  # takes the request's lock: a second reconciler finds it settled
             log.warning("request.settle_missed", request_id=request_id)
             settled += 1
     return settled

@@ -27,10 +27,11 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from worker import deadlines, lineage, report, views
+from worker.engine import deadlines
 from worker.errors import NoSuchRequest
 from worker.runtime import Runtime
 from worker.store.models import RequestStatus
+from worker.surfaces import report, views
 
 log = structlog.get_logger("erasure.status_page")
 SESSION_SECONDS = 8 * 3600  # a working day; then the token is typed again
@@ -314,7 +315,7 @@ def listing_page(rt: Runtime) -> HTMLResponse:
         table(f"Newest first, at most {COMPLETED_SHOWN}", [*heads, "Completed", *tail], request_rows(done, now, True))
         if done else "<p>No completed request yet.</p>", "</section>",
     ]
-    models = lineage.models(rt, flagged_only=True)
+    models = views.models(rt, flagged_only=True)
     body += ['<section aria-labelledby="models"><h2 id="models">Flagged models</h2>',
              table("Model versions trained on a snapshot that held a subject's data",
                    ["Model", "Version", "Flags", "Requests"], model_rows(models))

@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from worker import audit
+from worker.engine import audit
 from worker.errors import InputError, RefusedError
 from worker.runtime import Runtime
 from worker.store.models import (

@@ -1,6 +1,6 @@
 """The HTTP API of the contract, for support tooling and DPO dashboards. Tokens are known only by
 their SHA-256 and carry scopes; a body is capped before it is parsed; every error is an RFC 9457
-problem whose detail never repeats an identifier's value. Input is validated by `worker.intake`,
+problem whose detail never repeats an identifier's value. Input is validated by `worker.engine.intake`,
 the same code as the CLI and the `erasure.submit` task, so the three accept exactly the same."""
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from worker import intake, lineage, metrics, report, status_page, views
 from worker.config import MAX_VALUE_LENGTH, Config
+from worker.engine import intake
 from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
 from worker.store.engine import StoreUnavailable
 from worker.store.models import RequestStatus
+from worker.surfaces import metrics, report, status_page, views
 
 PROBLEM = "application/problem+json"
 REQUEST_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -223,7 +224,7 @@ def create_app(rt: Runtime) -> FastAPI:
     @app.get("/v1/models", dependencies=[need("read")], responses=problems(401, 403, 422))
     def models(flagged: bool = False) -> list[dict[str, Any]]:
         """Model versions and their flags."""
-        return lineage.models(rt, flagged)
+        return views.models(rt, flagged)
 
     @app.get("/metrics", dependencies=[need("read")], response_class=Response, responses={
         200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}, **problems(401, 403, 503)})

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
-from worker import deadlines
+from worker.engine import deadlines
 from worker.runtime import Runtime
 from worker.store.models import SETTLED, Request, SystemStatus, SystemTask, utcnow
 

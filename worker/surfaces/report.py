@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from worker import audit, views
+from worker.engine import audit
 from worker.errors import NoSuchRequest
 from worker.runtime import Runtime
 from worker.store.models import ModelFlag, Request, RequestStatus, utcnow
+from worker.surfaces import views
 
 LISTED = 20  # evidence entries written out per system in Markdown; the JSON has them all
 OUTCOMES = {

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import object_session
 
-from worker import audit
+from worker.engine import audit
 from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask
 
 log = structlog.get_logger("erasure.state")

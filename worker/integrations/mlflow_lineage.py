@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from connectors.base import SystemConfig
-from worker import lineage
 from worker.config import Config, bound_mlflow_http
+from worker.engine import lineage
 from worker.errors import ErasureError, InputError
 from worker.runtime import Runtime
 from worker.store.models import FlagState, ModelFlag

@@ -18,7 +18,8 @@ import structlog
 from celery.signals import worker_ready, worker_shutting_down
 from celery.worker import state
 
-from worker import pipeline, runtime
+from worker.engine import claims, fanout
+from worker.queue import dispatch
 from worker.runtime import Runtime
 
 log = structlog.get_logger("erasure.shutdown")
@@ -30,7 +31,7 @@ def send_again(rt: Runtime, handed: list[tuple[str, str, str]]) -> None:
     """Messages for the systems handed back: a pass took some along whose own messages other workers
     have already acknowledged. A broker that refuses leaves them to the reconciler."""
     try:
-        pipeline.send(rt, handed)
+        fanout.send(rt, handed)
     except Exception as exc:
         log.error("worker.resend_failed", systems=len(handed), error=type(exc).__name__)
 
@@ -74,12 +75,12 @@ def _watch(grace: float) -> None:
     if not running:
         return  # Celery finishes the stop on its own
     try:
-        rt = runtime.current()
-        handed_back = pipeline.hand_back(rt, sorted(rt.held()), "its worker shut down")
+        rt = dispatch.current()
+        handed_back = claims.hand_back(rt, sorted(rt.held()), "its worker shut down")
     except Exception as exc:  # the store is down: the leases will run out and the reconciler takes over
         log.error("worker.hand_back_failed", error=type(exc).__name__)
         handed_back = []
-    send_again(runtime.current(), handed_back)
+    send_again(dispatch.current(), handed_back)
     handed = len(handed_back)
     if _consumer:
         requeue_unacked(_consumer[0])
@@ -100,5 +101,5 @@ def _on_shutdown(how: str = "Warm", **_: Any) -> None:
     """Runs in the signal handler: only start the watch. A cold stop (SIGQUIT) is Celery's."""
     if how != "Warm" or any(t.name == "erasure-shutdown" for t in threading.enumerate()):
         return
-    grace = runtime.current().config.worker.shutdown_grace_seconds
+    grace = dispatch.current().config.worker.shutdown_grace_seconds
     threading.Thread(target=_watch, args=(grace,), name="erasure-shutdown", daemon=True).start()

@@ -14,6 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from worker.config import load
+from worker.engine import lineage
+from worker.engine.intake import parse_subject_args, submit
+from worker.queue.dispatch import celery_runtime
+from worker.runtime import Runtime
+from worker.surfaces import views
+from worker.surfaces.render import show_status, table
+
 DEMO_AWS = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": "us-east-1"}
 CONFIG = """\
 store_url = "sqlite:///state.db"
@@ -117,12 +125,6 @@ def run() -> int:
     except ImportError:
         print("erasure demo needs moto: pip install 'erasure-worker[demo]'", file=sys.stderr)
         return 1
-    from worker import lineage
-    from worker.cli import show_status, table
-    from worker.config import load
-    from worker.intake import parse_subject_args, submit
-    from worker.runtime import Runtime
-
     os.environ.update(DEMO_AWS)
     root = Path(tempfile.mkdtemp(prefix="erasure-demo-"))
     with socket.socket() as s:
@@ -133,7 +135,7 @@ def run() -> int:
     worker = None
     try:
         config_path = build_world(root, f"http://127.0.0.1:{port}")
-        rt = Runtime(load(config_path))
+        rt = celery_runtime(load(config_path))
         lineage.add(rt, "recsys", "7", ["clickstream:2026-10-01"])
         lineage.add(rt, "ranker", "1", ["clickstream:2026-11-01"])
         print(f"demo world in {root}: app-db (SQLite), uploads (S3 on moto), clickstream (Parquet)")
@@ -154,7 +156,7 @@ def run() -> int:
         print()
         for status in statuses:
             print(show_status(status), end="\n\n")
-        flagged = lineage.models(rt, flagged_only=True)
+        flagged = views.models(rt, flagged_only=True)
         print("flagged models:")
         print(table(["MODEL", "VERSION", "REQUEST", "SNAPSHOTS"],
                     [[m["model"], m["version"], f["request_id"], " ".join(f["snapshots"])]
@@ -172,9 +174,7 @@ def run() -> int:
         moto.stop()
 
 
-def _wait(rt, ids: list[str], worker: subprocess.Popen, timeout: float) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
-    from worker import views
-
+def _wait(rt: Runtime, ids: list[str], worker: subprocess.Popen, timeout: float) -> list[dict]:  # type: ignore[type-arg]
     seen: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     while True:

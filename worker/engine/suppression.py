@@ -21,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import Connector, Subject
-from worker import audit, keys, redact
+from worker import keys, redact
+from worker.engine import audit
 from worker.errors import InputError, PermanentError, TransientError, one_line
 from worker.runtime import Runtime
 from worker.store.models import Request, RequestStatus, Suppression, SystemStatus

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
-from worker import deadlines
+from worker.engine import deadlines
+from worker.engine.state import nothing_found
 from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
-from worker.state import nothing_found
-from worker.store.models import ModelFlag, Request, RequestStatus, SnapshotHit, utcnow
+from worker.store.models import Lineage, ModelFlag, Request, RequestStatus, SnapshotHit, utcnow
 
 LIST_LIMIT = 1000
 
@@ -45,7 +45,7 @@ def flag_json(flag: ModelFlag, files: Mapping[str, list[str]]) -> dict[str, Any]
 def request_json(request: Request, flags: list[ModelFlag], files: Mapping[str, list[str]]) -> dict[str, Any]:
     """One request in the contract's status shape; `flags` adds the files and state of each flag
     (`flagged_models` keeps the contract's three fields, which the acceptance suite compares whole),
-    `nothing_found` whether it completed with every system not_found (worker.state.nothing_found)."""
+    `nothing_found` whether it completed with every system not_found (worker.engine.state.nothing_found)."""
     flags = sorted(flags, key=lambda f: (f.model, f.version))
     return {
         "request_id": request.id,
@@ -117,3 +117,24 @@ def listing(rt: Runtime, status: str | None = None, overdue: bool = False, *, st
             flags.setdefault(flag.request_id, []).append(flag)
         files = files_by_request(session, list(flags)) if flags else {}
         return [request_json(r, flags.get(r.id, []), files.get(r.id, {})) for r in requests]
+
+
+def models(rt: Runtime, flagged_only: bool) -> list[dict[str, Any]]:
+    """Model versions with their flags (and each flag's history), as `erasure models --json` prints them."""
+    with rt.transaction() as session:
+        versions = session.execute(select(Lineage.model, Lineage.version).distinct()).all()
+        found = session.scalars(select(ModelFlag).options(selectinload(ModelFlag.events))
+                                .order_by(ModelFlag.flagged_at, ModelFlag.id)).all()
+        files = files_by_request(session, select(ModelFlag.request_id))
+    by_version: dict[tuple[str, str], list[dict[str, Any]]] = {(m, v): [] for m, v in versions}
+    for flag in found:
+        by_version.setdefault((flag.model, flag.version), []).append({
+            "request_id": flag.request_id, **flag_json(flag, files.get(flag.request_id, {})),
+            "history": [{"from": e.from_state, "to": e.to_state, "reason": e.reason, "at": timestamp(e.at)}
+                        for e in flag.events],
+        })
+    return [
+        {"model": model, "version": version, "flags": flagged}
+        for (model, version), flagged in sorted(by_version.items())
+        if flagged or not flagged_only
+    ]

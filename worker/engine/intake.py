@@ -13,8 +13,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from connectors.base import Subject
-from worker import audit, redact
+from worker import redact
 from worker.config import Config
+from worker.engine import audit
 from worker.errors import ErasureError, InputError
 from worker.runtime import Runtime
 from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask, utcnow

@@ -10,10 +10,10 @@ from typing import Any
 import structlog
 from sqlalchemy import ColumnElement, and_, func, select
 
-from worker import audit
 from worker.config import add_months
+from worker.engine import audit
+from worker.engine.intake import clean_text
 from worker.errors import InputError, NoSuchRequest, RefusedError
-from worker.intake import clean_text
 from worker.runtime import Runtime
 from worker.store.models import Request, RequestStatus, utcnow
 

@@ -11,10 +11,13 @@ from celery import Task
 from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from worker import intake, logs, mlflow_lineage, pipeline, reconcile, runtime
-from worker import shutdown as _shutdown  # noqa: F401 - connects the graceful stop to the worker's signals
-from worker.celery_app import app
+from worker import logs
+from worker.engine import fanout, intake, passes, reconcile
 from worker.errors import InputError, TransientError, one_line
+from worker.integrations import mlflow_lineage
+from worker.queue import dispatch
+from worker.queue import shutdown as _shutdown  # noqa: F401 - connects the graceful stop to the worker's signals
+from worker.queue.celery_app import app
 from worker.store.engine import StoreUnavailable
 
 log = structlog.get_logger("erasure.tasks")
@@ -32,7 +35,7 @@ def submit(*args: Any, **fields: Any) -> None:
         unknown = set(fields) - {"subject", "requested_by", "idempotency_key"}
         if unknown:
             raise InputError(f"unknown fields: {', '.join(sorted(map(_field_name, unknown)))[:200]}")
-        done = intake.submit(runtime.current(), fields.get("subject"), fields.get("requested_by"),
+        done = intake.submit(dispatch.current(), fields.get("subject"), fields.get("requested_by"),
                              fields.get("idempotency_key"))
     except InputError as exc:
         log.warning("intake.dropped", reason=str(exc))
@@ -48,14 +51,14 @@ def _field_name(name: str) -> str:
 @app.task(name="erasure.start", bind=True, ignore_result=True, **OUTAGE_RETRY)
 def start(self: Task, request_id: str) -> None:
     """Resolve one request and fan it out; a resolver that is briefly down is retried."""
-    rt = runtime.current()
+    rt = dispatch.current()
     try:
-        pipeline.start(rt, request_id, redelivered=bool((self.request.delivery_info or {}).get("redelivered")))
+        fanout.start(rt, request_id, redelivered=bool((self.request.delivery_info or {}).get("redelivered")))
     except TransientError as exc:
         attempts = self.request.retries + 1
         settings = rt.config.worker
         if attempts >= settings.max_attempts:
-            pipeline.fail_unstarted(rt, request_id, f"gave up after {attempts} attempts: {one_line(exc)}")
+            fanout.fail_unstarted(rt, request_id, f"gave up after {attempts} attempts: {one_line(exc)}")
             return
         log.warning("request.resolve_retry", request_id=request_id, attempt=attempts, error=one_line(exc))
         raise self.retry(countdown=settings.backoff(attempts), max_retries=settings.max_attempts) from None
@@ -64,13 +67,13 @@ def start(self: Task, request_id: str) -> None:
 @app.task(name="erasure.erase_system", ignore_result=True, **OUTAGE_RETRY)
 def erase_system(request_id: str, system: str, *, also: list[str] | None = None) -> None:
     """Erase one system of one request, and of the requests `also` names (a start's group)."""
-    pipeline.erase_system(runtime.current(), request_id, system, also or ())
+    passes.erase_system(dispatch.current(), request_id, system, also or ())
 
 
 @app.task(name="erasure.tag_mlflow", bind=True, ignore_result=True, **OUTAGE_RETRY)
 def tag_mlflow(self: Task, model: str, version: str) -> None:
     """Tag one flagged model version in MLflow; tried again with backoff, then given up with a log."""
-    rt = runtime.current()
+    rt = dispatch.current()
     retry_in = mlflow_lineage.tag(rt, model, version, attempt=self.request.retries + 1)
     if retry_in is not None:
         raise self.retry(countdown=retry_in, max_retries=rt.config.worker.max_attempts)
@@ -79,7 +82,7 @@ def tag_mlflow(self: Task, model: str, version: str) -> None:
 @app.task(name="erasure.reconcile", ignore_result=True)
 def reconcile_store() -> None:
     """One reconciliation pass (sent by beat)."""
-    done = reconcile.reconcile(runtime.current())
+    done = reconcile.reconcile(dispatch.current())
     if any(done.values()):
         log.info("reconcile.done", **done)
 
@@ -91,4 +94,4 @@ def _logging(loglevel: Any = "INFO", **_: Any) -> None:
 
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
-    runtime.current().after_fork()
+    dispatch.current().after_fork()

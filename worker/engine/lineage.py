@@ -1,19 +1,18 @@
 """Lineage: which model versions were trained on which snapshots, and when. Adding it flags the
-requests already settled whose subject those snapshots held, by the rule of `worker.flags`."""
+requests already settled whose subject those snapshots held, by the rule of `worker.engine.flags`."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from worker import flags, views
 from worker.config import Config
+from worker.engine import flags
 from worker.errors import InputError
 from worker.runtime import Runtime
 from worker.store.models import Lineage, ModelFlag, Request, RequestStatus, SnapshotHit, utcnow
@@ -102,24 +101,3 @@ def flag_models(rt: Runtime, session: Session, requests: Sequence[Request]) -> l
     raised = flags.raise_flags(session, requests)
     flags.tag_after_commit(rt, session, [(f.model, f.version) for f in raised])
     return raised
-
-
-def models(rt: Runtime, flagged_only: bool) -> list[dict[str, Any]]:
-    """Model versions with their flags (and each flag's history), as `erasure models --json` prints them."""
-    with rt.transaction() as session:
-        versions = session.execute(select(Lineage.model, Lineage.version).distinct()).all()
-        found = session.scalars(select(ModelFlag).options(selectinload(ModelFlag.events))
-                                .order_by(ModelFlag.flagged_at, ModelFlag.id)).all()
-        files = views.files_by_request(session, select(ModelFlag.request_id))
-    by_version: dict[tuple[str, str], list[dict[str, Any]]] = {(m, v): [] for m, v in versions}
-    for flag in found:
-        by_version.setdefault((flag.model, flag.version), []).append({
-            "request_id": flag.request_id, **views.flag_json(flag, files.get(flag.request_id, {})),
-            "history": [{"from": e.from_state, "to": e.to_state, "reason": e.reason, "at": views.timestamp(e.at)}
-                        for e in flag.events],
-        })
-    return [
-        {"model": model, "version": version, "flags": flagged}
-        for (model, version), flagged in sorted(by_version.items())
-        if flagged or not flagged_only
-    ]

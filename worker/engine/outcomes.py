@@ -1,0 +1,175 @@
+"""Recording what a pass did: each request's outcome (or failed attempt) at one system, the
+snapshots its subject was found in, and the journal of rewritten files, each in one transaction
+that outlasts a short store outage; the last system to settle settles its request there too."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import selectinload
+
+from connectors.base import Outcome
+from worker.engine import claims, settle
+from worker.engine.state import move_system
+from worker.errors import TransientError
+from worker.runtime import Runtime
+from worker.store.models import Request, SnapshotHit, SystemStatus, SystemTask, utcnow
+
+log = structlog.get_logger("erasure.pipeline")
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    """An attempt that did not erase: why, and whether a later attempt may."""
+
+    error: str
+    transient: bool
+
+
+def _outlasting_store_outages(write: Callable[..., None]) -> Callable[..., None]:
+    """A store write that records an erasure, tried again while the store is away (for up to half
+    the lease, which keeps the claim ours): only this process knows the outcome, and the attempt
+    after the lease would find the data gone and record nothing erased."""
+    @functools.wraps(write)
+    def written(rt: Runtime, *args: Any, **kwargs: Any) -> None:
+        until, pause = time.monotonic() + rt.config.worker.lease_seconds / 2, 0.5
+        while True:
+            try:
+                return write(rt, *args, **kwargs)
+            except OperationalError as exc:
+                if time.monotonic() + pause > until:
+                    raise
+                log.warning("store.unavailable", write=write.__name__, error=type(exc.orig).__name__,
+                            retry_in=pause)
+                time.sleep(pause)
+                pause = min(2 * pause, 5.0)
+    return written
+
+
+@_outlasting_store_outages
+def record_hits(rt: Runtime, system: str, found: dict[str, tuple]) -> None:  # type: ignore[type-arg]
+    """The snapshots each request's subject was found in, in one transaction."""
+    found = {request_id: hits for request_id, hits in found.items() if hits}
+    if not found:
+        return
+    with rt.transaction() as session:
+        earlier = session.scalars(select(SnapshotHit).where(SnapshotHit.request_id.in_(found)))
+        known = {(h.request_id, h.snapshot): h for h in earlier}
+        for request_id, hits in found.items():
+            for hit in hits:
+                row = known.get((request_id, hit.snapshot))
+                if row is None:
+                    known[(request_id, hit.snapshot)] = row = SnapshotHit(
+                        request_id=request_id, system=system, snapshot=hit.snapshot, rows=hit.rows,
+                        files=list(hit.files), found_at=utcnow())
+                    session.add(row)
+                else:
+                    row.rows, row.files = max(row.rows, hit.rows), sorted(set(row.files) | set(hit.files))
+
+
+def journal(rt: Runtime, system: str, request_ids: list[str], rel: str, rows: list[int]) -> None:
+    """Before a rewritten file is swapped in, note per request the rows it removes: if this process
+    dies just after the swap, the next attempt finds them gone and counts them from here. A store
+    that does not answer stops the swap (the old file stays; the attempt is tried again)."""
+    try:
+        with rt.transaction() as session:
+            for request_id, removed in zip(request_ids, rows, strict=True):
+                task = claims.running(session, request_id, system) if removed else None
+                if task is not None:
+                    task.progress = {**(task.progress or {}), rel: removed}
+    except SQLAlchemyError as exc:
+        raise TransientError(f"store unavailable before swapping in {rel} ({type(exc).__name__})") from None
+
+
+def _with_journaled(task: SystemTask, outcome: Outcome) -> Outcome:
+    """The outcome, plus the rows of files an earlier attempt swapped in (journaled) that this one
+    found already without the subject's rows."""
+    files = list(outcome.evidence.get("files", []))
+    rewritten = {f["file"] for f in files if f.get("rows_removed")}
+    swapped_before = {rel: n for rel, n in (task.progress or {}).items() if rel not in rewritten}
+    if not swapped_before:
+        return outcome
+    files += [{"file": rel, "rows_removed": n, "by_an_earlier_attempt": True}
+              for rel, n in sorted(swapped_before.items())]
+    return dataclasses.replace(outcome, items_erased=outcome.items_erased + sum(swapped_before.values()),
+                               evidence={**outcome.evidence, "files": files})
+
+
+@_outlasting_store_outages
+def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> None:
+    """Each request's outcome (or failed attempt) at one system, and the settling of each request whose
+    last system this was, in one transaction. The requests' rows are locked first, in id order, then
+    the system's: the order settle() and `erasure exempt` lock in, so passes never deadlock."""
+    if not results:
+        return
+    retries: list[tuple[str, str, float]] = []
+    with rt.transaction() as session:
+        requests = session.scalars(select(Request).where(Request.id.in_(results)).order_by(Request.id)
+                                   .with_for_update().options(selectinload(Request.systems))).all()
+        tasks = {t.request_id: t for t in session.scalars(
+            select(SystemTask).where(SystemTask.request_id.in_([r.id for r in requests]), SystemTask.system == system)
+            .order_by(SystemTask.request_id).with_for_update().execution_options(populate_existing=True))}
+        locked = {request.id: request for request in requests}
+        settled = []
+        for request in (locked[r] for r in results if r in locked):  # in the order claimed: oldest first
+            task = tasks.get(request.id)
+            if task is None or task.status != SystemStatus.RUNNING:
+                continue  # its lease ran out and another attempt took over, or a DPO settled it
+            result = results[request.id]
+            retry_in = None
+            if isinstance(result, Failed):
+                retry_in = _failed(rt, task, result)
+            else:
+                _erased(task, result)
+            if retry_in is not None:
+                retries.append((request.id, task.kind, retry_in))
+            else:
+                settled.append(request)
+        settle.settle_locked(rt, session, settled)  # the last system to settle settles the request, here
+    for request_id, kind, retry_in in retries:
+        log.info("system.retry_scheduled", request_id=request_id, system=system, in_seconds=round(retry_in, 1))
+        rt.dispatch.erase(request_id, system, kind, countdown=retry_in)
+
+
+def _erased(task: SystemTask, outcome: Outcome) -> None:
+    """Settled: erased, not found, or exempt."""
+    outcome, task.progress = _with_journaled(task, outcome), None
+    items, evidence = _with_earlier_passes(task, outcome)
+    if outcome.exempt_reason:
+        move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,
+                    reason=outcome.exempt_reason, recheck_at=outcome.recheck_at, lease_until=None,
+                    finished_at=utcnow())
+    else:
+        move_system(task, SystemStatus.ERASED if items else SystemStatus.NOT_FOUND, items_erased=items,
+                    evidence=evidence, error=None, reason=None, recheck_at=None, lease_until=None,
+                    finished_at=utcnow())
+
+
+def _failed(rt: Runtime, task: SystemTask, failed: Failed) -> float | None:
+    """Back to pending for another attempt (in how many seconds), or failed for good (None)."""
+    settings = rt.config.worker
+    if failed.transient and task.attempts < settings.max_attempts:
+        move_system(task, SystemStatus.PENDING, error=failed.error, lease_until=None)
+        return settings.backoff(task.attempts)
+    error = f"gave up after {task.attempts} attempts: {failed.error}" if failed.transient else failed.error
+    move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow())
+    return None
+
+
+def _with_earlier_passes(task: SystemTask, outcome: Outcome) -> tuple[int, dict[str, Any]]:
+    """Items and evidence of this pass, plus those of earlier passes that erased something
+    (a recheck after an exemption erases what the lock kept; the first pass stays on record)."""
+    evidence: dict[str, Any] = {**outcome.evidence, "items": outcome.items_erased}
+    if not task.evidence:
+        return outcome.items_erased, evidence
+    previous = dict(task.evidence)
+    earlier = previous.pop("earlier", [])
+    evidence["earlier"] = [*earlier, previous] if previous.get("items") else earlier
+    return outcome.items_erased + (task.items_erased or 0), evidence

@@ -1,0 +1,1 @@
+"""Outside systems the engine reports to: MLflow, where flagged model versions are tagged."""
