@@ -286,10 +286,10 @@ def drive_erasure(config_path: str, requests: int, publishers: int, stall: float
     request's submit time is taken here; its completion time comes from the workers' logs."""
     from sqlalchemy import func, select
 
+    from connectors.errors import ErasureError
     from worker import logs
     from worker.config import load
     from worker.engine import intake
-    from worker.errors import ErasureError
     from worker.queue.dispatch import celery_runtime
     from worker.store.models import Request, RequestStatus
 

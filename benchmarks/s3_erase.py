@@ -119,8 +119,8 @@ def main() -> None:
     from botocore.config import Config
 
     from connectors.base import ConfigReader, Subject
-    from connectors.s3 import S3Connector
-    from connectors.s3_config import S3Config
+    from connectors.s3.config import S3Config
+    from connectors.s3.connector import S3Connector
 
     receive, reply = multiprocessing.Pipe(duplex=False)
     server = multiprocessing.get_context("spawn").Process(target=serve, args=(reply,), daemon=True)

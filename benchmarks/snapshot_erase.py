@@ -153,7 +153,7 @@ def swap_in(temp: Path, target: Path) -> None:
 def erase_with_connector(location: Path, rels: list[str], ids: list[int], threads: int) -> None:
     """One erase_many call over the location, one subject per id."""
     from connectors.base import ConfigReader, Subject
-    from connectors.snapshots import SnapshotConfig, SnapshotConnector
+    from connectors.snapshot.connector import SnapshotConfig, SnapshotConnector
 
     raw = {"name": "clickstream", "kind": "snapshot", "location": str(location), "format": "parquet",
            "where": {"user_id": "user_id"}}

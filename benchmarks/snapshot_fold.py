@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 from connectors.base import Subject
 from connectors.normalize import Fold, fold_text
-from connectors.snapshot_formats import ParquetFormat
-from connectors.snapshot_match import Key, Sought
+from connectors.snapshot.formats import ParquetFormat
+from connectors.snapshot.match import Key, Sought
 
 ROW_GROUP = 128 * 1024
 SEED = 2026

@@ -32,7 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from connectors.base import ConfigReader, Subject
-from connectors.sql import SqlConfig, SqlConnector
+from connectors.sql.config import SqlConfig
+from connectors.sql.connector import SqlConnector
 
 PG_ADMIN = os.environ.get("ERASURE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MYSQL_ADMIN = os.environ.get("ERASURE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")

@@ -1,14 +1,5 @@
-"""Connectors, one module per kind; REGISTRY maps a system's `kind` to its connector."""
-
-from connectors.base import Connector
-from connectors.s3 import S3Connector
-from connectors.snapshots import SnapshotConnector
-from connectors.sql import SqlConnector
-from connectors.stub import StubConnector
-
-REGISTRY: dict[str, type[Connector]] = {
-    "sql": SqlConnector,
-    "s3": S3Connector,
-    "snapshot": SnapshotConnector,
-    "stub": StubConnector,
-}
+"""Connectors: the interface every kind keeps (base.py), the errors they raise (errors.py), how
+values are kept out of messages (redact.py) and how identifiers are folded (normalize.py); one
+subpackage per kind (sql/, s3/, snapshot/), and the registry that finds the kinds installed
+(registry.py: the entry-point group `erasure.connectors`). Nothing is imported here: a kind is
+loaded only when a config names it."""

@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import tenacity
 
+from connectors.errors import ConfigError, TransientError
 from connectors.normalize import Fold
-from worker.errors import ConfigError, TransientError
 
 T = TypeVar("T")
 DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

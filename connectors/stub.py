@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Self
 
 from connectors.base import ConfigReader, Connector, Journal, Outcome, Subject, SystemConfig
-from worker.errors import PermanentError, TransientError
+from connectors.errors import PermanentError, TransientError
 
 
 @dataclass(frozen=True)

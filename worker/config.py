@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors import REGISTRY
+from connectors import registry
 from connectors.base import ConfigReader, SystemConfig
 from connectors.normalize import Fold, describe, fold_text, parse_steps
-from connectors.sql import NAME as COLUMN_NAME
-from connectors.sql import TABLE_NAME, Lookup
+from connectors.sql.config import NAME as COLUMN_NAME
+from connectors.sql.config import TABLE_NAME, Lookup
 from worker.errors import ConfigError, InputError
 
 MAX_VALUE_LENGTH = 1024
@@ -290,11 +290,16 @@ def _systems(top: ConfigReader, folds: Mapping[str, Fold]) -> tuple[SystemConfig
         if any(s.name == name for s in systems):
             raise reader.error("name", "two systems share this name")
         kind = reader.text("kind")
-        if kind not in REGISTRY:
-            raise reader.error("kind", f"unknown kind {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+        known = registry.kinds()
+        if kind not in known:
+            raise reader.error("kind", f"unknown kind {kind!r} (known: {', '.join(known)})")
+        try:
+            connector = known[kind].load()
+        except ConfigError as exc:
+            raise reader.error("kind", str(exc)) from None
         retain = reader.retention()  # any kind may be retained whole: read here, hidden from the kind
         reader.raw = {key: value for key, value in raw.items() if key != "retain"}
-        systems.append(replace(REGISTRY[kind].config_class.read(reader), retain=retain))
+        systems.append(replace(connector.config_class.read(reader), retain=retain))
     return tuple(systems)
 
 

@@ -1,4 +1,4 @@
-"""Every error the project raises, in one hierarchy.
+"""Every error the project raises, in one hierarchy; a connector's are in connectors/errors.py.
 
     ErasureError
     ├── ConfigError      the config file is wrong: start-up stops, naming file, system and key
@@ -13,15 +13,17 @@ Task code catches only these; vendor exceptions never cross a connector's bounda
 Messages are one line and never carry an identifier's value.
 """
 
-from worker.redact import scrub
+from connectors.errors import (
+    ConfigError,
+    ConnectorError,
+    ErasureError,
+    PermanentError,
+    TransientError,
+    one_line,
+)
 
-
-class ErasureError(Exception):
-    """Base of every error erasure-worker raises on purpose."""
-
-
-class ConfigError(ErasureError):
-    """The configuration is invalid; the message names the file, the system and the key."""
+__all__ = ["ConfigError", "ConnectorError", "ErasureError", "InputError", "NoSuchRequest", "PermanentError",
+           "RefusedError", "TransientError", "one_line"]
 
 
 class InputError(ErasureError):
@@ -34,22 +36,3 @@ class NoSuchRequest(ErasureError):
 
 class RefusedError(ErasureError):
     """The command is well formed but not allowed in the current state."""
-
-
-class ConnectorError(ErasureError):
-    """A connector could not erase or verify."""
-
-
-class TransientError(ConnectorError):
-    """A failure that may pass: the attempt is retried with backoff."""
-
-
-class PermanentError(ConnectorError):
-    """A failure that retrying cannot fix: the system fails with this reason."""
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """The exception as one short line, fit for a status field or a log event, scrubbed of the
-    values of the subject being worked on (a driver may echo a bound parameter)."""
-    text = scrub(" ".join(str(exc).split())) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"

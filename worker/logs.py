@@ -10,8 +10,8 @@ from typing import Any
 
 import structlog
 
+from connectors import redact
 from worker import config as settings
-from worker import redact
 
 SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,

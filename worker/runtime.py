@@ -13,7 +13,7 @@ from typing import Protocol
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from connectors import REGISTRY
+from connectors import registry
 from connectors.base import Connector, Subject
 from worker import keys
 from worker.config import Config
@@ -126,7 +126,7 @@ class Runtime:
         with self._lock:
             if system not in self._connectors:
                 config = self.config.system(system)
-                self._connectors[system] = REGISTRY[config.kind](config)
+                self._connectors[system] = registry.connector_class(config.kind)(config)
             return self._connectors[system]
 
     def hold(self, request_id: str, system: str, lease_until: datetime) -> None:

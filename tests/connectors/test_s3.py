@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from connectors.aws import translate
 from connectors.base import ConfigReader, Subject
-from connectors.s3 import S3Connector, _translate
-from connectors.s3_config import S3Config
-from worker.errors import ConfigError, PermanentError, TransientError
+from connectors.errors import ConfigError, PermanentError, TransientError
+from connectors.s3.config import S3Config
+from connectors.s3.connector import S3Connector
 
 IDENTIFIER_TYPES = frozenset({"user_id", "email"})
 
@@ -551,7 +553,8 @@ def test_named_profile_supplies_the_credentials(
 )
 def test_error_codes_are_told_apart(code: str, status: int, message: str, error: type, says: str) -> None:
     """Throttling and 5xx are transient; access, a missing bucket and MFA delete are permanent, in one line."""
-    translated = _translate("s3 system 'uploads'", code, status, message)
+    answer = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    translated = translate("s3 system 'uploads'", ClientError(answer, "DeleteObjects"))
 
     assert type(translated) is error
     assert says in str(translated)

@@ -12,12 +12,12 @@ deltalake = pytest.importorskip("deltalake")
 from deltalake import DeltaTable, write_deltalake  # noqa: E402
 from deltalake.exceptions import DeltaError  # noqa: E402
 
-from connectors import snapshot_delta  # noqa: E402
 from connectors.base import ConfigReader, SnapshotHit, Subject  # noqa: E402
-from connectors.snapshot_config import SnapshotConfig  # noqa: E402
-from connectors.snapshot_delta import DeltaEngine, predicate  # noqa: E402
-from connectors.snapshot_paths import ArrowPath  # noqa: E402
-from worker.errors import ConfigError, PermanentError, TransientError  # noqa: E402
+from connectors.errors import ConfigError, PermanentError, TransientError  # noqa: E402
+from connectors.snapshot import delta as snapshot_delta  # noqa: E402
+from connectors.snapshot.config import SnapshotConfig  # noqa: E402
+from connectors.snapshot.delta import DeltaEngine, predicate  # noqa: E402
+from connectors.snapshot.paths import ArrowPath  # noqa: E402
 
 SCHEMA = pa.schema([("user_id", pa.int64()), ("email", pa.string()), ("code", pa.string())])
 HOSTILE = ["'", "%", "*", "\\", "' OR '1'='1", "42) OR (1=1", '"', "42 OR 1=1", "4%", "\\' OR 1=1 --"]

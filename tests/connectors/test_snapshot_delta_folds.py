@@ -12,12 +12,12 @@ import pytest
 deltalake = pytest.importorskip("deltalake")
 from deltalake import DeltaTable, write_deltalake  # noqa: E402
 
-from connectors import snapshot_delta  # noqa: E402
 from connectors.base import ConfigReader, Subject  # noqa: E402
+from connectors.errors import PermanentError  # noqa: E402
 from connectors.normalize import fold_text  # noqa: E402
-from connectors.snapshot_config import SnapshotConfig  # noqa: E402
-from connectors.snapshot_delta import DeltaEngine  # noqa: E402
-from worker.errors import PermanentError  # noqa: E402
+from connectors.snapshot import delta as snapshot_delta  # noqa: E402
+from connectors.snapshot.config import SnapshotConfig  # noqa: E402
+from connectors.snapshot.delta import DeltaEngine  # noqa: E402
 
 PERSON = pa.struct([("user_id", pa.int64()), ("email", pa.string())])
 SCHEMA = pa.schema([("n", pa.int64()), ("email", pa.string()), ("meta", PERSON), ("people", pa.list_(PERSON))])

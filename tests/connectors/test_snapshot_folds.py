@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.base import ConfigReader, Subject
+from connectors.errors import ConfigError
 from connectors.normalize import Fold, fold_text
-from connectors.snapshot_match import fold_array
-from connectors.snapshots import SnapshotConfig, SnapshotConnector
-from worker.errors import ConfigError
+from connectors.snapshot.connector import SnapshotConfig, SnapshotConnector
+from connectors.snapshot.match import fold_array
 
 FOLDS: dict[str, Fold] = {"email": ("lower",), "user_id": (), "code": ("trim", "upper"), "name": ("trim", "lower")}
 MARY = ["MARY.SMITH@x", "Mary.Smith@x", "mary.smith@x"]  # one person, three spellings

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.base import ConfigReader, Subject
-from connectors.snapshots import SnapshotConfig, SnapshotConnector
-from worker.errors import PermanentError
+from connectors.errors import PermanentError
+from connectors.snapshot.connector import SnapshotConfig, SnapshotConnector
 
 
 def connector(location: Path, fmt: str, **overrides: Any) -> SnapshotConnector:

@@ -12,11 +12,13 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from connectors.base import ConfigReader
-from connectors.snapshot_config import SnapshotConfig
-from connectors.snapshot_locations import LOCK_FILE, LocalFolder, open_location
-from connectors.snapshot_s3 import S3Folder
+from connectors.errors import PermanentError, TransientError
+from connectors.snapshot.config import SnapshotConfig
+from connectors.snapshot.locations import open_location
+from connectors.snapshot.locations.base import LOCK_FILE
+from connectors.snapshot.locations.local import LocalFolder
+from connectors.snapshot.locations.s3 import S3Folder
 from tests.conftest import free_port
-from worker.errors import PermanentError, TransientError
 
 SUFFIXES = (".jsonl", ".jsonl.gz")
 MIB = 1 << 20

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.base import ConfigReader, Subject
-from connectors.snapshots import SnapshotConfig, SnapshotConnector
-from worker.errors import ConfigError, PermanentError
+from connectors.errors import ConfigError, PermanentError
+from connectors.snapshot.connector import SnapshotConfig, SnapshotConnector
 
 SUBJECT = Subject({"user_id": ("42",)})
 
@@ -155,7 +155,7 @@ def test_on_missing_column_defaults_to_fail(tmp_path: Path) -> None:
 def test_an_older_version_lacking_the_column_is_kept_and_listed_when_skipping(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """In a store keeping older versions, one written before the column existed is left and listed once."""
-    from connectors import snapshots
+    from connectors.snapshot import connector as snapshots
     from tests.connectors.test_snapshots import VersionedFolder
 
     put(tmp_path / "s" / "p.jsonl", lines({"user_id": 42}, {"user_id": 7}))

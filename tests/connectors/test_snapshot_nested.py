@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.base import ConfigReader, Subject
-from connectors.snapshots import SnapshotConfig, SnapshotConnector
-from worker.errors import ConfigError, PermanentError
+from connectors.errors import ConfigError, PermanentError
+from connectors.snapshot.connector import SnapshotConfig, SnapshotConnector
 
 PERSON = pa.struct([("user_id", pa.int64()), ("email", pa.string())])
 SCHEMA = pa.schema([("n", pa.int64()), ("meta", PERSON), ("people", pa.list_(PERSON))])

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.base import ConfigReader, SnapshotHit, Subject
-from connectors.snapshots import SnapshotConfig, SnapshotConnector
+from connectors.snapshot.connector import SnapshotConfig, SnapshotConnector
 from tests.connectors.test_snapshot_locations import body, put, versions
 
 FORMATS = ["parquet", "jsonl", "jsonl.gz", "csv", "csv.gz"]

@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors import snapshots
 from connectors.base import ConfigReader, SnapshotHit, Subject
-from connectors.snapshot_formats import ParquetFormat
-from connectors.snapshot_locations import LocalFolder
-from connectors.snapshots import SnapshotConfig, SnapshotConnector
-from worker.errors import ConfigError, PermanentError, TransientError
+from connectors.errors import ConfigError, PermanentError, TransientError
+from connectors.snapshot import connector as snapshots
+from connectors.snapshot.connector import SnapshotConfig, SnapshotConnector
+from connectors.snapshot.formats import ParquetFormat
+from connectors.snapshot.locations.local import LocalFolder
 
 
 def config(location: Path | str, **overrides: Any) -> SnapshotConfig:

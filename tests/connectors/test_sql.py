@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.base import ConfigReader, Subject
-from connectors.sql import SqlConfig, SqlConnector
-from worker.errors import ConfigError, PermanentError, TransientError
+from connectors.errors import ConfigError, PermanentError, TransientError
+from connectors.sql.config import SqlConfig
+from connectors.sql.connector import SqlConnector
 
 IDENTIFIERS = frozenset({"user_id", "email"})
 # The acceptance world's config: users deleted, their orders anonymized, those orders' items deleted.

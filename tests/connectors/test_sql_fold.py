@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from connectors.base import ConfigReader, Subject
 from connectors.normalize import Fold, fold_text
-from connectors.sql import Lookup, SqlConfig, SqlConnector
+from connectors.sql.config import Lookup, SqlConfig
+from connectors.sql.connector import SqlConnector
 
 FOLDS: dict[str, Fold] = {"email": ("lower",), "trimmed": ("trim", "lower"), "code": ("upper",), "customer_id": ()}
 CUSTOMERS = [  # (customer_id, email) as Sakila stores them, and neighbours a widened match would take

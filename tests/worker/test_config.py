@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from connectors.base import Template
-from connectors.s3_config import S3Config
-from connectors.snapshots import SnapshotConfig
-from connectors.sql import Lookup, Reference, SqlConfig, SqlTable
+from connectors.s3.config import S3Config
+from connectors.snapshot.connector import SnapshotConfig
+from connectors.sql.config import Lookup, Reference, SqlConfig, SqlTable
 from connectors.stub import StubConfig
 from worker.config import Config, Deadline, IdentifierType, Resolver, WorkerSettings, load, parse
 from worker.errors import ConfigError, InputError

@@ -16,9 +16,10 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
+from connectors import redact
 from tests.worker.conftest import drain, stub, write_config
 from tests.worker.test_intake import stored
-from worker import keys, logs, redact
+from worker import keys, logs
 from worker.config import load
 from worker.engine import intake, reconcile
 from worker.errors import ConfigError, one_line

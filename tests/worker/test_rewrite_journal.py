@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from connectors.base import Journal
-from connectors.snapshots import SnapshotConnector
+from connectors.snapshot.connector import SnapshotConnector
 from tests.worker.conftest import drain
 from tests.worker.test_flags import snapshot_system, write_snapshot
 from worker.engine import intake

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
-from connectors.snapshots import SnapshotConnector
+from connectors.snapshot.connector import SnapshotConnector
 from tests.worker.conftest import drain
 from tests.worker.test_flags import NO_BATCH_WAIT, NOV, OCT, snapshot_system, write_snapshot
 from worker.engine import intake, lineage

@@ -10,8 +10,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from connectors import redact
 from connectors.base import Subject
-from worker import redact
 from worker.engine import audit, settle
 from worker.engine.retention import exempt_if_retained
 from worker.engine.state import move_request, move_system

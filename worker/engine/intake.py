@@ -12,8 +12,8 @@ import structlog
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from connectors import redact
 from connectors.base import Subject
-from worker import redact
 from worker.config import Config
 from worker.engine import audit
 from worker.errors import ErasureError, InputError

@@ -15,10 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
+from connectors import registry
 from connectors.base import Outcome
 from worker.engine import claims, settle
 from worker.engine.state import move_system
-from worker.errors import TransientError
+from worker.errors import ConfigError, TransientError
 from worker.runtime import Runtime
 from worker.store.models import Request, SnapshotHit, SystemStatus, SystemTask, utcnow
 
@@ -110,6 +111,7 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
     if not results:
         return
     retries: list[tuple[str, str, float]] = []
+    connector = _origin(rt, system)
     with rt.transaction() as session:
         requests = session.scalars(select(Request).where(Request.id.in_(results)).order_by(Request.id)
                                    .with_for_update().options(selectinload(Request.systems))).all()
@@ -125,9 +127,9 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
             result = results[request.id]
             retry_in = None
             if isinstance(result, Failed):
-                retry_in = _failed(rt, task, result)
+                retry_in = _failed(rt, task, result, connector)
             else:
-                _erased(task, result)
+                _erased(task, result, connector)
             if retry_in is not None:
                 retries.append((request.id, task.kind, retry_in))
             else:
@@ -138,28 +140,38 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
         rt.dispatch.erase(request_id, system, kind, countdown=retry_in)
 
 
-def _erased(task: SystemTask, outcome: Outcome) -> None:
+def _origin(rt: Runtime, system: str) -> dict[str, str]:
+    """The distribution and version of the system's connector kind, which its outcomes' audit events
+    record ({} for a system no longer configured)."""
+    try:
+        return registry.kind(rt.config.system(system).kind).origin()
+    except (KeyError, ConfigError):
+        return {}
+
+
+def _erased(task: SystemTask, outcome: Outcome, connector: dict[str, str]) -> None:
     """Settled: erased, not found, or exempt."""
     outcome, task.progress = _with_journaled(task, outcome), None
     items, evidence = _with_earlier_passes(task, outcome)
     if outcome.exempt_reason:
         move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,
                     reason=outcome.exempt_reason, recheck_at=outcome.recheck_at, lease_until=None,
-                    finished_at=utcnow())
+                    finished_at=utcnow(), audit_data={"connector": connector})
     else:
         move_system(task, SystemStatus.ERASED if items else SystemStatus.NOT_FOUND, items_erased=items,
                     evidence=evidence, error=None, reason=None, recheck_at=None, lease_until=None,
-                    finished_at=utcnow())
+                    finished_at=utcnow(), audit_data={"connector": connector})
 
 
-def _failed(rt: Runtime, task: SystemTask, failed: Failed) -> float | None:
+def _failed(rt: Runtime, task: SystemTask, failed: Failed, connector: dict[str, str]) -> float | None:
     """Back to pending for another attempt (in how many seconds), or failed for good (None)."""
     settings = rt.config.worker
     if failed.transient and task.attempts < settings.max_attempts:
         move_system(task, SystemStatus.PENDING, error=failed.error, lease_until=None)
         return settings.backoff(task.attempts)
     error = f"gave up after {task.attempts} attempts: {failed.error}" if failed.transient else failed.error
-    move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow())
+    move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow(),
+                audit_data={"connector": connector})
     return None
 
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import structlog
 
+from connectors import redact
 from connectors.base import Connector, Outcome, Subject
-from worker import redact
 from worker.engine import claims, fanout, outcomes
 from worker.errors import PermanentError, TransientError, one_line
 from worker.runtime import Runtime

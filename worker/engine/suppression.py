@@ -20,8 +20,9 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors import redact
 from connectors.base import Connector, Subject
-from worker import keys, redact
+from worker import keys
 from worker.engine import audit
 from worker.errors import InputError, PermanentError, TransientError, one_line
 from worker.runtime import Runtime

@@ -5,12 +5,12 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
+from connectors import registry
 from worker.config import Config, WorkerSettings
 
 INTAKE_QUEUE = "erasure.intake"
 MLFLOW_QUEUE = "erasure.mlflow"  # tagging flagged models: a slow MLflow server never holds up intake
-KINDS = ("sql", "s3", "snapshot", "stub")
-QUEUES = (INTAKE_QUEUE, *(f"erasure.{kind}" for kind in KINDS), MLFLOW_QUEUE)
+QUEUES = (INTAKE_QUEUE, *(f"erasure.{kind}" for kind in registry.kinds()), MLFLOW_QUEUE)  # one per kind installed
 DEAD_QUEUE = "erasure.dead"  # messages no task can run, set aside with their reason; nothing consumes it
 
 app = Celery("erasure", set_as_current=True)

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
-from connectors.sql import serialize_sqlite
+from connectors.sql.engine import serialize_sqlite
 from worker.errors import ConfigError, ErasureError
 
 MIGRATIONS = Path(__file__).parent / "migrations"

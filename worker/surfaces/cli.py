@@ -163,7 +163,7 @@ def cmd_api(args: argparse.Namespace) -> int | None:
     try:
         import uvicorn
 
-        from worker.surfaces import api
+        from worker.surfaces import api  # fastapi: the optional [api] extra
     except ImportError as exc:
         print(f"erasure: the API needs its extra: pip install 'erasure-worker[api]' ({exc.name} is missing)",
               file=sys.stderr)

@@ -31,7 +31,7 @@ from typing import BinaryIO
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.snapshot_match import NOBODY, ArrowMatch, Malformed, MissingColumn, Sought
+from connectors.snapshot.match import NOBODY, ArrowMatch, Malformed, MissingColumn, Sought
 
 DELIMITERS = (",", "\t", ";", "|")  # the first most frequent in the header line wins
 QUOTED = re.compile(r'"[^"]*"')

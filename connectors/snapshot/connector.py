@@ -12,46 +12,22 @@ from __future__ import annotations
 
 import errno
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any, BinaryIO, Protocol, TypeVar
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from connectors.base import Connector, Journal, Outcome, SnapshotHit, Subject
-from connectors.snapshot_config import SnapshotConfig
-from connectors.snapshot_formats import format_of, suffixes
-from connectors.snapshot_locations import open_location
-from connectors.snapshot_match import Malformed, MissingColumn, Sought
-from worker.errors import PermanentError, TransientError
-
-__all__ = ["Location", "SnapshotConfig", "SnapshotConnector", "open_location"]
+from connectors.errors import PermanentError, TransientError
+from connectors.snapshot.config import SnapshotConfig
+from connectors.snapshot.formats import format_of, suffixes
+from connectors.snapshot.locations import open_location
+from connectors.snapshot.locations.base import Location
+from connectors.snapshot.match import Malformed, MissingColumn, Sought
 
 PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 T = TypeVar("T")
-
-
-class Location(Protocol):
-    """Where a system's files live (a local folder, an object store prefix)."""
-
-    def exists(self) -> bool:
-        """Whether the location is there."""
-
-    def data_files(self, suffixes: tuple[str, ...]) -> list[str]:
-        """`SNAPSHOT/.../FILE` paths ending in one of the suffixes, sorted, hidden ones left out."""
-
-    def reading(self, rel: str) -> AbstractContextManager[str]:
-        """A local path holding the file's current content while the context lasts."""
-
-    def replace(self, rel: str, write: Callable[[BinaryIO], T], before_swap: Callable[[T], None] | None = None) -> T:
-        """Write a new version of the file and swap it in atomically; write's result, given to
-        `before_swap` once the new version is whole and before it is swapped in."""
-
-    def locked(self) -> AbstractContextManager[None]:
-        """Hold the location's rewrite lock."""
-
-    def purge_history(self, rel: str, holds: Callable[[str], bool]) -> int:
-        """Delete the file's older versions whose content (a local path) holds a subject; how many."""
 
 
 class SnapshotConnector(Connector):
@@ -128,7 +104,7 @@ class SnapshotConnector(Connector):
         """The Delta table engine, imported on first use: the deltalake package is optional."""
         if self._delta is None:
             try:
-                from connectors.snapshot_delta import DeltaEngine
+                from connectors.snapshot.delta import DeltaEngine  # deltalake: the optional [delta] extra
             except ImportError as exc:
                 raise PermanentError(f"snapshot {self.config.name}: format delta needs the deltalake package") from exc
             self._delta = DeltaEngine(self.config)

@@ -14,6 +14,8 @@ rewriting the same files at once; the conditional upload, not the lock, keeps ro
 
 Permissions: s3:ListBucket, s3:ListBucketVersions, s3:GetObject, s3:GetObjectVersion,
 s3:PutObject, s3:DeleteObject (the lock) and s3:DeleteObjectVersion.
+
+The client, and which errors are retried, are connectors/aws.py's, shared with the `s3` kind.
 """
 
 from __future__ import annotations
@@ -35,11 +37,19 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferManager
 
-from connectors.s3 import BATCH, PERMANENT_CODES, TRANSIENT_CODES
-from connectors.s3_config import client_errors, make_client
-from connectors.snapshot_config import SnapshotConfig
-from connectors.snapshot_locations import LOCK_FILE, in_snapshot
-from worker.errors import ConnectorError, PermanentError, TransientError
+from connectors.aws import (
+    BATCH,
+    CHANGED_CODES,
+    GONE_CODES,
+    entry_error,
+    error_code,
+    http_status,
+    make_client,
+    map_botocore_errors,
+)
+from connectors.errors import TransientError
+from connectors.snapshot.config import SnapshotConfig
+from connectors.snapshot.locations.base import LOCK_FILE, in_snapshot
 
 # A lock older than this, by the store's clock, was left by a worker that died. A pass that runs
 # longer may see a second worker join it: wasted work, not lost rows, as uploads are conditional.
@@ -50,8 +60,6 @@ KEPT = (  # what a rewrite carries over from the object read
     "ContentType", "Metadata", "StorageClass", "ContentEncoding", "ContentDisposition", "ContentLanguage",
     "CacheControl",
 )
-CHANGED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
-GONE = frozenset({"NoSuchKey", "NoSuchVersion", "404"})
 CONDITIONAL = ("PutObject", "CompleteMultipartUpload")  # the calls that write an upload's object
 CHUNK = 1 << 20
 T = TypeVar("T")
@@ -95,7 +103,7 @@ class S3Folder:
             try:
                 self.client.head_bucket(Bucket=self.bucket)
             except ClientError as exc:
-                if _status(exc) == 404:
+                if http_status(exc) == 404:
                     return False
                 raise
         return True
@@ -169,7 +177,7 @@ class S3Folder:
                 try:
                     response = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)
                 except ClientError as exc:
-                    if _code(exc) in GONE:
+                    if error_code(exc) in GONE_CODES:
                         continue  # deleted meanwhile
                     raise
                 with open(path, "wb") as sink:
@@ -215,8 +223,8 @@ class S3Folder:
             )
             deleted |= {d["VersionId"] for d in response.get("Deleted", []) if d.get("VersionId") in batch}
             for error in response.get("Errors", []):
-                if error.get("Code") not in GONE:
-                    raise ClientError({"Error": error, "ResponseMetadata": {}}, "DeleteObjects")
+                if error.get("Code") not in GONE_CODES:
+                    raise entry_error(error)
         return deleted
 
     def _upload(self, path: str, key: str, read: _Read) -> None:
@@ -248,7 +256,7 @@ class S3Folder:
                 made = self.client.put_object(Bucket=self.bucket, Key=key, Body=body.encode(), IfNoneMatch="*")
                 return made.get("VersionId")
             except ClientError as exc:
-                if _code(exc) not in CHANGED:
+                if error_code(exc) not in CHANGED_CODES:
                     raise
             if not self._live_lock(key) and retry_now:
                 retry_now = False
@@ -262,7 +270,7 @@ class S3Folder:
         try:
             lock = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _code(exc) in GONE:
+            if error_code(exc) in GONE_CODES:
                 return False
             raise
         try:
@@ -289,35 +297,12 @@ class S3Folder:
 
     def _boundary(self, action: str) -> AbstractContextManager[None]:
         """Translate botocore's errors into the project's, naming the system and bucket."""
-        return client_errors(self._where(action), self.config, _translate)
-
-
-def _translate(where: str, exc: ClientError) -> ConnectorError:
-    """The project's error for an S3 error: changes, throttling and 5xx may pass, the rest will not."""
-    code, status = _code(exc), _status(exc)
-    suffix = f" (HTTP {status})" if status else ""
-    if code in CHANGED:
-        return TransientError(f"{where}: the object changed since it was read; nothing overwritten ({code})")
-    if code in GONE:
-        return TransientError(f"{where}: gone since it was listed ({code}{suffix})")
-    if code in PERMANENT_CODES:
-        return PermanentError(f"{where}: {code}{suffix}")
-    if code in TRANSIENT_CODES or status >= 500 or status == 429:
-        return TransientError(f"{where}: {code}{suffix}")
-    return PermanentError(f"{where}: {code}{suffix}")
+        return map_botocore_errors(self._where(action))
 
 
 def _kept(response: dict[str, Any]) -> dict[str, Any]:
     """The attributes of a GetObject or HeadObject answer that a rewrite carries over."""
     return {k: response[k] for k in KEPT if response.get(k)}
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
 @contextmanager

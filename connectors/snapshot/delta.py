@@ -37,10 +37,10 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
 from connectors.base import Outcome, SnapshotHit, Subject, as_integer
-from connectors.snapshot_locations import LocalFolder
-from connectors.snapshot_match import ArrowMatch, Malformed, MissingColumn, Sought
-from connectors.snapshot_paths import ArrowPath, arrow_path, leaves
-from worker.errors import PermanentError, TransientError
+from connectors.errors import PermanentError, TransientError
+from connectors.snapshot.locations.local import LocalFolder
+from connectors.snapshot.match import ArrowMatch, Malformed, MissingColumn, Sought
+from connectors.snapshot.paths import ArrowPath, arrow_path, leaves
 
 SAFE = frozenset(string.ascii_letters + string.digits + " @._+-:/=#,!~")  # the rest go in as chr(n)
 REFUSED_FEATURES = frozenset({"deletionVectors", "columnMapping"})

@@ -32,37 +32,22 @@ Ceph RGW (region is the zonegroup's name; credentials from the standard chain)::
 
 `request_checksum_calculation = "when_required"` also puts a Content-MD5 header on
 DeleteObjects, which boto3 >= 1.36 no longer sends and which older MinIO and Ceph releases
-demand (MissingContentMD5).
+demand (MissingContentMD5). The client is made, and its errors translated, in connectors/aws.py.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import Self
 from urllib.parse import urlsplit
 
-import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ProfileNotFound,
-    ProxyConnectionError,
-)
 
+from connectors.aws import botocore_config
 from connectors.base import ConfigReader, Subject, SystemConfig, Template
-from worker.errors import ConnectorError, PermanentError, TransientError
 
 ADDRESSING_STYLES = ("path", "virtual", "auto")
 CHECKSUM_MODES = ("when_supported", "when_required")
@@ -139,84 +124,6 @@ class S3Config(SystemConfig):
     def botocore_config(self) -> Config:
         """The client settings this system asks for: retries, addressing, timeouts, checksums."""
         return botocore_config(self, self.connect_timeout, self.read_timeout)
-
-
-class Reach(Protocol):
-    """How to reach a store: the settings an `s3` system and an `s3://` snapshot location share."""
-
-    @property
-    def endpoint_url(self) -> str | None: ...
-    @property
-    def region(self) -> str | None: ...
-    @property
-    def profile(self) -> str | None: ...
-    @property
-    def addressing_style(self) -> str: ...
-    @property
-    def request_checksum_calculation(self) -> str | None: ...
-    @property
-    def response_checksum_validation(self) -> str | None: ...
-
-
-def botocore_config(reach: Reach, connect_timeout: float = 10.0, read_timeout: float = 60.0) -> Config:
-    """The client settings a system asks for: retries, addressing, timeouts, checksums."""
-    checksums = {
-        key: value
-        for key, value in (
-            ("request_checksum_calculation", reach.request_checksum_calculation),
-            ("response_checksum_validation", reach.response_checksum_validation),
-        )
-        if value is not None
-    }
-    return Config(
-        retries={"mode": "standard", "max_attempts": 3},
-        s3={"addressing_style": reach.addressing_style},
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        **checksums,
-    )
-
-
-def make_client(reach: Reach, connect_timeout: float = 10.0, read_timeout: float = 60.0) -> Any:
-    """A boto3 S3 client for the settings (an unknown profile fails here, with ProfileNotFound)."""
-    session = boto3.session.Session(profile_name=reach.profile)
-    config = botocore_config(reach, connect_timeout, read_timeout)
-    client = session.client("s3", endpoint_url=reach.endpoint_url, region_name=reach.region, config=config)
-    if reach.request_checksum_calculation == "when_required":
-        client.meta.events.register("before-sign.s3.DeleteObjects", add_content_md5)
-    return client
-
-
-UNREACHABLE = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError, HTTPClientError)
-
-
-@contextmanager
-def client_errors(
-    where: str, reach: Reach, translate: Callable[[str, ClientError], ConnectorError]
-) -> Iterator[None]:
-    """Translate botocore's errors into the project's: an S3 error answer by `translate`, the
-    rest by kind (an unreachable endpoint may pass; missing credentials or profile will not)."""
-    try:
-        yield
-    except ClientError as exc:
-        raise translate(where, exc) from exc
-    except UNREACHABLE as exc:
-        raise TransientError(f"{where}: endpoint unreachable ({type(exc).__name__})") from exc
-    except NoCredentialsError as exc:
-        raise PermanentError(f"{where}: no AWS credentials found") from exc
-    except ProfileNotFound as exc:
-        raise PermanentError(f"{where}: AWS profile {reach.profile!r} not found") from exc
-    except BotoCoreError as exc:
-        raise PermanentError(f"{where}: {type(exc).__name__}") from exc
-
-
-def add_content_md5(request: Any, **_: Any) -> None:
-    """Content-MD5 on a DeleteObjects request, for stores that still demand it."""
-    body = request.body
-    if "Content-MD5" in request.headers or not isinstance(body, bytes | str):
-        return
-    digest = hashlib.md5(body.encode() if isinstance(body, str) else body, usedforsecurity=False).digest()
-    request.headers["Content-MD5"] = base64.b64encode(digest).decode()
 
 
 def _endpoint_url(reader: ConfigReader) -> str | None:

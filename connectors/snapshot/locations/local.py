@@ -1,8 +1,5 @@
-"""Where a snapshot system's files live: a local folder here, an S3 prefix in snapshot_s3.py.
-
-A location lists the data files under its snapshot folders, hands out a local path to read
-each one, holds a rewrite lock, replaces a file atomically (write beside, then swap), and
-deletes the older versions of a file that still hold a subject, if the store keeps any."""
+"""A snapshot location on a local disk (or a mounted bucket): files read in place, a file lock,
+replaced by writing beside and swapping in; a folder keeps no older versions."""
 
 from __future__ import annotations
 
@@ -12,36 +9,11 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
-if TYPE_CHECKING:
-    from connectors.snapshot_config import SnapshotConfig
-    from connectors.snapshot_s3 import S3Folder
+from connectors.snapshot.locations.base import LOCK_FILE, TEMP_SUFFIX, in_snapshot
 
-TEMP_SUFFIX = ".erasure-tmp"
-LOCK_FILE = ".erasure.lock"
-HIDDEN_PREFIXES = (".", "_")  # as pyarrow.dataset: dotfiles, _SUCCESS, _temporary/
 T = TypeVar("T")
-
-
-def open_location(config: SnapshotConfig) -> LocalFolder | S3Folder:
-    """The location a snapshot system names: `s3://BUCKET/PREFIX/` or a local folder."""
-    if config.location.startswith("s3://"):
-        from connectors.snapshot_s3 import S3Folder  # imports this module: loaded on demand
-
-        return S3Folder(config)
-    return LocalFolder(Path(config.location))
-
-
-def in_snapshot(relative: str, suffixes: str | tuple[str, ...]) -> bool:
-    """Whether a path under a location is a data file of a snapshot: inside a snapshot folder,
-    ending in one of the suffixes, and with no hidden part (`.x`, `_x`) on the way."""
-    parts = relative.split("/")
-    return (
-        len(parts) >= 2
-        and relative.endswith(suffixes)
-        and all(part and not part.startswith(HIDDEN_PREFIXES) for part in parts)
-    )
 
 
 class LocalFolder:

@@ -14,7 +14,7 @@ identify a subject, and how to reach an object store.
 
 A `where` column's stored text is compared after its identifier type's fold (NFC, then its steps),
 unless `match` says it is stored folded already (`match = "exact"` for all). A dotted name is a
-path into nested fields (connectors/snapshot_paths.py), plain names joined by dots, except in
+path into nested fields (connectors/snapshot/paths.py), plain names joined by dots, except in
 CSV, where it is a header name; TOML's own dotted key, `{ meta.email = "email" }`, is the same.
 A file lacking a `where` column fails the system, or with `on_missing_column = "skip"` is left
 untouched and listed in the outcome's `files_skipped`.
@@ -30,8 +30,8 @@ from typing import Any, Self
 
 from connectors.base import ConfigReader, SystemConfig
 from connectors.normalize import Fold
-from connectors.s3_config import ADDRESSING_STYLES, CHECKSUM_MODES, _choice, _endpoint_url, _region
-from connectors.snapshot_match import Key
+from connectors.s3.config import ADDRESSING_STYLES, CHECKSUM_MODES, _choice, _endpoint_url, _region
+from connectors.snapshot.match import Key
 
 FORMATS = ("parquet", "jsonl", "jsonl.gz", "csv", "csv.gz", "delta")
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")

@@ -8,7 +8,8 @@ learn why a version was refused, s3:GetObjectVersion, s3:GetObjectRetention and
 s3:GetObjectLegalHold (plus s3:BypassGovernanceRetention with `bypass_governance = true`).
 
 How to reach the bucket (endpoint, region, addressing, profile, checksums) is in
-`connectors/s3_config.py`, with MinIO and Ceph examples.
+`connectors/s3/config.py`, with MinIO and Ceph examples; which errors are retried is in
+`connectors/aws.py`, shared with the snapshot systems on s3:// locations.
 """
 
 from __future__ import annotations
@@ -21,19 +22,21 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from connectors.aws import (
+    BATCH,
+    GONE_CODES,
+    TRANSIENT_CODES,
+    entry_error,
+    http_status,
+    make_client,
+    map_botocore_errors,
+    translate,
+)
 from connectors.base import Connector, Outcome, Subject, Template, retry_blips
-from connectors.s3_config import S3Config, client_errors, make_client
-from worker.errors import ConnectorError, PermanentError, TransientError
+from connectors.errors import PermanentError, TransientError
+from connectors.s3.config import S3Config
 
-BATCH = 1000  # the most keys one DeleteObjects call accepts
 DELETE_ATTEMPTS = 3
-PERMANENT_CODES = frozenset(
-    {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
-)
-TRANSIENT_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable"}
-)
-ALREADY_GONE = frozenset({"NoSuchKey", "NoSuchVersion"})
 NOT_REPORTED = "NotReported"  # DeleteObjects named the version neither deleted nor failed
 LOCK_MODES = frozenset({"COMPLIANCE", "GOVERNANCE"})
 
@@ -211,8 +214,8 @@ class S3Connector(Connector):
                     denied.append(version)  # perhaps an Object Lock: _lock_on tells
                 elif code in TRANSIENT_CODES or code == NOT_REPORTED:
                     retry.append((version, code))
-                elif code not in ALREADY_GONE:
-                    raise _translate(self._deleting(version), code, 0, message)
+                elif code not in GONE_CODES:
+                    raise translate(self._deleting(version), entry_error(error))
             if not retry:
                 break
             version, code = retry[0]
@@ -233,14 +236,14 @@ class S3Connector(Connector):
         try:
             head = self.client.head_object(Bucket=self.config.bucket, Key=version.key, VersionId=version.version_id)
         except ClientError as exc:
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            status = http_status(exc)
             if status == 404:
                 raise TransientError(f"{where}: a refused version vanished; listing again") from exc
             if 400 <= status < 500 and status != 429:
                 raise PermanentError(
                     f"{where} failed: AccessDenied, and its object lock cannot be read (HeadObject: HTTP {status})"
                 ) from exc
-            raise
+            raise  # 429, 5xx: the boundary tells
         hold = head.get("ObjectLockLegalHoldStatus") == "ON"
         mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
         bypassed = mode == "GOVERNANCE" and self.config.bypass_governance
@@ -257,13 +260,7 @@ class S3Connector(Connector):
     def _boundary(self, action: str) -> AbstractContextManager[None]:
         """Translate botocore's errors into the project's, naming the system, never a key."""
         where = f"s3 system {self.config.name!r} ({action}, bucket {self.config.bucket!r})"
-        return client_errors(where, self.config, _client_error)
-
-
-def _client_error(where: str, exc: ClientError) -> ConnectorError:
-    error = exc.response.get("Error", {})
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    return _translate(where, str(error.get("Code", "Unknown")), status, str(error.get("Message", "")))
+        return map_botocore_errors(where)
 
 
 def _fates(batch: list[_Version], response: dict[str, Any]) -> list[tuple[_Version, dict[str, Any]]]:
@@ -283,18 +280,6 @@ def _fates(batch: list[_Version], response: dict[str, Any]) -> list[tuple[_Versi
         else:
             fates.append((version, {"Code": NOT_REPORTED}))
     return fates
-
-
-def _translate(where: str, code: str, status: int, message: str) -> ConnectorError:
-    """The project's error for an S3 error code: throttling and 5xx may pass, the rest will not."""
-    if code in {"InvalidRequest", "AccessDenied"} and "mfa" in message.lower():
-        return PermanentError(f"{where}: the bucket requires MFA to delete versions ({code})")
-    suffix = f" (HTTP {status})" if status else ""
-    if code in PERMANENT_CODES:
-        return PermanentError(f"{where}: {code}{suffix}")
-    if code in TRANSIENT_CODES or status >= 500:
-        return TransientError(f"{where}: {code}{suffix}")
-    return PermanentError(f"{where}: {code}{suffix}")
 
 
 def _exempt_reason(kept: list[tuple[_Version, _Lock]], subject: Subject) -> str:

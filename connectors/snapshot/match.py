@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from connectors.base import Subject, as_integer
 from connectors.normalize import TRIM_CHARS, Fold, fold_text
-from connectors.snapshot_paths import Malformed, MissingColumn, arrow_path, json_values, plain_type
+from connectors.snapshot.paths import Malformed, MissingColumn, arrow_path, json_values, plain_type
 
 __all__ = ["NOBODY", "ArrowMatch", "Key", "Malformed", "MissingColumn", "Sought", "fold_array", "typed"]
 

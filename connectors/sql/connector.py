@@ -1,0 +1,253 @@
+"""The sql connector: deletes or anonymizes a subject's rows in any SQLAlchemy database,
+every listed table in one transaction, in an order that satisfies foreign keys."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from connectors.base import (
+    Connector,
+    Outcome,
+    Retention,
+    Subject,
+    retry_blips,
+)
+from connectors.errors import PermanentError, TransientError, one_line
+from connectors.sql.config import Lookup, Reference, SqlConfig, SqlTable, reference_order
+from connectors.sql.engine import create_engine
+from connectors.sql.match import Condition, bindable, conditions, folded, pending, statement, textual
+
+TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The listed tables as reflected, and the entry order that applies actions children first."""
+
+    tables: Mapping[str, sa.Table]
+    apply_order: tuple[int, ...]
+
+
+class SqlConnector(Connector):
+    """Deletes or anonymizes a subject's rows in one SQL database, all or nothing."""
+
+    kind = "sql"
+    config_class = SqlConfig
+    config: SqlConfig
+
+    def __init__(self, config: SqlConfig) -> None:
+        super().__init__(config)
+        self._engine: sa.Engine | None = None
+        self._schema: Schema | None = None
+        self._nfc: bool | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The engine, created on first use."""
+        if self._engine is None:
+            self._engine = create_engine(self.config.url)
+        return self._engine
+
+    @retry_blips
+    def erase(self, subject: Subject) -> Outcome:
+        """Apply every table's action to the subject's rows in one transaction. A table under a
+        retention is left as it is: its rows are counted and the system reported exempt."""
+        applied: list[dict[str, Any]] = []
+        held: list[tuple[str, Retention, int]] = []
+        now = datetime.now(UTC)
+        with self._errors(subject.all_values()), self.engine.begin() as conn:
+            schema = self._reflect(conn)
+            matches = self._match(conn, schema, subject)
+            for i in schema.apply_order:
+                entry, table = self.config.tables[i], schema.tables[self.config.tables[i].name]
+                if entry.retain and entry.retain.holds(now):
+                    kept = self._left(conn, table, entry, matches[i], subject)
+                    applied.append({"table": entry.name, "action": "retain", "rows": 0, "rows_kept": kept,
+                                    "retained": entry.retain.to_json()})
+                    held += [(entry.name, entry.retain, kept)] if kept else []
+                    continue
+                with self._errors(subject.all_values(), entry.name):
+                    rows = sum(conn.execute(statement(table, entry, match)).rowcount for match in matches[i])
+                applied.append({"table": entry.name, "action": entry.action, "rows": rows})
+        return _outcome(applied, held)
+
+    @retry_blips
+    def verify(self, subject: Subject) -> int:
+        """Rows still matching: any in a delete table, those not yet anonymized in the others
+        (a table under a retention keeps its rows: not counted)."""
+        left, now = 0, datetime.now(UTC)
+        with self._errors(subject.all_values()), self.engine.connect() as conn:
+            schema = self._reflect(conn)
+            matches = self._match(conn, schema, subject)
+            for i, entry in enumerate(self.config.tables):
+                if not (entry.retain and entry.retain.holds(now)):
+                    left += self._left(conn, schema.tables[entry.name], entry, matches[i], subject)
+        return left
+
+    def _left(self, conn: sa.Connection, table: sa.Table, entry: SqlTable, matches: list[Condition],
+              subject: Subject) -> int:
+        """The subject's rows in one table that its action has yet to delete or anonymize."""
+        count = sa.select(sa.func.count()).select_from(table)
+        with self._errors(subject.all_values(), entry.name):
+            return sum(conn.execute(count.where(match, *pending(table, entry))).scalar_one() for match in matches)
+
+    def resolve(self, query: str | Lookup, param: str, values: Iterable[str]) -> list[str]:
+        """A resolver run once per value: the first column of every row its query (or its lookup,
+        with the column folded as the value was) returns, as str, deduplicated."""
+        if isinstance(query, Lookup):
+            return self._look_up(query, tuple(values))
+        return self._resolve(query, param, tuple(values))
+
+    def close(self) -> None:
+        """Dispose of the engine and its pooled connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @retry_blips
+    def _resolve(self, query: str, param: str, values: tuple[str, ...]) -> list[str]:
+        found: dict[str, None] = {}
+        with self._errors(values), self.engine.connect() as conn:
+            for value in values:
+                for row in conn.execute(sa.text(query), {param: value}):
+                    if row[0] is not None:
+                        found[str(row[0])] = None
+        return list(found)
+
+    @retry_blips
+    def _look_up(self, lookup: Lookup, values: tuple[str, ...]) -> list[str]:
+        found: dict[str, None] = {}
+        with self._errors(values, lookup.table), self.engine.connect() as conn:
+            table = self._one_table(conn, lookup.table, (lookup.column, lookup.select))
+            column = table.c[lookup.column]
+            for match in conditions([(self._compared(conn, column, lookup), bindable(column, values))],
+                                     exact_text=conn.dialect.name == "mysql"):
+                for (value,) in conn.execute(sa.select(table.c[lookup.select]).where(match).distinct()):
+                    if value is not None:
+                        found[str(value)] = None
+        return list(found)
+
+    def _one_table(self, conn: sa.Connection, name: str, columns: Iterable[str]) -> sa.Table:
+        """One table reflected, with the columns asked for; PermanentError if either is missing."""
+        schema, _, plain_name = name.rpartition(".")
+        if not sa.inspect(conn).has_table(plain_name, schema=schema or None):
+            raise PermanentError(f"sql system {self.config.name!r}: table {name!r} does not exist")
+        table = sa.Table(plain_name, sa.MetaData(), schema=schema or None, autoload_with=conn)
+        for column in columns:
+            if column not in table.c:
+                raise PermanentError(f"sql system {self.config.name!r}: table {name!r} has no column {column!r}")
+        return table
+
+    def _reflect(self, conn: sa.Connection) -> Schema:
+        """The listed tables, reflected once; a missing table or column is a PermanentError."""
+        if self._schema is not None:
+            return self._schema
+        entries, inspector, metadata = self.config.tables, sa.inspect(conn), sa.MetaData()
+        names = list(dict.fromkeys(entry.name for entry in entries))
+        by_schema: dict[str | None, list[str]] = {}
+        for name in names:
+            schema, _, table = name.rpartition(".")
+            if not inspector.has_table(table, schema=schema or None):
+                raise PermanentError(f"sql system {self.config.name!r}: table {name!r} does not exist")
+            by_schema.setdefault(schema or None, []).append(table)
+        for schema_name, only in by_schema.items():
+            metadata.reflect(conn, schema=schema_name, only=only, views=True)
+        tables = {name: metadata.tables[name] for name in names}
+        for entry in entries:
+            needed = [(entry.name, column) for column, _ in (*entry.where, *entry.assign)]
+            needed += [(ref.table, ref.column) for _, ref in entry.where if ref.table]
+            for name, column in needed:
+                if column not in tables[name].c:
+                    where = f"sql system {self.config.name!r}: table {name!r}"
+                    raise PermanentError(f"{where} has no column {column!r}")
+        rank = {table: i for i, table in enumerate(reversed(metadata.sorted_tables))}
+        order = sorted(range(len(entries)), key=lambda i: rank[tables[entries[i].name]])
+        self._schema = Schema(tables, tuple(order))
+        return self._schema
+
+    def _match(self, conn: sa.Connection, schema: Schema, subject: Subject) -> list[list[Condition]]:
+        """Each entry's match conditions, one per chunk ([] matches nothing), with `table.column`
+        references resolved from the referenced rows as they are now, before anything changes."""
+        entries = self.config.tables
+        wanted = sorted({(ref.table, ref.column) for entry in entries for _, ref in entry.where if ref.table})
+        found: dict[tuple[str, str], dict[Any, None]] = {key: {} for key in wanted}
+        matches: list[list[Condition]] = [[] for _ in entries]
+        for i in reference_order(entries):
+            entry, table = entries[i], schema.tables[entries[i].name]
+            pairs = [
+                (self._compared(conn, table.c[column], ref), bindable(table.c[column], subject.values(ref.identifier)))
+                if ref.identifier
+                else (table.c[column], list(found[(ref.table, ref.column)]))
+                for column, ref in entry.where
+            ]
+            matches[i] = conditions(pairs, exact_text=conn.dialect.name == "mysql")
+            columns = [column for name, column in wanted if name == entry.name]
+            if not columns:
+                continue
+            with self._errors(subject.all_values(), entry.name):
+                for match in matches[i]:
+                    query = sa.select(*(table.c[c] for c in columns)).where(match).distinct()
+                    for row in conn.execute(query):
+                        for column, value in zip(columns, row, strict=True):
+                            if value is not None:
+                                found[(entry.name, column)][value] = None
+        return matches
+
+    def _compared(self, conn: sa.Connection, column: sa.Column[Any], ref: Reference | Lookup) -> sa.ColumnElement[Any]:
+        """The column as a request's value is compared with it: folded as the value was, if it holds text."""
+        if ref.exact or not textual(column, conn.dialect.name):
+            return column
+        return folded(column, ref.fold, conn.dialect.name, nfc=self._unicode(conn))
+
+    def _unicode(self, conn: sa.Connection) -> bool:
+        """Whether the engine can NFC-normalize stored text (PostgreSQL only in a UTF8 database)."""
+        if self._nfc is None:
+            if conn.dialect.name == "postgresql":
+                self._nfc = conn.exec_driver_sql("SHOW server_encoding").scalar_one() == "UTF8"
+            else:
+                self._nfc = conn.dialect.name == "sqlite"
+        return self._nfc
+
+    @contextmanager
+    def _errors(self, secrets: Iterable[str], table: str | None = None) -> Iterator[None]:
+        """Turn SQLAlchemy's errors into ours, naming system and table and never a value."""
+        try:
+            yield
+        except sa_exc.SQLAlchemyError as exc:
+            place = f"sql system {self.config.name!r}" + (f", table {table!r}" if table else "")
+            transient = isinstance(exc, TRANSIENT) or getattr(exc, "connection_invalidated", False)
+            kind = TransientError if transient else PermanentError
+            error = kind(f"{place}: {_reason(exc, secrets)}")
+            raise kind(one_line(error)) from exc
+
+
+def _outcome(applied: list[dict[str, Any]], held: list[tuple[str, Retention, int]]) -> Outcome:
+    """The erase's outcome: exempt if a retained table kept some of the subject's rows, rechecked
+    when the first retention with an end is over."""
+    items = sum(a["rows"] for a in applied)
+    if not held:
+        return Outcome(items, {"tables": applied})
+    reason = "; ".join(f"table {name} {retain.describe()} ({kept} row{'' if kept == 1 else 's'} kept)"
+                       for name, retain, kept in held)
+    ends = [retain.ends_at for _, retain, _ in held if retain.ends_at]
+    return Outcome(items, {"tables": applied}, exempt_reason=reason, recheck_at=min(ends, default=None))
+
+
+def _reason(exc: sa_exc.SQLAlchemyError, secrets: Iterable[str]) -> str:
+    """The driver's first line, without the SQL, the parameters or any of the given values."""
+    source = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    lines = str(source).split("[SQL:")[0].strip().splitlines()  # later lines quote row values
+    text = f"{type(source).__name__}: {lines[0] if lines else ''}"
+    for secret in sorted(secrets, key=len, reverse=True):
+        # a short value only as a whole token, so that "1" leaves "127.0.0.1" readable
+        pattern = re.escape(secret) if len(secret) > 3 else rf"(?<![\w.]){re.escape(secret)}(?![\w.])"
+        text = re.sub(pattern, "<value>", text)
+    return text
