@@ -29,7 +29,8 @@ from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
 from worker.store.engine import StoreUnavailable
 from worker.store.models import RequestStatus
-from worker.surfaces import metrics, report, status_page, views
+from worker.surfaces import metrics, report, views
+from worker.surfaces.status_page.routes import router as status_page_router
 
 PROBLEM = "application/problem+json"
 REQUEST_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -193,7 +194,7 @@ def create_app(rt: Runtime) -> FastAPI:
     registry = metrics.registry(rt)
     cap = rt.config.api.max_body_bytes
     add_handlers(app)
-    app.include_router(status_page.router(rt))  # the DPO status page at /, for browsers
+    app.include_router(status_page_router(rt))  # the DPO status page at /, for browsers
 
     @app.post("/v1/requests", status_code=202, dependencies=[need("submit")],
               responses=problems(401, 403, 413, 422, 503),

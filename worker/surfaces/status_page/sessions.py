@@ -1,0 +1,81 @@
+"""Sessions of the status page: a read token typed into a form once, traded for a cookie that holds
+no token (`v1.EXPIRY.MAC`, an HMAC of the expiry and the token's SHA-256 under a key derived from
+the store's newest secret), checked against every read token configured now, in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from urllib.parse import parse_qs
+
+from fastapi import Request
+
+from worker.runtime import Runtime
+
+REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+SESSION_SECONDS = 8 * 3600  # a working day; then the token is typed again
+
+
+FORM_CAP = 4096
+
+
+class Sessions:
+    """Session cookies for read tokens, made and checked as the module's docstring says."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def _mac(self, expires: int, token_hash: str) -> str:
+        key = self._rt.keyring.session_key()  # the keyring loads on first use; the derivation is cached
+        return hmac.new(key, f"v1:{expires}:{token_hash}".encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, token: str, now: float) -> str:
+        """A cookie value for a read token, valid for SESSION_SECONDS from now."""
+        expires = int(now) + SESSION_SECONDS
+        return f"v1.{expires}.{self._mac(expires, hashlib.sha256(token.encode()).hexdigest())}"
+
+    def valid(self, cookie: str | None, now: float) -> bool:
+        """Whether a cookie is unexpired and was issued for a token that is configured with `read` now."""
+        version, _, rest = (cookie or "").partition(".")
+        expires, _, mac = rest.partition(".")
+        if version != "v1" or not expires.isdigit() or len(expires) > 12 or int(expires) <= now:
+            return False
+        found = False
+        for token_hash, scopes in self._rt.config.api.tokens.items():  # no early exit, as api.Tokens
+            if hmac.compare_digest(self._mac(int(expires), token_hash).encode(), mac.encode()) and "read" in scopes:
+                found = True
+        return found
+
+
+def cookie_name(request: Request) -> str:
+    """The `__Host-` prefix over https makes browsers insist on Secure, Path=/ and no Domain."""
+    return "__Host-erasure-session" if request.url.scheme == "https" else "erasure-session"
+
+
+def safe_next(path: str | None) -> str:
+    """Where to go after signing in: a page of this one only, never another site."""
+    if path and (path == "/" or re.fullmatch(rf"/requests/{REQUEST_ID.pattern}", path)):
+        return path
+    return "/"
+
+
+async def read_form(request: Request) -> dict[str, str] | None:
+    """A small url-encoded form, each field's first value; None if it is too big or malformed."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_CAP:
+            return None
+    try:
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=4, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {name: values[0] for name, values in fields.items()}
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser says this request came from another site's page."""
+    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
