@@ -14,7 +14,7 @@ from sqlalchemy.orm import contains_eager
 from connectors.base import Subject
 from worker.engine import settle
 from worker.engine.retention import exempt_if_retained
-from worker.engine.state import lose_attempt, move_system
+from worker.engine.state import Pending, lose_attempt, move_system
 from worker.runtime import Runtime
 from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask, utcnow
 
@@ -142,11 +142,11 @@ def running(session, request_id: str, system: str) -> SystemTask | None:  # type
     return task if task is not None and task.status == SystemStatus.RUNNING else None
 
 
-def hand_back(rt: Runtime, claims: Iterable[tuple[str, str]], why: str) -> list[tuple[str, str, str]]:
+def hand_back(rt: Runtime, claims: Iterable[tuple[str, str]], why: str) -> list[Pending]:
     """Put claims this process holds, as (request, system), back to pending, the attempt not counted,
-    saying why; those handed back, as (request, system, kind). A claim is matched by its lease, so
-    one that lapsed and was taken by another worker stays theirs."""
-    held, now, handed = rt.held(), utcnow(), []
+    saying why; those handed back. A claim is matched by its lease, so one that lapsed and was taken
+    by another worker stays theirs."""
+    held, now, handed = rt.held(), utcnow(), list[Pending]()
     with rt.transaction() as session:
         for request_id, system in claims:
             task = session.scalar(
@@ -161,5 +161,5 @@ def hand_back(rt: Runtime, claims: Iterable[tuple[str, str]], why: str) -> list[
             log.warning("system.handed_back", request_id=request_id, system=system, attempt=task.attempts)
             move_system(task, SystemStatus.PENDING, attempts=task.attempts - 1, lease_until=None,
                         error=f"attempt {task.attempts} handed back: {why}", queued_at=now, requeues=0)
-            handed.append((request_id, system, task.kind))
+            handed.append(Pending(request_id, system, task.kind))
     return handed

@@ -14,7 +14,7 @@ from connectors import redact
 from connectors.base import Subject
 from worker.engine import audit, settle
 from worker.engine.retention import exempt_if_retained
-from worker.engine.state import move_request, move_system
+from worker.engine.state import Pending, move_request, move_system
 from worker.errors import InputError, NoSuchRequest, PermanentError, RefusedError, one_line
 from worker.runtime import Runtime
 from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask, utcnow
@@ -58,9 +58,9 @@ def start(rt: Runtime, request_id: str, redelivered: bool = False) -> None:
                 _begin(rt, session, each, resolved if each is request else None)
         elif request.status == RequestStatus.IN_PROGRESS and redelivered:
             started = [request]
-        pending = [(each.id, t.system, t.kind) for each in started for t in each.systems
+        pending = [Pending(each.id, t.system, t.kind) for each in started for t in each.systems
                    if t.status == SystemStatus.PENDING]
-        unsent = [each.id for each in started if each.id not in {p[0] for p in pending}]
+        unsent = [each.id for each in started if each.id not in {p.request_id for p in pending}]
     send(rt, pending)  # one message per system stands for the group
     for each_id in unsent:  # every system exempt from the start, say: no erasure will settle it
         settle.settle(rt, each_id)
@@ -124,20 +124,14 @@ def _fan_out(rt: Runtime, request_id: str) -> None:
             .where(SystemTask.request_id == request_id, SystemTask.status == SystemStatus.PENDING,
                    Request.status == RequestStatus.IN_PROGRESS)
         ).all()
-    _send(rt, request_id, [(system, kind) for system, kind in pending])
-
-
-def _send(rt: Runtime, request_id: str, pending: list[tuple[str, str]]) -> None:
-    """One erasure message per pending system; none pending (every system exempt from the start,
-    say) and no erasure will settle the request, so settle it here."""
-    send(rt, [(request_id, system, kind) for system, kind in pending])
-    if not pending:
+    send(rt, [Pending(request_id, system, kind) for system, kind in pending])
+    if not pending:  # every system exempt from the start, say: no erasure will settle the request
         settle.settle(rt, request_id)
 
 
-def send(rt: Runtime, pending: Iterable[tuple[str, str, str]]) -> None:
-    """Erase messages for (request, system, kind) rows: one per system, standing for every request
-    of the rows at that system (`also`)."""
+def send(rt: Runtime, pending: Iterable[Pending]) -> None:
+    """Erase messages for systems waiting for one: one per system, standing for every request
+    waiting at that system (`also`)."""
     groups: dict[tuple[str, str], list[str]] = {}
     for request_id, system, kind in pending:
         groups.setdefault((system, kind), []).append(request_id)

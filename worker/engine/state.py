@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy.orm import object_session
@@ -30,6 +30,14 @@ REQUEST_MOVES: dict[str, frozenset[str]] = {
     R.FAILED: frozenset({R.RECEIVED, R.IN_PROGRESS}),
     R.COMPLETED: frozenset({R.FAILED}),  # a recheck of an exempt system failed for good
 }
+
+
+class Pending(NamedTuple):
+    """A system of a request waiting for its erase message."""
+
+    request_id: str
+    system: str
+    kind: str
 
 
 def nothing_found(request: Request) -> bool:

@@ -19,6 +19,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from celery.worker import state
 
 from worker.engine import claims, fanout
+from worker.engine.state import Pending
 from worker.queue import dispatch
 from worker.runtime import Runtime
 
@@ -27,7 +28,7 @@ _consumer: list[Any] = []  # the worker's Celery consumer, once it is ready
 REQUEUE_TRIES = 10  # how often messages kombu could not put back are tried again
 
 
-def send_again(rt: Runtime, handed: list[tuple[str, str, str]]) -> None:
+def send_again(rt: Runtime, handed: list[Pending]) -> None:
     """Messages for the systems handed back: a pass took some along whose own messages other workers
     have already acknowledged. A broker that refuses leaves them to the reconciler."""
     try:
