@@ -1,6 +1,7 @@
 """Imports flow one way: surfaces -> queue -> integrations -> engine -> the worker's root (config,
 runtime, keys, logs, errors, store) -> connectors. No circle anywhere, no connector importing the
-worker, and an import inside a function only for an optional extra, with a comment saying so."""
+worker, and an import inside a function only for an optional extra, with a comment saying so. In
+tests/, a module imports no other test module: what tests share is in the tests/helpers package."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+HELPERS = "tests.helpers"
 LAYERS = ("connectors", "worker", "worker.engine", "worker.integrations", "worker.queue", "worker.surfaces")
 ENTRY_POINTS = {"worker.__main__"}  # `python -m worker` runs the command line: above every layer
 
@@ -104,3 +107,32 @@ def test_imports_inside_functions_are_optional_extras_with_a_comment() -> None:
             if inside and "#" not in lines[node.lineno - 1]:
                 silent.append(f"{path.relative_to(ROOT)}:{node.lineno} -> {imported}")
     assert silent == []
+
+
+def is_module(name: str) -> bool:
+    """Whether a dotted name is a module or package of the project's tree (tests/ included)."""
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def imports_of_tests(path: Path) -> Iterator[tuple[str, int]]:
+    """(module, line) for each module of tests/ the file imports, relative imports resolved."""
+    package = path.relative_to(ROOT).parent.parts
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else ()
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names = [f"{module}.{alias.name}" if is_module(f"{module}.{alias.name}") else module
+                     for alias in node.names]
+        else:
+            continue
+        yield from ((name, node.lineno) for name in names if name == "tests" or name.startswith("tests."))
+
+
+def test_tests_import_no_test_module_but_the_helpers() -> None:
+    """No test module or conftest imports a module of tests/ other than the tests.helpers package."""
+    strays = [f"{path.relative_to(ROOT)}:{line} imports {name}" for path in sorted(TESTS.rglob("*.py"))
+              for name, line in imports_of_tests(path) if name != HELPERS and not name.startswith(HELPERS + ".")]
+    assert strays == []

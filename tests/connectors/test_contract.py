@@ -14,16 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors import registry
-from connectors.base import ConfigReader, Connector, Subject
+from connectors.base import Connector, Subject
+from tests.helpers import s3_connector, snapshot_connector, sql_connector, stub_connector
 
 SUBJECT, NEIGHBOUR = "987654", "9876540"
-TYPES = frozenset({"user_id", "email"})
-
-
-def build(kind: str, raw: dict) -> Connector:  # type: ignore[type-arg]
-    """A connector of the kind, from a config table as erasure.toml would hold it."""
-    connector = registry.connector_class(kind)
-    return connector(connector.config_class.read(ConfigReader("erasure.toml", f"system {kind!r}", raw, TYPES)))
 
 
 def sql_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
@@ -33,8 +27,8 @@ def sql_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
     db.executemany("INSERT INTO users VALUES (?, ?)", [(SUBJECT, "a@x"), (NEIGHBOUR, "b@x"), (98765, "c@x")])
     db.commit()
     db.close()
-    return build("sql", {"name": "app-db", "kind": "sql", "url": f"sqlite:///{tmp_path}/app.db",
-                         "tables": [{"name": "users", "where": {"id": "user_id"}, "action": "delete"}]})
+    return sql_connector({"name": "app-db", "kind": "sql", "url": f"sqlite:///{tmp_path}/app.db",
+                          "tables": [{"name": "users", "where": {"id": "user_id"}, "action": "delete"}]})
 
 
 def s3_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
@@ -42,8 +36,8 @@ def s3_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
     client, bucket = request.getfixturevalue("s3_client"), request.getfixturevalue("bucket")
     for key in [f"u/{SUBJECT}/a", f"u/{NEIGHBOUR}/b", f"u/{SUBJECT}0/c"]:
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
-    return build("s3", {"name": "uploads", "kind": "s3", "bucket": bucket,
-                        "endpoint_url": request.getfixturevalue("s3_endpoint"), "prefixes": ["u/{user_id}/"]})
+    return s3_connector({"name": "uploads", "kind": "s3", "bucket": bucket,
+                         "endpoint_url": request.getfixturevalue("s3_endpoint"), "prefixes": ["u/{user_id}/"]})
 
 
 def snapshot_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
@@ -51,13 +45,13 @@ def snapshot_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
     (tmp_path / "snaps" / "2026-01-01").mkdir(parents=True)
     ids = [int(SUBJECT), int(NEIGHBOUR), int(SUBJECT), 98765]
     pq.write_table(pa.table({"user_id": pa.array(ids, pa.int64())}), tmp_path / "snaps" / "2026-01-01" / "p.parquet")
-    return build("snapshot", {"name": "clicks", "kind": "snapshot", "location": str(tmp_path / "snaps"),
-                              "where": {"user_id": "user_id"}})
+    return snapshot_connector({"name": "clicks", "kind": "snapshot", "location": str(tmp_path / "snaps"),
+                               "where": {"user_id": "user_id"}})
 
 
 def stub_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
     """The in-package stub."""
-    return build("stub", {"name": "fake", "kind": "stub", "uses": ["user_id"], "items": 2})
+    return stub_connector({"name": "fake", "kind": "stub", "uses": ["user_id"], "items": 2})
 
 
 WORLDS: dict[str, Callable[[Path, pytest.FixtureRequest], Connector]] = {

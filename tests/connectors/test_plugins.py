@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from connectors import registry
-from tests.worker.conftest import ListDispatch, drain
+from tests.helpers import USER_IDS_ONLY, ListDispatch, drain, system_table, write_config
 from worker.config import load
 from worker.engine import intake
 from worker.errors import ConfigError
@@ -54,19 +53,8 @@ def fresh_registry() -> Iterator[None]:
 
 def echo_config(folder: Path, lines: Path) -> Path:
     """An erasure.toml with one echo system over the file of lines."""
-    path = folder / "erasure.toml"
-    path.write_text(textwrap.dedent(f"""\
-        store_url = "sqlite:///{folder}/state.db"
-        broker_url = "sqla+sqlite:///{folder}/queue.db"
-        [identifiers]
-        user_id = {{ pattern = '^[0-9]{{1,18}}$' }}
-        [[systems]]
-        name = "notes"
-        kind = "echo"
-        file = "{lines}"
-        holds = "user_id"
-        """))
-    return path
+    return write_config(folder, system_table("notes", "echo", file=str(lines), holds="user_id"),
+                        identifiers=USER_IDS_ONLY)
 
 
 def test_a_kind_from_another_distribution_erases(echo_site: Path, tmp_path: Path,
@@ -139,21 +127,8 @@ def test_a_sql_only_worker_never_imports_the_other_kinds_libraries(tmp_path: Pat
     db.execute("INSERT INTO users VALUES (42), (420)")
     db.commit()
     db.close()
-    config = tmp_path / "erasure.toml"
-    config.write_text(textwrap.dedent(f"""\
-        store_url = "sqlite:///{tmp_path}/state.db"
-        broker_url = "sqla+sqlite:///{tmp_path}/queue.db"
-        [identifiers]
-        user_id = {{ pattern = '^[0-9]{{1,18}}$' }}
-        [[systems]]
-        name = "app-db"
-        kind = "sql"
-        url = "sqlite:///{tmp_path}/app.db"
-          [[systems.tables]]
-          name = "users"
-          where = {{ id = "user_id" }}
-          action = "delete"
-        """))
+    config = write_config(tmp_path, system_table("app-db", "sql", url=f"sqlite:///{tmp_path}/app.db", tables=[
+        {"name": "users", "where": {"id": "user_id"}, "action": "delete"}]), identifiers=USER_IDS_ONLY)
     done = subprocess.run([sys.executable, "-c", SQL_ONLY, str(config)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, ROOT, deploy_commands, erasure_invocations, shell_words
+from tests.helpers import DEPLOY, ROOT, compose_file, erasure_containers
 from worker.surfaces.cli import build_parser
 
 DOCS = (ROOT / "docs" / "runbook.md", DEPLOY / "README.md")
@@ -24,6 +26,80 @@ OTHER_PROGRAMS = {
 }
 # what the runbook must tell on-call to run
 RUNBOOK_MUST_RUN = {("list",), ("status",), ("stats",), ("retry",), ("replay",), ("keys", "rotate"), ("keys", "new")}
+
+
+OPERATORS = set(";&|()<>")
+
+
+def shell_words(text: str) -> list[list[str]]:
+    """A shell text as its simple commands' words: split at line ends and | ; && ||, comments left
+    out, `$(...)` taken as a command of its own, a leading `exec` or VAR=value dropped."""
+    text = text.replace("\\\n", " ")
+    inner = re.findall(r"\$\(([^()]*)\)", text)
+    text = re.sub(r"\$\(([^()]*)\)", "SUBSTITUTED", text)
+    commands: list[list[str]] = []
+    for line in [*text.splitlines(), *inner]:
+        lexer = shlex.shlex(line, posix=True, punctuation_chars="".join(sorted(OPERATORS)))
+        lexer.whitespace_split = True
+        current: list[str] = []
+        for word in lexer:
+            if set(word) <= OPERATORS:
+                commands.append(current)
+                current = []
+            else:
+                current.append(word)
+        commands.append(current)
+    return [words for words in map(_without_prefix, commands) if words]
+
+
+def _without_prefix(words: list[str]) -> list[str]:
+    while words and (words[0] == "exec" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0])):
+        words = words[1:]
+    return words
+
+
+def erasure_invocations(words: list[str]) -> list[list[str]]:
+    """The `erasure` commands in one command's words: `erasure ...` itself, or after `--`
+    (kubectl exec), or after a service or image name (docker compose exec api erasure ...);
+    never `erasure` as an option's value (`rabbitmqctl -p erasure`)."""
+    found = []
+    for at, word in enumerate(words):
+        before = words[at - 1] if at else None
+        if word == "erasure" and (before is None or before == "--" or not before.startswith("-")):
+            found.append(words[at + 1:])
+    return found
+
+
+def exec_words(command: list[str]) -> list[list[str]]:
+    """An exec-form command as the commands it runs: `sh -c SCRIPT` is the script's."""
+    if len(command) >= 3 and command[0] in ("sh", "/bin/sh", "bash") and command[1] == "-c":
+        return shell_words(command[2])
+    return [command]
+
+
+def deploy_commands() -> list[tuple[str, list[str]]]:
+    """Every command the deploy files run, with where: the Dockerfile's CMD, compose's commands and
+    health checks, the Kubernetes containers' commands, args and exec probes."""
+    found: list[tuple[str, list[str]]] = []
+    for line in (DEPLOY / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        if line.startswith(("CMD ", "ENTRYPOINT ")):
+            found.append(("Dockerfile " + line.split()[0], json.loads(line.split(" ", 1)[1])))
+    for name, service in compose_file()["services"].items():
+        if "command" in service:
+            found += [(f"compose {name} command", words) for words in exec_words(list(service["command"]))]
+        test = service.get("healthcheck", {}).get("test")
+        if test and test[0] == "CMD":
+            found.append((f"compose {name} healthcheck", list(test[1:])))
+        elif test and test[0] == "CMD-SHELL":
+            found += [(f"compose {name} healthcheck", words) for words in shell_words(test[1].replace("$$", "$"))]
+    for doc, container in erasure_containers():
+        where = f"{doc} container {container['name']}"
+        found += [(where, words) for words in exec_words([*container.get("command", []), *container.get("args", [])])]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            command = container.get(probe, {}).get("exec", {}).get("command")
+            if command:
+                found += [(f"{where} {probe}", words) for words in exec_words(list(command))]
+    return found
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

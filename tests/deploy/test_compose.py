@@ -3,18 +3,25 @@ and the API wired together by environment variables, and a config the worker acc
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from compose_spec import PyOptions, parse_duration
 
-from tests.deploy.conftest import DEPLOY, compose_erasure_services, compose_file, environment_read
+from tests.helpers import DEPLOY, compose_file, environment_read
 from worker.config import Config, load
 
 NOT_IN_COMPOSE = {
     # ERASURE_SECRET_KEY (required here) wins over a key file, so one would never be read
     "ERASURE_KEY_FILE",
 }
+
+
+def compose_erasure_services() -> dict[str, dict[str, Any]]:
+    """The compose services that run the erasure-worker image."""
+    return {name: service for name, service in compose_file()["services"].items()
+            if service.get("image", "").startswith("erasure-worker")}
 
 
 def test_compose_file_is_valid() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, ROOT
+from tests.helpers import DEPLOY, ROOT
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 

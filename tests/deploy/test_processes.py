@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy.conftest import WORKERS, Api, Process, Stack, compose_file, container_command, deployment, pod_spec
+from tests.helpers import WORKERS, Api, Process, Stack, compose_file, container_command, deployment, pod_spec
 
 
 def probe_command(name: str, probe: str) -> list[str]:

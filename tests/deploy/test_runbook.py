@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-from tests.deploy.conftest import ROOT, python_files
+from tests.helpers import ROOT, python_files
 
 RUNBOOK = ROOT / "docs" / "runbook.md"
 LEVELS = {"warning": "warning", "warn": "warning", "error": "error", "exception": "error", "critical": "error"}

@@ -16,9 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import rabbitmqctl
-from tests.faults.conftest import all_settled, submit, wait_for, write_config
-from tests.worker.conftest import stub
+from tests.helpers import all_settled, fault_config, rabbitmqctl, stub, submit, wait_for
 
 pytestmark = pytest.mark.faults
 SYSTEMS = stub("vault", delay_seconds=1.5) + stub("archive", delay_seconds=1.5)
@@ -71,7 +69,7 @@ def can_restart() -> None:
 
 def test_rabbitmq_restart_loses_nothing(tmp_path: Path, rabbitmq, start_worker, can_restart):
     """Requests in flight when RabbitMQ stops all complete once it is back; a new one does too."""
-    config = write_config(tmp_path, rabbitmq, SYSTEMS)
+    config = fault_config(tmp_path, rabbitmq, SYSTEMS)
     requests = [submit(config, user) for user in range(1, 7)]  # queued before the worker starts
     worker = start_worker(config)
     wait_for("erasures in flight", lambda: in_flight(rabbitmq.store_url), every=0.1, alive=worker)
@@ -86,7 +84,7 @@ def test_rabbitmq_restart_loses_nothing(tmp_path: Path, rabbitmq, start_worker, 
 
 def test_postgresql_restart_loses_nothing(tmp_path: Path, rabbitmq, start_worker, can_restart):
     """Requests in flight when PostgreSQL stops all complete once it is back."""
-    config = write_config(tmp_path, rabbitmq, SYSTEMS, "lease_seconds = 10\nreconcile_seconds = 1")
+    config = fault_config(tmp_path, rabbitmq, SYSTEMS, {"lease_seconds": 10, "reconcile_seconds": 1})
     requests = [submit(config, user) for user in range(1, 7)]  # queued before the worker starts
     worker = start_worker(config, "--beat")
     wait_for("erasures in flight", lambda: in_flight(rabbitmq.store_url), every=0.1, alive=worker)

@@ -17,8 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.faults.conftest import Backend, WorkerProcess, app_and_training, erasure, submit, wait_for, write_config
-from tests.worker.conftest import stub
+from tests.helpers import Backend, WorkerProcess, app_and_training, erasure, fault_config, stub, submit, wait_for
 from worker.queue.celery_app import INTAKE_QUEUE, queue_for
 
 pytestmark = pytest.mark.faults
@@ -42,7 +41,7 @@ def config(tmp_path: Path, rabbitmq: Backend, app_db: str) -> Path:
         folder.mkdir(parents=True)
         pq.write_table(pa.table({"user_id": pa.array(users, pa.int64()), "row": pa.array(range(len(users)))}),
                        folder / "part-0.parquet")
-    return write_config(tmp_path, rabbitmq, app_and_training(app_db, tmp_path / "training", (("users", "id"),)))
+    return fault_config(tmp_path, rabbitmq, app_and_training(app_db, tmp_path / "training", (("users", "id"),)))
 
 
 def users_left(app_db: str) -> list[int]:
@@ -122,7 +121,7 @@ def test_each_kind_scales_apart_on_its_own_queue(rabbitmq: Backend, app_db: str,
 
 def test_an_unknown_queue_is_refused_before_anything_is_made(tmp_path: Path, embedded: Backend) -> None:
     """`erasure worker --queues` naming no queue of ours exits 2 with one line naming it; no store is made."""
-    config = write_config(tmp_path, embedded, stub("vault"))
+    config = fault_config(tmp_path, embedded, stub("vault"))
     done = erasure(config, "worker", "--queues", f"{INTAKE_QUEUE},bogus")
 
     assert done.returncode == 2, done.stderr

@@ -5,12 +5,12 @@ next worker takes it at once, with no lease to wait out."""
 from __future__ import annotations
 
 import signal
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import all_settled, status, submit, wait_for, write_config
-from tests.worker.conftest import stub
+from tests.helpers import all_settled, fault_config, status, stub, submit, wait_for
 from worker.config import load
 from worker.errors import ConfigError
 
@@ -25,7 +25,7 @@ def running(config: Path, request_id: str, system: str = "slow") -> bool:
 def test_sigterm_lets_the_running_erasure_finish_and_takes_no_new_work(tmp_path: Path, embedded, start_worker):
     """The erasure under way when SIGTERM comes finishes and is recorded; the others wait for the next worker."""
     # 8 s an erasure: the polling below (a command per request) sees the first one run well before it ends
-    config = write_config(tmp_path, embedded, stub("slow", delay_seconds=8), "shutdown_grace_seconds = 20")
+    config = fault_config(tmp_path, embedded, stub("slow", delay_seconds=8), {"shutdown_grace_seconds": 20})
     requests = [submit(config, user) for user in (1, 2, 3)]
     first = start_worker(config, "--concurrency", "1")
     busy = wait_for("an erasure to start", lambda: [r for r in requests if running(config, r)], alive=first)
@@ -50,7 +50,7 @@ def test_sigterm_lets_the_running_erasure_finish_and_takes_no_new_work(tmp_path:
 def test_sigterm_hands_back_an_erasure_that_outlasts_the_grace(tmp_path: Path, backend, start_worker):
     """Past the grace, the system is pending again with its attempt not counted, and its message is
     back on the queue: the next worker erases it at once."""
-    config = write_config(tmp_path, backend, stub("slow", delay_seconds=600), "shutdown_grace_seconds = 1")
+    config = fault_config(tmp_path, backend, stub("slow", delay_seconds=600), {"shutdown_grace_seconds": 1})
     request_id = submit(config, 7)
     first = start_worker(config)
     wait_for("the erasure to start", lambda: running(config, request_id), alive=first)
@@ -62,7 +62,7 @@ def test_sigterm_hands_back_an_erasure_that_outlasts_the_grace(tmp_path: Path, b
     assert "handed back" in handed["error"]
     assert [e["request_id"] for e in first.events("system.handed_back")] == [request_id]
     assert first.events("worker.grace_expired")[0]["systems_handed_back"] == 1
-    write_config(tmp_path, backend, stub("slow"))  # the same system, no longer slow
+    fault_config(tmp_path, backend, stub("slow"))  # the same system, no longer slow
     second = start_worker(config, "--no-beat")  # no reconciler: the message itself must be back
     [done] = wait_for("the handed-back request", all_settled(config, [request_id]), alive=second)
     assert done["status"] == "completed", done
@@ -73,12 +73,12 @@ def test_sigterm_hands_back_an_erasure_that_outlasts_the_grace(tmp_path: Path, b
                                                       ("shutdown_grace_seconds = 0", 600, 0.0)])
 def test_the_grace_defaults_to_25_seconds_within_half_the_lease(tmp_path: Path, embedded, given, lease, grace):
     """Unset, the grace is 25 s or half a shorter lease; 0 hands back at once."""
-    config = write_config(tmp_path, embedded, stub("slow"), f"lease_seconds = {lease}\n{given}")
+    config = fault_config(tmp_path, embedded, stub("slow"), {"lease_seconds": lease, **tomllib.loads(given)})
     assert load(config).worker.shutdown_grace_seconds == grace
 
 
 def test_a_grace_as_long_as_the_lease_is_refused(tmp_path: Path, embedded):
     """A task may outlive its lease only to be claimed twice: the grace must end first."""
-    config = write_config(tmp_path, embedded, stub("slow"), "lease_seconds = 30\nshutdown_grace_seconds = 30")
+    config = fault_config(tmp_path, embedded, stub("slow"), {"lease_seconds": 30, "shutdown_grace_seconds": 30})
     with pytest.raises(ConfigError, match="shutdown_grace_seconds: must be 0 or more and under lease_seconds"):
         load(config)

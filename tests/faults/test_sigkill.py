@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.faults.conftest import all_settled, app_and_training, submit, wait_for, write_config
+from tests.helpers import all_settled, app_and_training, fault_config, submit, wait_for
 
 pytestmark = pytest.mark.faults
 ROWS, USERS, FIRST_USER = 300_000, 5_000, 1_000  # user_id = FIRST_USER + row % USERS
@@ -63,8 +63,8 @@ def test_a_worker_killed_mid_erasure_is_replaced_and_every_count_is_true(tmp_pat
         conn.exec_driver_sql("INSERT INTO users SELECT g FROM generate_series(1000, 1009) g")
         conn.exec_driver_sql("INSERT INTO orders SELECT g, 1000 + mod(g, 10) "
                              f"FROM generate_series(1, {10 * ORDERS_PER_USER}) g")
-    config = write_config(tmp_path, backend, app_and_training(app_db, snapshot.parent.parent, TABLES),
-                          "lease_seconds = 10\nreconcile_seconds = 1")
+    config = fault_config(tmp_path, backend, app_and_training(app_db, snapshot.parent.parent, TABLES),
+                          {"lease_seconds": 10, "reconcile_seconds": 1})
     requests = {user: submit(config, user) for user in (1001, 1002)}
 
     with app.connect() as lock:  # user 1001's row stays locked: its DELETE waits, mid-transaction

@@ -3,17 +3,66 @@ cause, while the request's other systems finish; once it is back, `erasure retry
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import free_port
-from tests.faults.conftest import Forwarder, all_settled, erasure, status, submit, wait_for, write_config
-from tests.worker.conftest import stub
+from tests.helpers import all_settled, erasure, fault_config, free_port, status, stub, submit, system_table, wait_for
 
 pytestmark = pytest.mark.faults
+
+
+class Forwarder:
+    """A TCP port that forwards to another, opened only when told: the way to a target that is
+    unreachable (connection refused) until it comes back."""
+
+    def __init__(self, port: int, target: tuple[str, int]) -> None:
+        self.port, self.target = port, target
+        self.sockets: list[socket.socket] = []
+
+    def open(self) -> None:
+        """Listen and forward from now on."""
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.sockets.append(listener)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop listening and cut every forwarded connection."""
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 @pytest.fixture
@@ -33,17 +82,9 @@ def test_an_unreachable_system_fails_alone_and_retry_completes_it(tmp_path: Path
                                                                    start_worker):
     """The system fails after max_attempts naming itself and the cause; the others finish; retry completes it."""
     app, through, way = app_behind_a_port
-    systems = stub("vault") + f"""
-[[systems]]
-name = "app-db"
-kind = "sql"
-url = "{through}"
-  [[systems.tables]]
-  name = "users"
-  where = {{ id = "user_id" }}
-  action = "delete"
-"""
-    config = write_config(tmp_path, rabbitmq, systems)
+    systems = stub("vault") + system_table("app-db", "sql", url=through, tables=[
+        {"name": "users", "where": {"id": "user_id"}, "action": "delete"}])
+    config = fault_config(tmp_path, rabbitmq, systems)
     worker = start_worker(config)
     request_id = submit(config, 7)
     [failed] = wait_for("the request to settle", all_settled(config, [request_id]), alive=worker)

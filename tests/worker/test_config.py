@@ -16,6 +16,7 @@ from connectors.s3.config import S3Config
 from connectors.snapshot.connector import SnapshotConfig
 from connectors.sql.config import Lookup, Reference, SqlConfig, SqlTable
 from connectors.stub import StubConfig
+from tests.helpers import stub, write_config
 from worker.config import Config, Deadline, IdentifierType, Resolver, WorkerSettings, load, parse
 from worker.errors import ConfigError, InputError
 
@@ -646,10 +647,8 @@ def test_contract_example_file_loads(tmp_path: Path) -> None:
 
 def test_errors_from_a_file_name_that_file(tmp_path: Path) -> None:
     """A validation error from load() names the file it read."""
-    path = tmp_path / "conf" / "prod.toml"
-    path.parent.mkdir()
-    path.write_text('[identifiers]\nuser_id = { pattern = "^[0-9]+$" }\n'
-                    '[[systems]]\nname = "crm"\nkind = "stub"\nuses = ["user_id"]\ncolour = "red"\n')
+    (tmp_path / "conf").mkdir()
+    path = write_config(tmp_path / "conf", stub("crm", colour="red"), name="prod.toml")
     with pytest.raises(ConfigError) as caught:
         load(path)
     assert str(caught.value).startswith(f"{path}: system 'crm': colour: ")
@@ -659,10 +658,7 @@ def test_relative_sqlite_urls_resolve_beside_the_config_file(tmp_path: Path, mon
     """`sqlite:///state.db` is beside the config file, wherever the process runs."""
     folder = tmp_path / "conf"
     folder.mkdir()
-    path = folder / "erasure.toml"
-    path.write_text('store_url = "sqlite:///state.db"\nbroker_url = "sqla+sqlite:///queue.db"\n'
-                    '[identifiers]\nuser_id = { pattern = "^[0-9]+$" }\n'
-                    '[[systems]]\nname = "crm"\nkind = "stub"\nuses = ["user_id"]\n')
+    path = write_config(folder, stub("crm"), store_url="sqlite:///state.db", broker_url="sqla+sqlite:///queue.db")
     monkeypatch.chdir(tmp_path)
     config = load(path)
     assert config.store_url == f"sqlite:///{folder.resolve()}/state.db"

@@ -8,7 +8,6 @@ import json
 import logging
 import stat
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,18 +16,16 @@ import sqlalchemy as sa
 import structlog
 
 from connectors import redact
-from tests.worker.conftest import drain, stub, write_config
-from tests.worker.test_intake import stored
+from tests.helpers import MakeRuntime, drain, resolver, stored, stub, system_table, write_config
 from worker import keys, logs
 from worker.config import load
 from worker.engine import intake, reconcile
 from worker.errors import ConfigError, one_line
 from worker.queue.dispatch import celery_runtime
-from worker.runtime import Runtime, rotate_keys
+from worker.runtime import rotate_keys
 from worker.store.models import Request, Suppression
 from worker.surfaces.cli import main
 
-MakeRuntime = Callable[..., Runtime]
 OLD, NEW = "old-secret-" + "o" * 32, "new-secret-" + "n" * 32
 SUBJECT = "subject-secret-" + "s" * 32
 EMAIL = "zelda.unique-7731@example.com"
@@ -287,10 +284,9 @@ def test_the_raw_value_is_nowhere_after_a_completed_request(tmp_path: Path) -> N
         conn.exec_driver_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
         conn.exec_driver_sql(f"INSERT INTO users VALUES ({user_id}, '{EMAIL}'), (2, 'other@example.com')")
     engine.dispose()
-    systems = (f'[[resolvers]]\nfrom = "email"\nto = "user_id"\nsystem = "app"\n'
-               f'query = "SELECT id FROM users WHERE email = :email"\n'
-               f'[[systems]]\nname = "app"\nkind = "sql"\nurl = "sqlite:///{app}"\n'
-               f'  [[systems.tables]]\n  name = "users"\n  where = {{ id = "user_id" }}\n  action = "delete"\n')
+    systems = (resolver("app", "email", "user_id", "SELECT id FROM users WHERE email = :email")
+               + system_table("app", "sql", url=f"sqlite:///{app}",
+                              tables=[{"name": "users", "where": {"id": "user_id"}, "action": "delete"}]))
     config = write_config(tmp_path, systems)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERASURE_")} | {"ERASURE_LOG_FORMAT": "json"}
 

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.worker.conftest import drain, stub
-from worker import logs
+from tests.helpers import MakeRuntime, drain, stub
 from worker.engine import intake
-from worker.runtime import Runtime
 
 
-@pytest.fixture
-def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[dict]]]:  # type: ignore[type-arg]
-    """Logging configured for JSON lines on stderr; call the fixture to read the events so far."""
-    logs.configure(level="INFO", fmt="json")
-
-    def events() -> list[dict]:  # type: ignore[type-arg]
-        return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
-
-    yield events
-    logging.getLogger().handlers.clear()
-
-
-def test_events_carry_request_system_and_attempt(make_runtime: Callable[..., Runtime], json_logs) -> None:  # type: ignore[no-untyped-def]
+def test_events_carry_request_system_and_attempt(make_runtime: MakeRuntime, json_logs) -> None:  # type: ignore[no-untyped-def]
     """A request's events are JSON objects named like system.erased, with their fields."""
     rt = make_runtime(stub("crm", uses=["email"]))
     done = intake.submit(rt, {"email": "Bob@Example.com"})
@@ -39,7 +24,7 @@ def test_events_carry_request_system_and_attempt(make_runtime: Callable[..., Run
     assert any(e["event"] == "request.completed" and e["subject_ref"] for e in events)
 
 
-def test_no_identifier_value_in_any_log_line(make_runtime: Callable[..., Runtime], json_logs,  # type: ignore[no-untyped-def]
+def test_no_identifier_value_in_any_log_line(make_runtime: MakeRuntime, json_logs,  # type: ignore[no-untyped-def]
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """Neither the submitted nor the normalized value appears in the logs, even on failure."""
     rt = make_runtime(stub("crm", uses=["email"]) + stub("bad", uses=["email"], fail_permanently=True))
