@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+
+import structlog
+from kombu import Connection
+from sqlalchemy.exc import IntegrityError
 
 from worker.config import Config, config_path, load
 from worker.queue import celery_app
 from worker.runtime import Runtime
+
+log = structlog.get_logger("erasure.dispatch")
+DECLARE_TRIES = 5  # the embedded broker's first-use race passes on the second; more would hide a real fault
+DECLARE_PAUSE = 0.05  # seconds before the second try, doubling
 
 
 class CeleryDispatch:
@@ -14,6 +23,8 @@ class CeleryDispatch:
 
     def __init__(self, config: Config) -> None:
         celery_app.configure(config)
+        if config.broker_url.startswith("sqla+"):
+            declare_embedded_queues(config.broker_url)
 
     def start(self, request_id: str) -> None:
         """Send erasure.start to the intake queue."""
@@ -29,6 +40,29 @@ class CeleryDispatch:
     def tag(self, model: str, version: str) -> None:
         """Send erasure.tag_mlflow to its own queue."""
         celery_app.app.send_task("erasure.tag_mlflow", args=[model, version], queue=celery_app.MLFLOW_QUEUE)
+
+
+def declare_embedded_queues(broker_url: str) -> None:
+    """Make the embedded broker's queue rows before anything is published. kombu's sqla transport
+    makes a queue's row on its first use, and two processes doing so at once (a first `erasure
+    submit` beside a starting worker) leave one with a unique-constraint error and its pooled
+    channel closed: here, on a connection of its own, a try that loses the race tries again and
+    finds the row made."""
+    pause = DECLARE_PAUSE
+    for attempt in range(1, DECLARE_TRIES + 1):
+        try:
+            with Connection(broker_url) as connection:
+                channel = connection.channel()
+                for name in celery_app.QUEUES:
+                    channel.queue_declare(name)
+                channel.close()
+            return
+        except IntegrityError:
+            if attempt == DECLARE_TRIES:
+                raise
+            log.info("dispatch.declare_retried", attempt=attempt)
+            time.sleep(pause)
+            pause *= 2
 
 
 def celery_runtime(config: Config) -> Runtime:
