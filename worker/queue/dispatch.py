@@ -16,6 +16,7 @@ from worker.runtime import Runtime
 log = structlog.get_logger("erasure.dispatch")
 DECLARE_TRIES = 5  # the embedded broker's first-use race passes on the second; more would hide a real fault
 DECLARE_PAUSE = 0.05  # seconds before the second try, doubling
+_KEPT: list[Connection] = []  # open for the life of the process: see declare_embedded_queues
 
 
 class CeleryDispatch:
@@ -47,15 +48,17 @@ def declare_embedded_queues(broker_url: str) -> None:
     makes a queue's row on its first use, and two processes doing so at once (a first `erasure
     submit` beside a starting worker) leave one with a unique-constraint error and its pooled
     channel closed: here, on a connection of its own, a try that loses the race tries again and
-    finds the row made."""
+    finds the row made. The connection stays open: closing a kombu sqla connection disturbs what
+    the process's other connections share (the embedded worker's beat then failed to publish,
+    "channel disconnected"), and it is one SQLite connection, on the embedded broker alone."""
     pause = DECLARE_PAUSE
     for attempt in range(1, DECLARE_TRIES + 1):
         try:
-            with Connection(broker_url) as connection:
-                channel = connection.channel()
-                for name in celery_app.QUEUES:
-                    channel.queue_declare(name)
-                channel.close()
+            connection = Connection(broker_url)
+            channel = connection.channel()
+            for name in celery_app.QUEUES:
+                channel.queue_declare(name)
+            _KEPT.append(connection)
             return
         except IntegrityError:
             if attempt == DECLARE_TRIES:
