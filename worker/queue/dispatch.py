@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import structlog
 from kombu import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from worker.config import Config, config_path, load
 from worker.queue import celery_app
@@ -48,9 +48,11 @@ def declare_embedded_queues(broker_url: str) -> None:
     makes a queue's row on its first use, and two processes doing so at once (a first `erasure
     submit` beside a starting worker) leave one with a unique-constraint error and its pooled
     channel closed: here, on a connection of its own, a try that loses the race tries again and
-    finds the row made. The connection stays open: closing a kombu sqla connection disturbs what
-    the process's other connections share (the embedded worker's beat then failed to publish,
-    "channel disconnected"), and it is one SQLite connection, on the embedded broker alone."""
+    finds the row made (the tables too: a first use also creates them, and SQLite may say "locked"
+    or "already exists" to the second process). The connection stays open: closing a kombu sqla
+    connection disturbs what the process's other connections share (the embedded worker's beat then
+    failed to publish, "channel disconnected"), and it is one SQLite connection, on the embedded
+    broker alone."""
     pause = DECLARE_PAUSE
     for attempt in range(1, DECLARE_TRIES + 1):
         try:
@@ -60,7 +62,7 @@ def declare_embedded_queues(broker_url: str) -> None:
                 channel.queue_declare(name)
             _KEPT.append(connection)
             return
-        except IntegrityError:
+        except (IntegrityError, OperationalError):  # the row, or the tables, made by another at once
             if attempt == DECLARE_TRIES:
                 raise
             log.info("dispatch.declare_retried", attempt=attempt)

@@ -21,7 +21,7 @@ def publish_first(config: Path, request_id: str, barrier: multiprocessing.synchr
     from worker.queue.dispatch import CeleryDispatch
 
     dispatch = CeleryDispatch(load(config))
-    barrier.wait()
+    barrier.wait(timeout=60)  # a process that failed before it breaks the barrier, never hangs the rest
     dispatch.start(request_id)
 
 
@@ -38,7 +38,10 @@ def test_processes_publishing_first_at_once_all_succeed(tmp_path: Path) -> None:
         for process in workers:
             process.start()
         for process in workers:
-            process.join(60)
+            process.join(90)
+        for process in workers:
+            if process.is_alive():
+                process.kill()
         assert [p.exitcode for p in workers] == [0] * PROCESSES, f"trial {trial}"
         with Connection(f"sqla+sqlite:///{folder}/queue.db") as conn:
             queue = conn.SimpleQueue("erasure.intake")
