@@ -99,11 +99,15 @@ class Retention:
 @dataclass(frozen=True)
 class SystemConfig:
     """The fields every `[[systems]]` table has; each kind subclasses it with its own.
-    `retain` is read for every kind by the config loader, so a kind's own reader never sees it."""
+    `retain` and `training` are read for every kind by the config loader, so a kind's own reader
+    never sees them. `training`: the system holds training data, so an objection to training use
+    (a request of scope "training") erases it; a kind whose systems are training data by nature
+    (snapshot) declares it by giving the field the default True."""
 
     name: str
     kind: str
     retain: Retention | None = field(default=None, kw_only=True)
+    training: bool = field(default=False, kw_only=True)
 
     @classmethod
     def read(cls, reader: ConfigReader) -> Self:

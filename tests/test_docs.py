@@ -12,7 +12,7 @@ import pytest
 
 from connectors import registry
 from connectors.base import ConfigReader
-from worker.config import parse
+from worker.config import EVERY_SYSTEM, parse
 from worker.surfaces.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,15 @@ def test_every_config_key_is_documented(monkeypatch: pytest.MonkeyPatch) -> None
     for page, keys in accepted_keys(monkeypatch).items():
         text = (DOCS / page).read_text()
         missing += [f"{page}: {key}" for key in sorted(keys) if not re.search(rf"`[^`\n]*\b{key}\b[^`\n]*`", text)]
+    assert missing == []
+
+
+def test_the_keys_of_every_system_are_on_each_page() -> None:
+    """The keys every system takes whatever its kind (read by the loader, never by the kind's reader)
+    are on configuration.md and on each kind's page."""
+    pages = ["configuration.md", *(f"connectors/{kind}.md" for kind in registry.kinds())]
+    missing = [f"{page}: {key}" for page in pages for key in EVERY_SYSTEM
+               if f"`{key}`" not in (DOCS / page).read_text()]
     assert missing == []
 
 

@@ -29,6 +29,7 @@ AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
 TOKEN_HASH = re.compile(r"[0-9a-f]{64}")
 API_SCOPES = ("submit", "read")
+EVERY_SYSTEM = ("retain", "training")  # keys of every [[systems]] table, whatever its kind
 PLAIN_QUERY = re.compile(  # a resolver query erasure can write itself, folding the stored side
     r"\s*SELECT\s+(?P<select>[A-Za-z_][A-Za-z0-9_]*)\s+FROM\s+(?P<table>(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*)"
     r"\s+WHERE\s+(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*:(?P<param>[A-Za-z_][A-Za-z0-9_]*)\s*;?\s*",
@@ -274,6 +275,13 @@ def _identifiers(top: ConfigReader) -> dict[str, IdentifierType]:
     return found
 
 
+def training_default(config_class: type[SystemConfig]) -> bool:
+    """Whether a kind's systems hold training data unless their table says otherwise: the default its
+    config class gives the `training` field (true for snapshot, false for sql, s3 and stub)."""
+    default = config_class.__dataclass_fields__["training"].default
+    return default if isinstance(default, bool) else False
+
+
 def _systems(top: ConfigReader, folds: Mapping[str, Fold]) -> tuple[SystemConfig, ...]:
     raw_systems = top.optional("systems", list, [])
     if not raw_systems:
@@ -297,9 +305,11 @@ def _systems(top: ConfigReader, folds: Mapping[str, Fold]) -> tuple[SystemConfig
             connector = known[kind].load()
         except ConfigError as exc:
             raise reader.error("kind", str(exc)) from None
-        retain = reader.retention()  # any kind may be retained whole: read here, hidden from the kind
-        reader.raw = {key: value for key, value in raw.items() if key != "retain"}
-        systems.append(replace(connector.config_class.read(reader), retain=retain))
+        # any kind may be retained whole, or hold training data: read here, hidden from the kind
+        retain = reader.retention()
+        training = reader.optional("training", bool, training_default(connector.config_class))
+        reader.raw = {key: value for key, value in raw.items() if key not in EVERY_SYSTEM}
+        systems.append(replace(connector.config_class.read(reader), retain=retain, training=training))
     return tuple(systems)
 
 

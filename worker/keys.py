@@ -8,7 +8,10 @@ Three keys, each with one use, so that one leaking does not open the others' dat
 - the subject key makes `subject_ref`, a keyed hash (HMAC-SHA256) that stands for the subject
   in statuses, logs, audit events and reports.
 
-(One more is derived for the DPO status page's session cookies: `KeyRing.session_key`.)
+(Two more are derived: the DPO status page's session cookies' (`KeyRing.session_key`), and the
+guard list's (`KeyRing.guard_key`, from the subject key: the keyed hashes of erased subjects' values
+that a training job, given the subject key, checks its data against; worker/guard.py derives it
+the same way without this module).
 
 The first two are derived (HKDF-SHA256, one label each) from a list of secrets, newest first:
 the newest seals, every one opens what it sealed, so a key is rotated by putting a new secret
@@ -50,6 +53,7 @@ log = structlog.get_logger("erasure.keys")
 MIN_SECRET_LENGTH = 32
 IDENTIFIERS, SUPPRESSION = "identifiers", "suppression"
 SESSION = "dpo-session"  # the status page's session cookies: a label no sealed value uses
+GUARD = "guard"  # the guard list's digests, derived from the subject key (worker/guard.py derives it alike)
 VERSION = "v1"
 HOW_TO = "make one with `erasure keys new` and set ERASURE_SECRET_KEY, or point ERASURE_KEY_FILE at a key file"
 
@@ -126,6 +130,16 @@ class KeyRing:
         """The newest secret's key for the status page's session MACs: a label of its own, so it
         opens nothing sealed; a rotation changes it (and ends every session)."""
         return _derive(self.secrets[0], SESSION)
+
+    def guard_key(self) -> bytes:
+        """The guard list's HMAC key, derived from the subject key: it outlives a rotation of the
+        secrets, and a training job holding the subject key derives the same one."""
+        return _derive(self.subject_secret, GUARD)
+
+    @property
+    def guard_key_id(self) -> str:
+        """The short id of the guard key, written in an exported guard list to tell a wrong key."""
+        return _key_id(self.guard_key())
 
     def needs_rotation(self, token: str, purpose: str) -> bool:
         """Whether a sealed value was sealed under a key other than the newest."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from connectors.base import ConfigReader, SystemConfig
@@ -44,6 +44,7 @@ PARSED = ("exact", "folds")  # fields read from other keys (`match`, the identif
 class SnapshotConfig(SystemConfig):
     """A snapshot system: where its snapshots live, their format, which columns identify."""
 
+    training: bool = field(default=True, kw_only=True)  # snapshots are what models are trained on
     location: str = ""
     format: str = "parquet"
     where: tuple[tuple[str, str], ...] = ()  # (column or dotted path, identifier type), ANDed

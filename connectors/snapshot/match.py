@@ -31,11 +31,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from connectors.arrow_fold import fold_array
 from connectors.base import Subject, as_integer
-from connectors.normalize import TRIM_CHARS, Fold, fold_text
+from connectors.normalize import Fold, fold_text
 from connectors.snapshot.paths import Malformed, MissingColumn, arrow_path, json_values, plain_type
 
-__all__ = ["NOBODY", "ArrowMatch", "Key", "Malformed", "MissingColumn", "Sought", "fold_array", "typed"]
+__all__ = ["NOBODY", "ArrowMatch", "Key", "Malformed", "MissingColumn", "Sought", "typed"]
 
 NOBODY: frozenset[int] = frozenset()
 
@@ -237,22 +238,6 @@ class ArrowMatch:
         for row, value in zip(rows.to_pylist(), values.to_pylist(), strict=True):
             by_row[row] = by_row.get(row, NOBODY) | owners.get(value, NOBODY)
         return [by_row.get(row, NOBODY) for row in hits.to_pylist()]
-
-
-def fold_array(texts: pa.Array, fold: Fold) -> pa.Array:
-    """Each text folded as `fold_text` folds it: by Arrow's ASCII kernels where the text is ASCII
-    (NFC leaves it as it is), by `fold_text` for the others."""
-    others = pc.invert(pc.fill_null(pc.string_is_ascii(texts), True))
-    folded = texts
-    for step in fold:
-        if step == "trim":
-            folded = pc.utf8_trim(folded, characters=TRIM_CHARS)
-        else:
-            folded = pc.ascii_lower(folded) if step == "lower" else pc.ascii_upper(folded)
-    if not pc.any(others).as_py():
-        return folded
-    spelled = [fold_text(text, fold) for text in texts.filter(others).to_pylist()]
-    return pc.replace_with_mask(folded, others, pa.array(spelled, texts.type))
 
 
 def typed(value: str, column_type: pa.DataType) -> Any | None:

@@ -32,6 +32,9 @@ def exempt(rt: Runtime, request_id: str, system: str, reason: str) -> str:
         if task.status in (SystemStatus.ERASED, SystemStatus.NOT_FOUND):
             raise RefusedError(f"system {system} of request {request_id} is already {task.status}: "
                                "there is nothing left to exempt")
+        if task.status == SystemStatus.SKIPPED:
+            raise RefusedError(f"system {system} of request {request_id} is skipped ({task.reason}): "
+                               "it is not erased for this request, so there is nothing to exempt")
         if task.status == SystemStatus.RUNNING:
             raise RefusedError(f"system {system} of request {request_id} is being erased right now: "
                                "try again once it has settled")

@@ -102,6 +102,43 @@ def raise_flags(session: Session, requests: Sequence[Request],
     return flags
 
 
+def flag_trained_on(session: Session, snapshot: str, request_ids: Iterable[str], reason: str) -> list[ModelFlag]:
+    """Flag every model version trained on a snapshot for each of these requests, with the reason: a
+    settled subject's rows found in it afterwards (`erasure guard check --fix`). A flag raised before
+    keeps its state, and takes in the snapshot unless it is final."""
+    ids = sorted(set(request_ids))
+    versions = session.execute(select(Lineage.model, Lineage.version).where(Lineage.snapshot == snapshot)
+                               .distinct().order_by(Lineage.model, Lineage.version)).all()
+    if not ids or not versions:
+        return []
+    requests = {r.id: r for r in session.scalars(select(Request).where(Request.id.in_(ids)).order_by(Request.id)
+                                                  .with_for_update())}
+    known = {(f.request_id, f.model, f.version): f
+             for f in session.scalars(select(ModelFlag).where(ModelFlag.request_id.in_(ids)))}
+    flags = []
+    for request_id in (i for i in ids if i in requests):
+        for model, version in versions:
+            flag = known.get((request_id, model, version))
+            if flag is None:
+                flag = ModelFlag(model=model, version=version, request_id=request_id, snapshots=[snapshot],
+                                 state=F.OPEN, flagged_at=utcnow(), reason=reason)
+                session.add(flag)
+                log.warning("model.flagged", request_id=request_id, subject_ref=requests[request_id].subject_ref,
+                            model=model, version=version, snapshots=[snapshot], reason=reason)
+                audit.record(session, "model.flagged", request_id, model=model, version=version,
+                             snapshots=[snapshot], reason=reason)
+            elif flag.state not in FINAL and snapshot not in flag.snapshots:
+                flag.snapshots = sorted({*flag.snapshots, snapshot})
+                log.warning("model.flag_widened", request_id=request_id, model=model, version=version,
+                            snapshots=flag.snapshots, state=flag.state, reason=reason)
+                audit.record(session, "model.flag_widened", request_id, model=model, version=version,
+                             snapshots=flag.snapshots, state=flag.state, reason=reason)
+            else:
+                continue
+            flags.append(flag)
+    return flags
+
+
 def tag_after_commit(rt: Runtime, session: Session, versions: Iterable[tuple[str, str]]) -> None:
     """Once this transaction commits, have a worker tag these flagged model versions in MLflow, if
     one is configured: never inside it, so an MLflow that is down cannot hold or fail an erasure."""

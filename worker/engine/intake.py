@@ -1,5 +1,7 @@
 """Intake: validate and normalize a request, dedupe it, record it with one row per
-applicable system in one transaction, then enqueue it. Bad input records nothing."""
+applicable system in one transaction, then enqueue it. Bad input records nothing. A request of
+scope "training" (an objection to training use) records the systems not marked `training` as
+skipped, there and then: they are never sent a message and never touched."""
 
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from connectors import redact
 from connectors.base import Subject
 from worker.config import Config
 from worker.engine import audit
+from worker.engine.state import record_skipped
 from worker.errors import ErasureError, InputError
 from worker.runtime import Runtime
-from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask, utcnow
+from worker.store.models import Request, RequestStatus, Scope, SystemStatus, SystemTask, utcnow
 
 log = structlog.get_logger("erasure.intake")
 MAX_TEXT = 200
@@ -88,6 +91,15 @@ def clean_text(name: str, value: Any) -> str | None:
     return value
 
 
+def clean_scope(value: Any) -> Scope:
+    """The request's scope: "all" (the default, when absent) or "training"; InputError otherwise."""
+    if value is None:
+        return Scope.ALL
+    if not isinstance(value, str) or value not in set(Scope):
+        raise InputError(f"scope: must be one of {', '.join(Scope)}")
+    return Scope(value)
+
+
 def reachable_types(config: Config, given: Iterable[str]) -> set[str]:
     """The identifier types a request will carry once the resolvers have run."""
     types = set(given)
@@ -101,14 +113,15 @@ def reachable_types(config: Config, given: Iterable[str]) -> set[str]:
     return types
 
 
-def submit(rt: Runtime, subject: Any, requested_by: Any = None, idempotency_key: Any = None) -> Submitted:
+def submit(rt: Runtime, subject: Any, requested_by: Any = None, idempotency_key: Any = None,
+           scope: Any = None) -> Submitted:
     """Validate, record and enqueue one request; a known idempotency key answers the first."""
     clean = clean_subject(rt.config, subject)
     with redact.values(clean.all_values()):
-        return _record(rt, clean, requested_by, idempotency_key)
+        return _record(rt, clean, requested_by, idempotency_key, clean_scope(scope))
 
 
-def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any) -> Submitted:
+def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any, scope: Scope) -> Submitted:
     config = rt.config
     requested_by = clean_text("requested_by", requested_by)
     idempotency_key = clean_text("idempotency_key", idempotency_key)
@@ -116,10 +129,14 @@ def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any
     systems = [s for s in config.systems if s.identifier_types & types]
     if not systems:
         raise InputError(f"subject: no configured system matches on {', '.join(sorted(clean.identifiers))}")
+    skipped = {s.name for s in systems if scope == Scope.TRAINING and not s.training}
+    if len(skipped) == len(systems):  # as with no system at all: nothing would ever be erased
+        raise InputError(f"scope: {scope}, but no system this subject is in is marked training = true "
+                         f"({', '.join(s.name for s in systems)})")
     ref = rt.subject_ref(clean.to_json())
 
     if idempotency_key is not None:
-        known = _known(rt, idempotency_key, ref)
+        known = _known(rt, idempotency_key, ref, scope)
         if known is not None:
             return known
     received = utcnow()
@@ -130,32 +147,43 @@ def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any
             session.execute(insert(Request).values(
                 id=request_id, subject_ref=ref, sealed_identifiers=rt.seal(request_id, clean),
                 status=RequestStatus.RECEIVED, requested_by=requested_by, idempotency_key=idempotency_key,
-                received_at=received, deadline=deadline))
+                received_at=received, deadline=deadline, scope=scope))
+            reason = f"scope: {scope}"
+            out_of_scope = {"status": SystemStatus.SKIPPED, "reason": reason, "finished_at": received}
+            in_scope = {"status": SystemStatus.PENDING, "reason": None, "finished_at": None}
             session.execute(insert(SystemTask), [
-                {"request_id": request_id, "system": s.name, "kind": s.kind, "status": SystemStatus.PENDING}
-                for s in systems])
+                {"request_id": request_id, "system": s.name, "kind": s.kind,
+                 **(out_of_scope if s.name in skipped else in_scope)} for s in systems])
             # neither requested_by nor the idempotency key: free text that may name the subject
             audit.record(session, "request.received", request_id, subject_ref=ref,
                          identifier_types=sorted(clean.identifiers), systems=[s.name for s in systems],
-                         deadline=audit.stamp(deadline))
+                         deadline=audit.stamp(deadline), scope=str(scope))
+            for s in systems:
+                if s.name in skipped:
+                    record_skipped(session, request_id, s.name, s.kind, reason)
     except IntegrityError:
-        known = _known(rt, idempotency_key, ref) if idempotency_key else None
+        known = _known(rt, idempotency_key, ref, scope) if idempotency_key else None
         if known is None:
             raise
         return known
-    log.info("request.received", request_id=request_id, subject_ref=ref,
+    log.info("request.received", request_id=request_id, subject_ref=ref, scope=str(scope),
              systems=[s.name for s in systems], requested_by=requested_by)
     _enqueue(rt, request_id)
     return Submitted(request_id, RequestStatus.RECEIVED, duplicate=False)
 
 
-def _known(rt: Runtime, idempotency_key: str, ref: str) -> Submitted | None:
+def _known(rt: Runtime, idempotency_key: str, ref: str, scope: Scope) -> Submitted | None:
+    """The request first recorded under this idempotency key, if any. One for another subject, or of
+    another scope, is a conflict, refused: answering it as the same request would drop what was asked
+    now (a full erasure taken for an earlier objection to training would leave all but training data)."""
     with rt.transaction() as session:
         known = session.scalar(select(Request).where(Request.idempotency_key == idempotency_key))
     if known is None:
         return None
     if known.subject_ref != ref:
         raise InputError("idempotency_key: already used for a different subject")
+    if known.scope != scope:
+        raise InputError(f"idempotency_key: already used for a request of scope {known.scope}, not {scope}")
     if known.status == RequestStatus.RECEIVED:
         _enqueue(rt, known.id)  # the first publish may have been lost
     log.info("request.duplicate", request_id=known.id, subject_ref=ref)

@@ -4,7 +4,7 @@ requests already settled whose subject those snapshots held, by the rule of `wor
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -22,6 +22,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+/@-]{0,99}")
 FOLDER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+@-]{0,199}")
 FUTURE_SLACK = timedelta(minutes=1)  # clocks of the training host and this one may differ a little
 CHUNK = 500  # requests flagged per pass, to keep each IN (...) well within every database's limit
+TRAINED_AFTER = "trained after the subject's request"  # why a guard check's find flags a model
 
 
 def check_snapshot(config: Config, snapshot: str) -> str:
@@ -93,6 +94,14 @@ def _flag_settled(rt: Runtime, session: Session, model: str, version: str, snaps
     for start in range(0, len(settled), CHUNK):
         raised += flags.raise_flags(session, settled[start:start + CHUNK], versions={(model, version)})
     flags.tag_after_commit(rt, session, [(f.model, f.version) for f in raised])
+
+
+def flag_snapshot(rt: Runtime, session: Session, snapshot: str, request_ids: Iterable[str]) -> list[ModelFlag]:
+    """Flag every model version already trained on a snapshot for these requests, whose subjects' rows
+    were found in it after they settled (the guard's check); MLflow tags them after the commit."""
+    raised = flags.flag_trained_on(session, snapshot, request_ids, TRAINED_AFTER)
+    flags.tag_after_commit(rt, session, [(f.model, f.version) for f in raised])
+    return raised
 
 
 def flag_models(rt: Runtime, session: Session, requests: Sequence[Request]) -> list[ModelFlag]:

@@ -1,6 +1,6 @@
 """Settling: once every system of a request has settled, the request completes (or fails), the
-models that ate its data are flagged, and its suppression entry is written, in the transaction
-that holds its row."""
+models that ate its data are flagged, and its suppression entry and guard list digests are written,
+in the transaction that holds its row."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy.orm import Session
 
-from worker.engine import lineage, suppression
+from worker.engine import guard_list, lineage, suppression
 from worker.engine.state import move_request, nothing_found
 from worker.runtime import Runtime
 from worker.store.models import SETTLED, Request, RequestStatus, SystemStatus, utcnow
@@ -27,7 +27,7 @@ def settle(rt: Runtime, request_id: str) -> bool:
 
 def settle_locked(rt: Runtime, session: Session, requests: Sequence[Request]) -> list[Request]:
     """settle() for requests whose rows this transaction holds locked, their models flagged and their
-    suppression entries written together; those that moved."""
+    suppression entries and guard list digests written together; those that moved."""
     ready = [r for r in requests if r.status in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED)
              and all(task.status in SETTLED for task in r.systems)]
     lineage.flag_models(rt, session, [r for r in ready if r.status == RequestStatus.IN_PROGRESS])
@@ -46,5 +46,7 @@ def settle_locked(rt: Runtime, session: Session, requests: Sequence[Request]) ->
     for request in (r for r in ready if nothing_found(r) and r.sealed_identifiers is not None):
         log.warning("request.nothing_found", request_id=request.id, subject_ref=request.subject_ref,
                     systems=len(request.systems))
-    suppression.keep(rt, session, [r for r in ready if r.status == RequestStatus.COMPLETED])
+    completed = [r for r in ready if r.status == RequestStatus.COMPLETED]
+    guard_list.add(rt, session, completed)  # before keep drops the identifiers it hashes
+    suppression.keep(rt, session, completed)
     return moved

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 
 from worker.engine import audit
 from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask
@@ -23,6 +23,8 @@ SYSTEM_MOVES: dict[str, frozenset[str]] = {
     S.EXEMPT: frozenset({S.PENDING, S.EXEMPT}),
     S.ERASED: frozenset(),
     S.NOT_FOUND: frozenset(),
+    # created so at intake, out of the request's scope (record_skipped): never sent, never moves
+    S.SKIPPED: frozenset(),
 }
 REQUEST_MOVES: dict[str, frozenset[str]] = {
     R.RECEIVED: frozenset({R.IN_PROGRESS, R.FAILED}),
@@ -41,11 +43,19 @@ class Pending(NamedTuple):
 
 
 def nothing_found(request: Request) -> bool:
-    """Whether a request completed with every one of its systems `not_found`: each looked and found
+    """Whether a request completed with every system it looked in `not_found`: each looked and found
     nothing, so nothing was erased (the identifier may be wrong). An exempt system kept what it found
-    or was never searched, and an erased one found something: a request with either is not this."""
-    return request.status == R.COMPLETED and bool(request.systems) and all(
-        task.status == S.NOT_FOUND for task in request.systems)
+    or was never searched, and an erased one found something: a request with either is not this. A
+    skipped system (out of the request's scope) never looked: it does not count, either way."""
+    looked = [task.status for task in request.systems if task.status != S.SKIPPED]
+    return request.status == R.COMPLETED and bool(looked) and all(status == S.NOT_FOUND for status in looked)
+
+
+def record_skipped(session: Session, request_id: str, system: str, kind: str, reason: str) -> None:
+    """A system recorded `skipped` at intake, out of the request's scope (never sent, never touched):
+    logged and audited as every status move is, in the transaction that records it."""
+    log.info("system.skipped", request_id=request_id, system=system, kind=kind, reason=reason)
+    audit.record(session, "system.skipped", request_id, system, attempt=0, reason=reason)
 
 
 class IllegalTransition(RuntimeError):

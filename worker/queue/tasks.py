@@ -32,11 +32,11 @@ def submit(*args: Any, **fields: Any) -> None:
     try:
         if args:
             raise InputError("erasure.submit takes keyword arguments only")
-        unknown = set(fields) - {"subject", "requested_by", "idempotency_key"}
+        unknown = set(fields) - {"subject", "requested_by", "idempotency_key", "scope"}
         if unknown:
             raise InputError(f"unknown fields: {', '.join(sorted(map(_field_name, unknown)))[:200]}")
         done = intake.submit(dispatch.current(), fields.get("subject"), fields.get("requested_by"),
-                             fields.get("idempotency_key"))
+                             fields.get("idempotency_key"), fields.get("scope"))
     except InputError as exc:
         log.warning("intake.dropped", reason=str(exc))
         return

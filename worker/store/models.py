@@ -29,6 +29,14 @@ class RequestStatus(StrEnum):
     FAILED = "failed"
 
 
+class Scope(StrEnum):
+    """What a request asks to erase: all the subject's data (Art. 17), or only what models are trained
+    on, an objection to training use (Art. 21): the systems marked `training`."""
+
+    ALL = "all"
+    TRAINING = "training"
+
+
 class SystemStatus(StrEnum):
     """Where one system of one request stands."""
 
@@ -38,9 +46,11 @@ class SystemStatus(StrEnum):
     NOT_FOUND = "not_found"
     FAILED = "failed"
     EXEMPT = "exempt"
+    SKIPPED = "skipped"  # out of the request's scope (an objection to training leaves the others alone)
 
 
-SETTLED = frozenset({SystemStatus.ERASED, SystemStatus.NOT_FOUND, SystemStatus.FAILED, SystemStatus.EXEMPT})
+SETTLED = frozenset({SystemStatus.ERASED, SystemStatus.NOT_FOUND, SystemStatus.FAILED, SystemStatus.EXEMPT,
+                     SystemStatus.SKIPPED})
 
 
 class FlagState(StrEnum):
@@ -108,6 +118,7 @@ class Request(Base):
     # set when the reconciler (or retry) sent a message outside the normal flow, so it waits before another
     queued_at: Mapped[datetime | None]
     requeues: Mapped[int] = mapped_column(default=0, server_default="0")
+    scope: Mapped[str] = mapped_column(String(16), default="all", server_default="all")  # "all" | "training"
 
     systems: Mapped[list[SystemTask]] = relationship(
         back_populates="request", order_by="SystemTask.id", cascade="all, delete-orphan"
@@ -125,6 +136,20 @@ class Suppression(Base):
     completed_at: Mapped[datetime] = mapped_column(index=True)
     systems: Mapped[list[Any]]
     sealed: Mapped[str] = mapped_column(Text)
+
+
+class GuardEntry(Base):
+    """One identifier value of a completed request, as a keyed hash (HMAC-SHA256 under the subject
+    key, of the type and the normalized value): what keeps the person out of the next training set."""
+
+    __tablename__ = "guard_entries"
+    __table_args__ = (UniqueConstraint("id_type", "digest", name="uq_guard_entries_type_digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id_type: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    added_at: Mapped[datetime]
 
 
 class SystemTask(Base):

@@ -28,14 +28,14 @@ from worker.engine import intake
 from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
 from worker.store.engine import StoreUnavailable
-from worker.store.models import RequestStatus
+from worker.store.models import RequestStatus, Scope
 from worker.surfaces import metrics, report, views
 from worker.surfaces.status_page.routes import router as status_page_router
 
 PROBLEM = "application/problem+json"
 REQUEST_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-SUBMIT_FIELDS = ("subject", "requested_by", "idempotency_key")
-Scope = Literal["submit", "read"]
+SUBMIT_FIELDS = ("subject", "requested_by", "idempotency_key", "scope")  # intake.submit's, in its order
+TokenScope = Literal["submit", "read"]
 RequestId = Annotated[str, Path(pattern=REQUEST_ID)]
 
 
@@ -95,7 +95,7 @@ class Tokens:
 bearer = HTTPBearer(auto_error=False, description="A token configured in [api.tokens] by its SHA-256.")
 
 
-def need(scope: Scope) -> Any:
+def need(scope: TokenScope) -> Any:
     """A dependency that lets a request through only with a token that has this scope."""
 
     def check(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
@@ -151,6 +151,9 @@ def submit_schema(config: Config) -> dict[str, Any]:
         "properties": {
             "subject": {"type": "object", "minProperties": 1, "additionalProperties": False, "properties": types},
             "requested_by": free_text, "idempotency_key": free_text,
+            "scope": {"type": "string", "enum": [s.value for s in Scope], "default": Scope.ALL.value,
+                      "description": '"training": an objection to training use (Art. 21), which erases only '
+                                     "the systems marked training and skips the others"},
         },
     }
 
@@ -212,9 +215,10 @@ def create_app(rt: Runtime) -> FastAPI:
         return views.status(rt, request_id)
 
     @app.get("/v1/requests", dependencies=[need("read")], responses=problems(401, 403, 422))
-    def listing(status: RequestStatus | None = None, overdue: bool = False) -> list[dict[str, Any]]:
-        """Requests, newest first, by status or past their deadline."""
-        return views.listing(rt, status, overdue)
+    def listing(status: RequestStatus | None = None, overdue: bool = False,
+                scope: Scope | None = None) -> list[dict[str, Any]]:
+        """Requests, newest first, by status, past their deadline or by scope."""
+        return views.listing(rt, status, overdue, scope=scope)
 
     @app.get("/v1/requests/{request_id}/report", dependencies=[need("read")],
              responses=problems(401, 403, 404, 422))

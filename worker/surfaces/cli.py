@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from worker import config as settings
 from worker import keys, logs
-from worker.engine import audit, deadlines, exemptions, fanout, flags, intake, lineage, suppression
+from worker.engine import audit, deadlines, exemptions, fanout, flags, guard_list, intake, lineage, suppression
 from worker.errors import ConfigError, ErasureError, InputError, NoSuchRequest, RefusedError
 from worker.integrations import mlflow_lineage
 from worker.queue import (
@@ -23,7 +23,7 @@ from worker.queue import (
 )
 from worker.queue.dispatch import celery_runtime
 from worker.runtime import rotate_keys
-from worker.store.models import FlagState
+from worker.store.models import FlagState, Scope
 from worker.surfaces import demo, report, views
 from worker.surfaces.render import show_status, table
 
@@ -48,7 +48,8 @@ def _print_json(data: Any) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> None:
     rt = _runtime(args)
-    done = intake.submit(rt, intake.parse_subject_args(args.subject), args.requested_by, args.idempotency_key)
+    done = intake.submit(rt, intake.parse_subject_args(args.subject), args.requested_by, args.idempotency_key,
+                         args.scope)
     if args.json:
         _print_json(done.to_json())
     else:
@@ -61,12 +62,12 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    found = views.listing(_runtime(args), args.status, args.overdue)
+    found = views.listing(_runtime(args), args.status, args.overdue, scope=args.scope)
     if args.json:
         _print_json(found)
         return
-    print(table(["REQUEST", "STATUS", "RECEIVED", "DEADLINE", "SYSTEMS"],
-                [[r["request_id"], r["status"], r["received_at"], r["deadline"],
+    print(table(["REQUEST", "STATUS", "SCOPE", "RECEIVED", "DEADLINE", "SYSTEMS"],
+                [[r["request_id"], r["status"], r["scope"], r["received_at"], r["deadline"],
                   " ".join(f"{s['system']}={s['status']}" for s in r["systems"])] for r in found]))
 
 
@@ -227,6 +228,36 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
           "older keys can now be dropped")
 
 
+def cmd_guard_export(args: argparse.Namespace) -> None:
+    done = guard_list.export(_runtime(args), args.out)
+    print(done.show())
+
+
+def cmd_guard_check(args: argparse.Namespace) -> int:
+    from worker.engine import guard_check  # pyarrow and the snapshot kind: loaded for this command only
+
+    checked = guard_check.check(_runtime(args), args.snapshot, fix=args.fix)
+    if args.json:
+        _print_json(checked.to_json())
+        return 0 if checked.clean else 1
+    found = checked.to_json()
+    if not found["rows"]:
+        print(f"{checked.snapshot}: clean, {found['files_checked']} file(s) checked")
+        return 0
+    print(f"{checked.snapshot}: {found['rows']} row(s) of guarded subjects in {len(found['files'])} "
+          f"of {found['files_checked']} file(s)\n")
+    print(table(["TYPE", "ROWS", "VALUES"], [[t, c["rows"], c["values"]] for t, c in found["types"].items()]) + "\n")
+    print(table(["FILE", "ROWS", "TYPES"], [[f["file"], f["rows"], " ".join(f"{t}={n}" for t, n in f["types"].items())]
+                                           for f in found["files"]]))
+    if checked.fixed is not None:
+        fixed = checked.fixed
+        models = ", ".join(f"{m['model']} {m['version']}" for m in fixed["models_flagged"]) or "none"
+        print(f"\nfixed: {fixed['rows_removed']} row(s) removed, {len(fixed['files_rewritten'])} file(s) rewritten, "
+              f"{fixed['rows_left']} left; model versions flagged: {models}")
+    print(f"\n{checked.snapshot}: {'clean now' if checked.clean else 'not clean'}")
+    return 0 if checked.clean else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run()
 
@@ -263,6 +294,9 @@ def build_parser() -> Parser:
     made["submit"].add_argument("--subject", action="append", required=True, metavar="TYPE=VALUE")
     made["submit"].add_argument("--requested-by", metavar="TEXT")
     made["submit"].add_argument("--idempotency-key", metavar="KEY")
+    made["submit"].add_argument("--scope", choices=[s.value for s in Scope], default=None,
+                                help="training: an objection to training use (Art. 21), which erases only the "
+                                     "systems marked training and skips the others (default: all)")
     made["worker"].add_argument("--concurrency", type=int, default=2, metavar="N")
     made["worker"].add_argument("--queues", metavar="Q,...", help="default: every erasure queue")
     made["worker"].add_argument("--beat", action=argparse.BooleanOptionalAction, default=None,
@@ -270,6 +304,8 @@ def build_parser() -> Parser:
     made["status"].add_argument("request_id")
     made["list"].add_argument("--status", metavar="S")
     made["list"].add_argument("--overdue", action="store_true")
+    made["list"].add_argument("--scope", choices=[s.value for s in Scope], default=None,
+                              help="only requests of this scope")
     made["retry"].add_argument("request_id")
     made["extend"].add_argument("request_id")
     made["extend"].add_argument("--months", type=int, choices=(1, 2), required=True,
@@ -330,6 +366,20 @@ def build_parser() -> Parser:
     rotate = keys_sub.add_parser("rotate", parents=[common],
                                  help="seal every stored identifier again under the newest secret")
     rotate.set_defaults(handler=cmd_keys_rotate)
+
+    guard = sub.add_parser("guard", help="the guard list: erased and objecting subjects, kept out of training")
+    guard_sub = guard.add_subparsers(dest="guard_command", required=True, parser_class=Parser)
+    export = guard_sub.add_parser("export", parents=[common],
+                                  help="write the guard list for training jobs (keyed hashes)")
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write (mode 0600)")
+    export.set_defaults(handler=cmd_guard_export)
+    gate = guard_sub.add_parser("check", parents=[common],
+                                help="a training gate: does a snapshot hold guarded subjects? (exit 0 clean, 1 not)")
+    gate.add_argument("snapshot", metavar="SYSTEM:SNAPSHOT")
+    gate.add_argument("--fix", action="store_true",
+                      help="erase the rows found, flag the models trained on the snapshot, record it")
+    gate.add_argument("--json", action="store_true", help="print the findings as JSON")
+    gate.set_defaults(handler=cmd_guard_check)
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=Parser)

@@ -21,6 +21,11 @@ def show_status(status: dict[str, Any]) -> str:
         f"received  {status['received_at']}   deadline {status['deadline']}"
         f"   completed {status['completed_at'] or '-'}",
     ]
+    if status.get("scope") == "training":
+        lines.append("scope     training: an objection to training use; only systems marked training are erased,"
+                     " the others skipped and their data kept")
+    else:
+        lines.append("scope     all")
     if status.get("overdue"):
         lines.append("overdue   the deadline has passed")
     if status.get("nothing_found"):

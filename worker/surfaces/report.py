@@ -2,7 +2,9 @@
 and as Markdown (`markdown`), with the audit trail's head it was drawn from. It never holds an
 identifier's value: the subject is its subject_ref, keys are written as their templates, and the
 identifiers looked for by their types. A request every system found nothing for says so, never
-that anything was erased."""
+that anything was erased. A request of scope "training" is an objection to training use, and its
+certificate says so: the systems it skipped kept the subject's data on purpose, and are never
+called erased."""
 
 from __future__ import annotations
 
@@ -15,19 +17,28 @@ from sqlalchemy.orm import selectinload
 from worker.engine import audit
 from worker.errors import NoSuchRequest
 from worker.runtime import Runtime
-from worker.store.models import ModelFlag, Request, RequestStatus, utcnow
+from worker.store.models import ModelFlag, Request, RequestStatus, Scope, SystemStatus, utcnow
 from worker.surfaces import views
 
 LISTED = 20  # evidence entries written out per system in Markdown; the JSON has them all
-OUTCOMES = {
+OUTCOMES: dict[str, str] = {
     RequestStatus.COMPLETED: "every system was erased, held nothing of the subject's, or is exempt",
     RequestStatus.FAILED: "at least one system could not be erased (see its error)",
     RequestStatus.IN_PROGRESS: "erasure is under way",
     RequestStatus.RECEIVED: "received, erasure not yet started",
 }
+TRAINING_COMPLETED = ("every system marked as training data was erased, held nothing of the subject's, or is "
+                      "exempt; the others were skipped")
 NOTHING_FOUND = "nothing found: no system held anything under the identifiers looked for"
+NOTHING_FOUND_IN_SCOPE = "nothing found: no system in scope held anything under the identifiers looked for"
 SYSTEM_OUTCOMES = {"erased": "erased", "not_found": "nothing found", "exempt": "exempt", "failed": "failed",
-                   "pending": "pending", "running": "running"}
+                   "pending": "pending", "running": "running", "skipped": "skipped, kept on purpose"}
+SCOPES = {
+    "all": "an erasure of all the subject's data (Art. 17 GDPR)",
+    "training": "an objection to the use of the subject's data for training (Art. 21 GDPR), not an erasure "
+                "of all their data: only the systems marked as training data are in its scope; the subject's "
+                "data in the other systems is kept on purpose, and they are listed as skipped",
+}
 
 
 def build(rt: Runtime, request_id: str) -> dict[str, Any]:
@@ -53,9 +64,11 @@ def build(rt: Runtime, request_id: str) -> dict[str, Any]:
             met: bool | None = request.completed_at <= request.deadline
         else:
             met = False if now > request.deadline else None  # still open: not decided yet
-    report = {key: status[key] for key in ("request_id", "subject_ref", "status", "nothing_found", "received_at",
-                                           "deadline", "extended", "completed_at", "error")}
+    report = {key: status[key] for key in ("request_id", "subject_ref", "status", "scope", "nothing_found",
+                                           "received_at", "deadline", "extended", "completed_at", "error")}
     return report | {
+        "scope_statement": SCOPES.get(status["scope"], status["scope"]),
+        "skipped_systems": [s["system"] for s in systems if s["status"] == SystemStatus.SKIPPED],
         "identifier_types": types,
         "deadline_met": met,
         "systems": systems,
@@ -68,17 +81,21 @@ def build(rt: Runtime, request_id: str) -> dict[str, Any]:
 def markdown(report: Mapping[str, Any]) -> str:
     """The certificate as a Markdown document a regulator can read."""
     empty = report.get("nothing_found", False)
-    outcome = NOTHING_FOUND if empty else OUTCOMES.get(report["status"], report["status"])
+    training = report.get("scope") == Scope.TRAINING
+    outcome = _outcome(report["status"], empty, training)
+    asked = (f"Objection to training use {_code(report['request_id'])} under Art. 21 GDPR" if training
+             else f"Erasure request {_code(report['request_id'])} under Art. 17 GDPR")
     lines = [
-        "# Certificate of erasure" + (": nothing found" if empty else ""),
+        ("# Certificate of an objection to training use" if training else "# Certificate of erasure")
+        + (": nothing found" if empty else ""),
         "",
-        f"Erasure request {_code(report['request_id'])} under Art. 17 GDPR, drawn {report['drawn_at']} "
-        "by erasure-worker from its records and its audit trail.",
+        f"{asked}, drawn {report['drawn_at']} by erasure-worker from its records and its audit trail.",
         "",
         "| | |",
         "|---|---|",
         f"| Data subject | {_code(report['subject_ref'])}, a keyed reference to the person: "
         "no identifier of theirs is written in this certificate |",
+        f"| Scope | **{report.get('scope', Scope.ALL)}**: {report.get('scope_statement') or SCOPES['all']} |",
         f"| Outcome | **{report['status']}**: {outcome} |",
         f"| Looked for | {_types(report.get('identifier_types', []))} |",
         f"| Received | {report['received_at']} |",
@@ -87,6 +104,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     ]
     if report.get("error"):
         lines.append(f"| Error | {_cell(report['error'])} |")
+    if training:
+        lines += ["", f"**{kept_on_purpose_text(report.get('skipped_systems', []))}**"]
     if empty:
         lines += ["", f"**{nothing_found_text(report.get('identifier_types', []))}**"]
     counted = "Items found" if empty else "Items erased"  # every count is 0: nothing to call erased
@@ -101,7 +120,9 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += [f"- **{s['system']}**: {s['reason']}. "
               + (f"Erasure is tried again from {s['recheck_at']}, once this ends." if s["recheck_at"]
                  else "Kept with no end date.") for s in exempt]
-    lines += [] if exempt else ["None: nothing of the subject's was kept."]
+    if not exempt:
+        lines.append("None among the systems in scope; the skipped systems kept the subject's data on purpose."
+                     if training else "None: nothing of the subject's was kept.")
     lines += ["", "## Models trained on the subject's data", ""]
     flags = report["flagged_models"]
     if flags:
@@ -125,6 +146,23 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _outcome(status: str, empty: bool, training: bool) -> str:
+    """What the request's status means, in words, for its scope."""
+    if empty:
+        return NOTHING_FOUND_IN_SCOPE if training else NOTHING_FOUND
+    if training and status == RequestStatus.COMPLETED:
+        return TRAINING_COMPLETED
+    return OUTCOMES.get(status, status)
+
+
+def kept_on_purpose_text(skipped: list[str]) -> str:
+    """What an objection to training use leaves, naming the systems it skipped."""
+    kept = (f"the subject's data in {', '.join(_code(s) for s in skipped)} was kept on purpose" if skipped
+            else "no system was skipped")
+    return (f"This is an objection to training use, not an erasure of all the subject's data: only the "
+            f"systems marked as training data were in its scope, and {kept}.")
 
 
 def nothing_found_text(types: list[str]) -> str:
@@ -158,6 +196,8 @@ def _system_lines(system: Mapping[str, Any]) -> list[str]:
                  if f.get("older_versions_removed") else "") for f in evidence.get("files", [])]
     if "retained" in evidence:
         found.append("not touched: the configuration retains this whole system")
+    if system.get("status") == SystemStatus.SKIPPED:
+        found.append("not touched: out of the request's scope, the subject's data here kept on purpose")
     if len(found) > LISTED:
         found = found[:LISTED] + [f"and {len(found) - LISTED} more (see the JSON certificate)"]
     lines += found

@@ -14,7 +14,7 @@ from worker.engine import deadlines
 from worker.engine.state import nothing_found
 from worker.errors import InputError, NoSuchRequest
 from worker.runtime import Runtime
-from worker.store.models import Lineage, ModelFlag, Request, RequestStatus, SnapshotHit, utcnow
+from worker.store.models import Lineage, ModelFlag, Request, RequestStatus, Scope, SnapshotHit, utcnow
 
 LIST_LIMIT = 1000
 
@@ -50,6 +50,7 @@ def request_json(request: Request, flags: list[ModelFlag], files: Mapping[str, l
     return {
         "request_id": request.id,
         "status": request.status,
+        "scope": request.scope,
         "nothing_found": nothing_found(request),
         "received_at": timestamp(request.received_at),
         "deadline": timestamp(request.deadline),
@@ -96,15 +97,19 @@ def evidence(rt: Runtime, request_id: str) -> dict[str, Any]:
 
 
 def listing(rt: Runtime, status: str | None = None, overdue: bool = False, *, statuses: Sequence[str] = (),
-            by_deadline: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
-    """Requests, newest first (or soonest deadline first), optionally by status (or any of `statuses`)
-    or past their deadline and not completed; at most `limit` (LIST_LIMIT)."""
+            by_deadline: bool = False, limit: int | None = None, scope: str | None = None) -> list[dict[str, Any]]:
+    """Requests, newest first (or soonest deadline first), optionally by status (or any of `statuses`),
+    past their deadline and not completed, or of one scope; at most `limit` (LIST_LIMIT)."""
     if status is not None and status not in set(RequestStatus):
         raise InputError(f"--status: one of {', '.join(RequestStatus)}")
+    if scope is not None and scope not in set(Scope):
+        raise InputError(f"--scope: one of {', '.join(Scope)}")
     query = select(Request).options(selectinload(Request.systems))
     chosen = [status] if status is not None else list(statuses)
     if chosen:
         query = query.where(Request.status.in_(chosen))
+    if scope is not None:
+        query = query.where(Request.scope == scope)
     if overdue:
         query = query.where(deadlines.overdue(utcnow()))
     order = (Request.deadline, Request.id) if by_deadline else (Request.received_at.desc(), Request.id.desc())

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from connectors.arrow_fold import fold_array
 from connectors.base import Subject
 from connectors.errors import ConfigError
 from connectors.normalize import Fold, fold_text
 from connectors.snapshot.connector import SnapshotConnector
-from connectors.snapshot.match import fold_array
 from tests.helpers import snapshot_connector
 
 FOLDS: dict[str, Fold] = {"email": ("lower",), "user_id": (), "code": ("trim", "upper"), "name": ("trim", "lower")}

@@ -24,7 +24,7 @@ MET = {True: " · within the deadline", False: " · <strong>after the deadline</
 TONES = {  # a status's badge colour; the word is always written too
     "completed": "ok", "erased": "ok", "retrained": "ok", "failed": "bad", "open": "bad", "overdue": "bad",
     "exempt": "warn", "acknowledged": "warn", "nothing_found": "warn", "in_progress": "info", "running": "info",
-    "pending": "info",
+    "pending": "info", "skipped": "quiet", "training": "info",
 }
 
 
@@ -57,12 +57,13 @@ code{font:.9em ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;overflow-w
 .badge{display:inline-block;padding:0 .45rem;border-radius:999px;font-size:.85rem;font-weight:600;white-space:nowrap;
 background:#e5e7eb;color:#1f2937}
 .ok{background:#dcfce7;color:#14532d} .bad{background:#fde2e2;color:#7f1d1d} .warn{background:#fef3c7;color:#713f12}
-.info{background:#dbeafe;color:#1e3a8a}
+.info{background:#dbeafe;color:#1e3a8a} .quiet{background:#fff;color:#374151;border:1px dashed #6b7280}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1.5rem;margin:1rem 0}
 dl.facts dt{font-weight:600} dl.facts dd{margin:0}
 ul.evidence{margin:.25rem 0 1rem;padding-left:1.25rem} ul.evidence li{margin:.1rem 0}
 .downloads{background:var(--band);border:1px solid var(--line);border-radius:6px;padding:.75rem 1rem}
 .error{color:#7f1d1d;font-weight:600}
+.note{background:#eff6ff;border:1px solid #bfdbfe;border-radius:6px;padding:.75rem 1rem;font-weight:600}
 form.sign-in{max-width:28rem;border:1px solid var(--line);border-radius:6px;padding:1rem 1.25rem;margin:1.5rem 0}
 form.sign-in label{display:block;font-weight:600;margin-bottom:.25rem}
 form.sign-in input{width:100%;font:inherit;padding:.4rem;border:1px solid #6b7280;border-radius:4px}
@@ -154,9 +155,11 @@ def with_code(line: str) -> str:
 
 
 def status_badges(shown: Mapping[str, Any]) -> str:
-    """A request's status badge, and beside a completed one that found nothing a marker that says so."""
+    """A request's status badge; beside a completed one that found nothing a marker that says so, and
+    beside an objection to training use a marker that says that."""
     found = " " + badge("nothing_found", "nothing found: check the identifier") if shown.get("nothing_found") else ""
-    return badge(shown["status"]) + found
+    scope = " " + badge("training", "objection to training") if shown.get("scope") == "training" else ""
+    return badge(shown["status"]) + scope + found
 
 
 def request_link(request_id: str) -> str:

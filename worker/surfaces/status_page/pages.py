@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from worker.engine import deadlines
 from worker.runtime import Runtime
-from worker.store.models import RequestStatus
+from worker.store.models import RequestStatus, Scope
 from worker.surfaces import report, views
 from worker.surfaces.status_page.html import (
     MET,
@@ -69,7 +69,9 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
     if cert["extended"]:
         deadline += f" · extended by {escape(str(cert['extended']['months']))} month(s): " \
                     f"{escape(cert['extended']['reason'] or '')}"
-    facts = [("Status", status_badges(cert)), ("Subject ref", f"<code>{escape(cert['subject_ref'])}</code>"),
+    facts = [("Status", status_badges(cert)), ("Scope", f"<strong>{escape(cert['scope'])}</strong>: "
+                                                        f"{escape(cert['scope_statement'])}"),
+             ("Subject ref", f"<code>{escape(cert['subject_ref'])}</code>"),
              ("Received", when(cert["received_at"])), ("Deadline", deadline),
              ("Completed", when(cert["completed_at"]) + MET[cert["deadline_met"]])]
     facts += [("Error", escape(cert["error"]))] if cert["error"] else []
@@ -77,6 +79,8 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
         '<nav aria-label="Breadcrumb"><a href="/">All requests</a></nav>',
         f"<h1>Request <code>{rid}</code></h1>",
         '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
+        f'<p class="note">{with_code(report.kept_on_purpose_text(cert["skipped_systems"]))}</p>'
+        if cert["scope"] == Scope.TRAINING else "",
         f'<p class="error">{with_code(report.nothing_found_text(cert["identifier_types"]))}</p>'
         if cert["nothing_found"] else "",
         f'<p class="downloads">Certificate of erasure: <a href="/requests/{rid}/certificate.md" download>'

@@ -1,0 +1,201 @@
+"""`erasure guard check SYSTEM:SNAPSHOT [--fix]`: a gate before training on a snapshot.
+
+Every `where` value of every file of the snapshot folder is read as the connector compares it,
+each distinct one hashed as the guard list hashes a request's value (after its type's fold), and
+looked up among the store's digests; a row holding a guarded value in any `where` column is a
+guarded subject's. What is reported is counted per identifier type and per file, never a value.
+
+`--fix` erases those rows in one batched pass of the system's connector, confined to the folder:
+for each such row a subject of the values it holds as compared (of a type with a guarded value,
+the guarded ones alone), so whatever the pass removes holds a guarded value. It then checks again,
+flags every model version already trained on the snapshot for the requests the guarded values
+came from, and records the audit event `guard.fixed` (counts only)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import structlog
+
+from connectors import redact
+from connectors.base import Subject
+from connectors.snapshot.config import SnapshotConfig
+from connectors.snapshot.scan import SnapshotFolder, WhereBatch
+from worker.engine import audit, guard_list, lineage
+from worker.errors import InputError
+from worker.guard import Guard
+from worker.runtime import Runtime
+
+log = structlog.get_logger("erasure.guard")
+SubjectKey = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass
+class Scan:
+    """What one reading of a snapshot found: per file, the rows holding a guarded value (in all, and
+    by identifier type); the distinct guarded values per type (as digests), the requests they came
+    from, and the subjects that erase those rows."""
+
+    files_checked: int = 0
+    rows: int = 0
+    types: Counter[str] = field(default_factory=Counter)  # type -> rows holding a guarded value of it
+    files: dict[str, tuple[int, Counter[str]]] = field(default_factory=dict)  # file -> rows, types
+    values: dict[str, set[bytes]] = field(default_factory=dict)
+    requests: set[str] = field(default_factory=set)
+    subjects: dict[SubjectKey, Subject] = field(default_factory=dict)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def take_in(self, rel: str, other: Scan) -> None:
+        """Add one file's findings."""
+        self.files_checked += 1
+        if not other.rows:
+            return
+        self.rows += other.rows
+        self.types.update(other.types)
+        self.files[rel] = (other.rows, other.types)
+        for id_type, digests in other.values.items():
+            self.values.setdefault(id_type, set()).update(digests)
+        self.requests |= other.requests
+        self.subjects.update(other.subjects)
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts per type and per file, never a value."""
+        return {
+            "files_checked": self.files_checked, "rows": self.rows,
+            "types": {t: {"rows": n, "values": len(self.values.get(t, ()))} for t, n in sorted(self.types.items())},
+            "files": [{"file": rel, "rows": rows, "types": dict(sorted(types.items()))}
+                      for rel, (rows, types) in sorted(self.files.items())],
+        } | ({"files_skipped": self.skipped} if self.skipped else {})
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What `erasure guard check` found, and what `--fix` did."""
+
+    snapshot: str
+    found: Scan
+    fixed: dict[str, Any] | None = None  # rows_removed, files_rewritten, models_flagged, rows_left
+
+    @property
+    def clean(self) -> bool:
+        """Whether the snapshot holds no guarded subject now (after `--fix`, if given)."""
+        return (self.fixed["rows_left"] if self.fixed is not None else self.found.rows) == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """For `--json`: the findings (before any fix), then what the fix did; `clean` is the verdict."""
+        return {"snapshot": self.snapshot, "clean": self.clean, **self.found.to_json()} | (
+            {"fixed": self.fixed} if self.fixed is not None else {})
+
+
+def parse_snapshot(rt: Runtime, snapshot: str) -> tuple[SnapshotConfig, str]:
+    """SYSTEM:SNAPSHOT naming a snapshot folder of a configured snapshot system (not a Delta table)."""
+    system, sep, folder = snapshot.partition(":")
+    if not sep or not lineage.FOLDER.fullmatch(folder) or folder in (".", ".."):
+        raise InputError(f"{snapshot[:80]!r}: write it as SYSTEM:SNAPSHOT, e.g. clickstream:2026-11-01")
+    config = next((s for s in rt.config.systems if s.name == system), None)
+    if not isinstance(config, SnapshotConfig):
+        raise InputError(f"{snapshot[:80]!r}: {system!r} is not a snapshot system of {rt.config.path}")
+    if config.format == "delta":
+        raise InputError(f"{snapshot[:80]!r}: {system} is a Delta table, whose versions the guard does not check "
+                         "(it checks snapshot folders of Parquet, JSON lines or CSV files)")
+    return config, folder
+
+
+def check(rt: Runtime, snapshot: str, fix: bool = False) -> Checked:
+    """Count the rows of guarded subjects in one snapshot; with `fix`, erase them, flag the model
+    versions trained on it and audit it."""
+    config, folder = parse_snapshot(rt, snapshot)
+    guard_list.backfill(rt)
+    owners = guard_list.entries(rt)
+    folds = {name: kind.fold for name, kind in rt.config.identifiers.items()}
+    guard = Guard(rt.keyring.guard_key(), {t: owners.get(t, {}).keys() for t in {*folds, *owners}}, folds)
+    with SnapshotFolder(config, folder) as connector:
+        files = connector.files()
+        if not files:
+            raise InputError(f"{snapshot[:80]!r}: no {config.format} files in that snapshot folder")
+        found = scan(connector, guard, owners, files)
+        log.info("guard.checked", system=config.name, snapshot=snapshot, files=found.files_checked, rows=found.rows)
+        if not fix or not found.rows:
+            return Checked(snapshot, found)
+        subjects = list(found.subjects.values())
+        with redact.values(v for s in subjects for v in s.all_values()):
+            outcomes = connector.erase_many(subjects)
+        left = scan(connector, guard, owners, connector.files())
+    rewritten = sorted({f["file"] for o in outcomes for f in o.evidence.get("files", ())})
+    removed = found.rows - left.rows  # every row the pass removed held a guarded value: see above
+    with rt.transaction() as session:
+        flagged = lineage.flag_snapshot(rt, session, snapshot, found.requests)
+        versions = [{"model": m, "version": v} for m, v in sorted({(f.model, f.version) for f in flagged})]
+        audit.record(session, "guard.fixed", None, config.name, snapshot=snapshot, rows_removed=removed,
+                     rows_left=left.rows, files_rewritten=len(rewritten), requests=len(found.requests),
+                     models_flagged=len(versions), types={t: v["rows"] for t, v in found.to_json()["types"].items()})
+    log.warning("guard.fixed", system=config.name, snapshot=snapshot, rows_removed=removed, rows_left=left.rows,
+                files_rewritten=len(rewritten), models_flagged=len(versions))
+    return Checked(snapshot, found, {"rows_removed": removed, "files_rewritten": rewritten,
+                                     "models_flagged": versions, "rows_left": left.rows})
+
+
+def scan(connector: SnapshotFolder, guard: Guard, owners: Mapping[str, Mapping[bytes, str]],
+         files: list[str]) -> Scan:
+    """Read each of the folder's files once, batch by batch, for rows holding a guarded value."""
+    found = Scan()
+    connector.skipped.clear()
+    if not any(owners.values()):
+        found.files_checked = len(files)
+        return found  # nobody is guarded: no file needs reading
+    for rel in files:
+        of_file = Scan()
+        for batch in connector.where_values(rel):
+            _batch(batch, guard, owners, of_file)
+        if not any(entry["file"] == rel for entry in connector.skipped):
+            found.take_in(rel, of_file)  # else it lacks a where column, and is skipped: the connector leaves it too
+    found.skipped = list(connector.skipped)
+    return found
+
+
+def _batch(batch: WhereBatch, guard: Guard, owners: Mapping[str, Mapping[bytes, str]], found: Scan) -> None:
+    """Count one batch's rows holding a guarded value, and keep their digests, requests and subjects."""
+    hits: dict[int, dict[str, set[str]]] = {}  # row -> type -> its guarded values, as compared
+    for column in batch.columns:
+        id_type = column.key.id_type
+        at = pc.indices_nonzero(guard.contains(column.texts, type=id_type))
+        if not len(at):
+            continue
+        rows = at if column.rows is None else column.rows.take(at)
+        for row, text in zip(rows.to_pylist(), column.texts.take(at).to_pylist(), strict=True):
+            hits.setdefault(row, {}).setdefault(id_type, set()).add(text)
+            digest = guard.digest(text, type=id_type)
+            found.values.setdefault(id_type, set()).add(digest)
+            if (request_id := owners.get(id_type, {}).get(digest)) is not None:
+                found.requests.add(request_id)
+    if not hits:
+        return
+    found.rows += len(hits)
+    found.types.update(t for kinds in hits.values() for t in kinds)
+    held = _held(batch, sorted(hits))
+    for row, guarded in hits.items():
+        # of a type with a guarded value, those alone: a subject then matches no row without one
+        identifiers = {t: tuple(sorted(guarded.get(t) or values)) for t, values in held[row].items()}
+        key = tuple(sorted(identifiers.items()))
+        found.subjects.setdefault(key, Subject(dict(key)))
+
+
+def _held(batch: WhereBatch, rows: list[int]) -> dict[int, dict[str, set[str]]]:
+    """Every value (as compared) each of these rows holds, by type."""
+    held: dict[int, dict[str, set[str]]] = {row: {} for row in rows}
+    wanted = pa.array(rows, pa.int64())
+    for column in batch.columns:
+        if column.rows is None:
+            pairs = zip(rows, column.texts.take(wanted).to_pylist(), strict=True)
+        else:
+            inside = pc.is_in(column.rows, value_set=wanted)
+            pairs = zip(column.rows.filter(inside).to_pylist(), column.texts.filter(inside).to_pylist(), strict=True)
+        for row, text in pairs:
+            if text is not None:
+                held[row].setdefault(column.key.id_type, set()).add(text)
+    return held
