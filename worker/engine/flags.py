@@ -102,14 +102,17 @@ def raise_flags(session: Session, requests: Sequence[Request],
     return flags
 
 
-def flag_trained_on(session: Session, snapshot: str, request_ids: Iterable[str], reason: str) -> list[ModelFlag]:
-    """Flag every model version trained on a snapshot for each of these requests, with the reason: a
-    settled subject's rows found in it afterwards (`erasure guard check --fix`). A flag raised before
-    keeps its state, and takes in the snapshot unless it is final."""
+def flag_trained_on(session: Session, snapshot: str, request_ids: Iterable[str], reason: str,
+                    versions: set[tuple[str, str]] | None = None) -> list[ModelFlag]:
+    """Flag every model version trained on a snapshot (of these only, if given) for each of these
+    requests, with the reason: a settled subject's rows found in it afterwards (the guard's check, or
+    lineage recorded for a snapshot the guard finds them in). A flag raised before keeps its state,
+    and takes in the snapshot unless it is final."""
     ids = sorted(set(request_ids))
-    versions = session.execute(select(Lineage.model, Lineage.version).where(Lineage.snapshot == snapshot)
-                               .distinct().order_by(Lineage.model, Lineage.version)).all()
-    if not ids or not versions:
+    trained = session.execute(select(Lineage.model, Lineage.version).where(Lineage.snapshot == snapshot)
+                              .distinct().order_by(Lineage.model, Lineage.version)).all()
+    chosen = [(m, v) for m, v in trained if versions is None or (m, v) in versions]
+    if not ids or not chosen:
         return []
     requests = {r.id: r for r in session.scalars(select(Request).where(Request.id.in_(ids)).order_by(Request.id)
                                                   .with_for_update())}
@@ -117,7 +120,7 @@ def flag_trained_on(session: Session, snapshot: str, request_ids: Iterable[str],
              for f in session.scalars(select(ModelFlag).where(ModelFlag.request_id.in_(ids)))}
     flags = []
     for request_id in (i for i in ids if i in requests):
-        for model, version in versions:
+        for model, version in chosen:
             flag = known.get((request_id, model, version))
             if flag is None:
                 flag = ModelFlag(model=model, version=version, request_id=request_id, snapshots=[snapshot],

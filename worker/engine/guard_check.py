@@ -14,7 +14,7 @@ came from, and records the audit event `guard.fixed` (counts only)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from worker.runtime import Runtime
 
 log = structlog.get_logger("erasure.guard")
 SubjectKey = tuple[tuple[str, tuple[str, ...]], ...]
+Owners = Mapping[str, Mapping[bytes, str]]  # type -> digest -> the request it came from
 
 
 @dataclass
@@ -106,14 +107,42 @@ def parse_snapshot(rt: Runtime, snapshot: str) -> tuple[SnapshotConfig, str]:
     return config, folder
 
 
+def guard_for(rt: Runtime) -> tuple[Guard, Owners]:
+    """The store's guard list as a Guard, and whose each digest is."""
+    guard_list.backfill(rt)
+    owners = guard_list.entries(rt)
+    folds = {name: kind.fold for name, kind in rt.config.identifiers.items()}
+    return Guard(rt.keyring.guard_key(), {t: owners.get(t, {}).keys() for t in {*folds, *owners}}, folds), owners
+
+
+def screen(rt: Runtime) -> Callable[[str], Scan | None]:
+    """What `erasure lineage add` checks each snapshot with: its guarded rows (None for a snapshot the
+    guard cannot read: a Delta table's, or a folder with no files, or gone), the guard list read once,
+    at the first snapshot (after the command's input is checked)."""
+    loaded: list[tuple[Guard, Owners]] = []
+
+    def found_in(snapshot: str) -> Scan | None:
+        if not loaded:
+            loaded.append(guard_for(rt))
+        guard, owners = loaded[0]
+        system, _, folder = snapshot.partition(":")
+        config = next((s for s in rt.config.systems if s.name == system), None)
+        if not isinstance(config, SnapshotConfig) or config.format == "delta":
+            return None
+        with SnapshotFolder(config, folder) as connector:
+            if not connector.location.exists():
+                return None
+            files = connector.files()
+            return scan(connector, guard, owners, files) if files else None
+
+    return found_in
+
+
 def check(rt: Runtime, snapshot: str, fix: bool = False) -> Checked:
     """Count the rows of guarded subjects in one snapshot; with `fix`, erase them, flag the model
     versions trained on it and audit it."""
     config, folder = parse_snapshot(rt, snapshot)
-    guard_list.backfill(rt)
-    owners = guard_list.entries(rt)
-    folds = {name: kind.fold for name, kind in rt.config.identifiers.items()}
-    guard = Guard(rt.keyring.guard_key(), {t: owners.get(t, {}).keys() for t in {*folds, *owners}}, folds)
+    guard, owners = guard_for(rt)
     with SnapshotFolder(config, folder) as connector:
         files = connector.files()
         if not files:
@@ -140,8 +169,7 @@ def check(rt: Runtime, snapshot: str, fix: bool = False) -> Checked:
                                      "models_flagged": versions, "rows_left": left.rows})
 
 
-def scan(connector: SnapshotFolder, guard: Guard, owners: Mapping[str, Mapping[bytes, str]],
-         files: list[str]) -> Scan:
+def scan(connector: SnapshotFolder, guard: Guard, owners: Owners, files: list[str]) -> Scan:
     """Read each of the folder's files once, batch by batch, for rows holding a guarded value."""
     found = Scan()
     connector.skipped.clear()
@@ -158,7 +186,7 @@ def scan(connector: SnapshotFolder, guard: Guard, owners: Mapping[str, Mapping[b
     return found
 
 
-def _batch(batch: WhereBatch, guard: Guard, owners: Mapping[str, Mapping[bytes, str]], found: Scan) -> None:
+def _batch(batch: WhereBatch, guard: Guard, owners: Owners, found: Scan) -> None:
     """Count one batch's rows holding a guarded value, and keep their digests, requests and subjects."""
     hits: dict[int, dict[str, set[str]]] = {}  # row -> type -> its guarded values, as compared
     for column in batch.columns:

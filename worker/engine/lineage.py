@@ -4,8 +4,10 @@ requests already settled whose subject those snapshots held, by the rule of `wor
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 from sqlalchemy import select
@@ -13,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from worker.config import Config
 from worker.engine import flags
-from worker.errors import InputError
+from worker.errors import ErasureError, InputError
 from worker.runtime import Runtime
 from worker.store.models import Lineage, ModelFlag, Request, RequestStatus, SnapshotHit, utcnow
 
@@ -60,9 +62,36 @@ def check_trained_at(moment: datetime | None) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def add(rt: Runtime, model: str, version: str, snapshots: list[str], trained_at: datetime | None = None) -> int:
+class Found(Protocol):
+    """What the guard found in one snapshot: rows of guarded subjects, and the requests they came from."""
+
+    rows: int
+    requests: set[str]
+
+
+Screen = Callable[[str], Found | None]  # a snapshot's guarded rows; None: the guard cannot read it
+
+
+class NotClean(ErasureError):
+    """`--require-clean`: a snapshot holds guarded subjects (or cannot be checked); nothing recorded."""
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `add` recorded: how many snapshots were new, and those the guard found guarded rows in
+    (snapshot -> rows), for which the version was flagged at once; `unchecked`: snapshots it cannot read."""
+
+    new: int
+    guarded: dict[str, int] = field(default_factory=dict)
+    unchecked: tuple[str, ...] = ()
+
+
+def add(rt: Runtime, model: str, version: str, snapshots: list[str], trained_at: datetime | None = None,
+        screen: Screen | None = None, require_clean: bool = False) -> Added:
     """Record that a model version was trained on snapshots (training started at `trained_at`, default
-    now); returns how many were new. Settled requests whose subject a new snapshot held are flagged now."""
+    now). Settled requests whose subject a new snapshot held are flagged now; with `screen` (the guard),
+    each new snapshot is checked too, and a version trained on one holding a guarded subject is flagged
+    for that subject's request at once (`require_clean`: refused instead, and nothing is recorded)."""
     for label, value in (("--model", model), ("--version", version)):
         if not NAME.fullmatch(value):
             raise InputError(f"{label}: letters, digits and _.:+/@- only, at most 100 characters")
@@ -71,6 +100,14 @@ def add(rt: Runtime, model: str, version: str, snapshots: list[str], trained_at:
     wanted = {check_snapshot(rt.config, s) for s in snapshots}
     trained = check_trained_at(trained_at)
     with rt.transaction() as session:
+        recorded = set(session.scalars(select(Lineage.snapshot).where(Lineage.model == model,
+                                                                      Lineage.version == version)))
+    found = {s: screen(s) for s in sorted(wanted - recorded)} if screen is not None else {}
+    guarded = {s: hit for s, hit in found.items() if hit is not None and hit.rows}
+    unchecked = tuple(s for s, hit in found.items() if hit is None)
+    if require_clean and (guarded or unchecked or screen is None):
+        raise NotClean(_not_clean(model, version, guarded, unchecked, screen is None))
+    with rt.transaction() as session:
         known = set(session.scalars(select(Lineage.snapshot).where(Lineage.model == model,
                                                                    Lineage.version == version)))
         new, now = sorted(wanted - known), utcnow()
@@ -78,8 +115,26 @@ def add(rt: Runtime, model: str, version: str, snapshots: list[str], trained_at:
             session.add(Lineage(model=model, version=version, snapshot=snapshot, recorded_at=now, trained_at=trained))
         if new:
             _flag_settled(rt, session, model, version, new)
+        raised = [flag for snapshot in new if snapshot in guarded for flag in flags.flag_trained_on(
+            session, snapshot, guarded[snapshot].requests, TRAINED_AFTER, versions={(model, version)})]
+        flags.tag_after_commit(rt, session, [(f.model, f.version) for f in raised])
     log.info("lineage.added", model=model, version=version, snapshots=sorted(wanted), new=len(new))
-    return len(new)
+    for snapshot, hit in guarded.items():
+        log.warning("lineage.guarded", model=model, version=version, snapshot=snapshot, rows=hit.rows,
+                    requests=len(hit.requests))
+    return Added(len(new), {s: hit.rows for s, hit in guarded.items() if s in new},
+                 tuple(s for s in unchecked if s in new))
+
+
+def _not_clean(model: str, version: str, guarded: dict[str, Found], unchecked: tuple[str, ...],
+               unscreened: bool) -> str:
+    """Why `--require-clean` refused, in one line (counts, never values)."""
+    parts = [f"{s} holds {hit.rows} row(s) of guarded subjects" for s, hit in sorted(guarded.items())]
+    parts += [f"{s} cannot be read by the guard (a Delta table, or no files there)" for s in unchecked]
+    if unscreened:
+        parts.append("no guard was given to check the snapshots")
+    return (f"--require-clean: {model} {version} not recorded: {'; '.join(parts)}; "
+            "`erasure guard check SYSTEM:SNAPSHOT --fix` removes them")
 
 
 def _flag_settled(rt: Runtime, session: Session, model: str, version: str, snapshots: list[str]) -> None:

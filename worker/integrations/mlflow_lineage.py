@@ -117,6 +117,8 @@ class Summary:
     sources_unmapped: int = 0
     unmapped: Counter[tuple[str, str]] = field(default_factory=Counter)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    guarded: list[dict[str, Any]] = field(default_factory=list)  # flagged at once: trained on guarded rows
+    refused: list[dict[str, str]] = field(default_factory=list)  # --require-clean: not recorded
 
     def skip(self, mv: Any, reason: str) -> None:
         """Note a model version that got no lineage, and why."""
@@ -128,7 +130,7 @@ class Summary:
             "runs_seen": self.runs_seen, "model_versions": self.model_versions,
             "lineage_rows_added": self.lineage_rows_added, "sources_unmapped": self.sources_unmapped,
             "unmapped": [{"scheme": s, "path": p, "count": n} for (s, p), n in sorted(self.unmapped.items())],
-            "skipped_versions": self.skipped,
+            "skipped_versions": self.skipped, "guarded_versions": self.guarded, "refused_versions": self.refused,
         }
 
     def show(self) -> str:
@@ -137,6 +139,9 @@ class Summary:
                  f"lineage rows added {self.lineage_rows_added}, sources unmapped {self.sources_unmapped}"]
         lines += [f"unmapped  {s}  {p}  ({n})" for (s, p), n in sorted(self.unmapped.items())]
         lines += [f"skipped   {s['model']} {s['version']}: {s['reason']}" for s in self.skipped]
+        lines += [f"flagged   {g['model']} {g['version']}: trained on guarded rows in "
+                  f"{', '.join(f'{s} ({n})' for s, n in g['snapshots'].items())}" for g in self.guarded]
+        lines += [f"refused   {r['reason']}" for r in self.refused]
         return "\n".join(lines)
 
 
@@ -158,13 +163,15 @@ def _client(mlflow: Any, tracking_uri: str) -> Any:
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def import_runs(rt: Runtime, tracking_uri: str | None) -> Summary:
-    """Record, for every registered model version, the snapshots its run's datasets came from."""
+def import_runs(rt: Runtime, tracking_uri: str | None, screen: lineage.Screen | None = None,
+                require_clean: bool = False) -> Summary:
+    """Record, for every registered model version, the snapshots its run's datasets came from, each
+    new one checked against the guard with `screen` (as `lineage.add` does)."""
     mlflow = _mlflow()
     if not tracking_uri:
         raise InputError("--tracking-uri: give one, or set tracking_uri in the config's [mlflow] table")
     try:
-        return _import(rt, _client(mlflow, tracking_uri), mlflow.exceptions.MlflowException)
+        return _import(rt, _client(mlflow, tracking_uri), mlflow.exceptions.MlflowException, screen, require_clean)
     except mlflow.exceptions.MlflowException as exc:
         message = (str(exc).strip().splitlines() or [""])[0][:200]
         if exc.error_code == "INVALID_PARAMETER_VALUE":
@@ -172,7 +179,8 @@ def import_runs(rt: Runtime, tracking_uri: str | None) -> Summary:
         raise ErasureError(f"MLflow: {exc.error_code}: {message}") from None
 
 
-def _import(rt: Runtime, client: Any, mlflow_error: type[Exception]) -> Summary:
+def _import(rt: Runtime, client: Any, mlflow_error: type[Exception], screen: lineage.Screen | None,
+            require_clean: bool) -> Summary:
     summary = Summary()
     runs: dict[str, tuple[set[str], datetime | None] | None] = {}  # None: the run is gone
     for mv in _model_versions(client):
@@ -190,9 +198,17 @@ def _import(rt: Runtime, client: Any, mlflow_error: type[Exception]) -> Summary:
                          else "no dataset source of its run is a snapshot of this config")
             continue
         try:  # trained when its run started: a snapshot rewritten before that no longer held the subject
-            summary.lineage_rows_added += lineage.add(rt, mv.name, str(mv.version), sorted(run[0]), trained_at=run[1])
+            added = lineage.add(rt, mv.name, str(mv.version), sorted(run[0]), trained_at=run[1], screen=screen,
+                                require_clean=require_clean)
+        except lineage.NotClean as exc:
+            summary.refused.append({"model": mv.name, "version": str(mv.version), "reason": str(exc)})
+            continue
         except InputError as exc:
             summary.skip(mv, str(exc))
+            continue
+        summary.lineage_rows_added += added.new
+        if added.guarded:
+            summary.guarded.append({"model": mv.name, "version": str(mv.version), "snapshots": added.guarded})
     summary.runs_seen = len(runs)
     log.info("mlflow.imported", **{k: v for k, v in summary.to_json().items() if isinstance(v, int)})
     return summary

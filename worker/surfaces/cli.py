@@ -22,7 +22,7 @@ from worker.queue import (
     tasks,  # noqa: F401 - registers the tasks
 )
 from worker.queue.dispatch import celery_runtime
-from worker.runtime import rotate_keys
+from worker.runtime import Runtime, rotate_keys
 from worker.store.models import FlagState, Scope
 from worker.surfaces import demo, report, views
 from worker.surfaces.render import show_status, table
@@ -93,19 +93,36 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 def cmd_lineage_add(args: argparse.Namespace) -> None:
     trained_at = None if args.trained_at is None else lineage.parse_time(args.trained_at)
-    new = lineage.add(_runtime(args), args.model, args.version, args.snapshot, trained_at)
-    print(f"{args.model} {args.version}: {new} snapshot(s) recorded")
+    rt = _runtime(args)
+    added = lineage.add(rt, args.model, args.version, args.snapshot, trained_at, screen=_guard_screen(rt),
+                        require_clean=args.require_clean)
+    print(f"{args.model} {args.version}: {added.new} snapshot(s) recorded")
+    for snapshot, rows in added.guarded.items():
+        print(f"flagged: {snapshot} holds {rows} row(s) of guarded subjects (trained after the subject's request); "
+              f"`erasure guard check {snapshot} --fix` removes them")
+    for snapshot in added.unchecked:
+        print(f"not checked by the guard: {snapshot} (a Delta table, or no files there)")
 
 
 def cmd_lineage_import_mlflow(args: argparse.Namespace) -> int | None:
     rt = _runtime(args)
     try:
-        done = mlflow_lineage.import_runs(rt, args.tracking_uri or rt.config.mlflow_tracking_uri)
+        done = mlflow_lineage.import_runs(rt, args.tracking_uri or rt.config.mlflow_tracking_uri,
+                                          screen=_guard_screen(rt), require_clean=args.require_clean)
     except mlflow_lineage.MissingExtra as exc:
         print(exc, file=sys.stderr)
         return 2
     _print_json(done.to_json()) if args.json else print(done.show())
-    return None
+    return 1 if done.refused else None
+
+
+def _guard_screen(rt: Runtime) -> lineage.Screen | None:
+    """The guard's check of the snapshots a lineage names, when the config has a snapshot system."""
+    if not any(s.kind == "snapshot" for s in rt.config.systems):
+        return None
+    from worker.engine import guard_check  # pyarrow and the snapshot kind: loaded for the commands that read them
+
+    return guard_check.screen(rt)
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -351,11 +368,15 @@ def build_parser() -> Parser:
     add.add_argument("--version", required=True)
     add.add_argument("--snapshot", action="append", required=True, metavar="SYSTEM:SNAPSHOT")
     add.add_argument("--trained-at", metavar="ISO8601", help="when training started, with a timezone (default: now)")
+    add.add_argument("--require-clean", action="store_true",
+                     help="refuse (exit 1, nothing recorded) if a snapshot holds guarded subjects")
     add.set_defaults(handler=cmd_lineage_add)
     mlflow = lineage_sub.add_parser("import-mlflow", parents=[common],
                                     help="record lineage from MLflow's registered model versions and their runs")
     mlflow.add_argument("--tracking-uri", metavar="URI", help="default: the config's [mlflow] tracking_uri")
     mlflow.add_argument("--json", action="store_true", help="print the summary as JSON")
+    mlflow.add_argument("--require-clean", action="store_true",
+                        help="record no version trained on a snapshot holding guarded subjects (exit 1)")
     mlflow.set_defaults(handler=cmd_lineage_import_mlflow)
 
     keys = sub.add_parser("keys", help="the keys that seal identifiers")

@@ -171,9 +171,9 @@ def test_bad_lineage_input_is_refused_and_records_nothing(
 
 def test_adding_the_same_lineage_twice_records_it_once(snapshot_runtime: Runtime) -> None:
     """A repeated `lineage add` reports nothing new and keeps one row per snapshot."""
-    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, NOV]) == 2
-    assert lineage.add(snapshot_runtime, "recsys", "1", [NOV, OCT]) == 0
-    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, DEC]) == 1
+    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, NOV]).new == 2
+    assert lineage.add(snapshot_runtime, "recsys", "1", [NOV, OCT]).new == 0
+    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, DEC]).new == 1
     with snapshot_runtime.transaction() as session:
         rows = sorted(session.scalars(select(Lineage.snapshot)))
     assert rows == [OCT, NOV, DEC]
@@ -225,7 +225,7 @@ def test_lineage_added_after_settle_flags_at_once(snapshot_runtime: Runtime) -> 
     assert flags_of(snapshot_runtime) == {}
     before = finished_at(snapshot_runtime, request_id) - timedelta(days=30)
 
-    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, NOV], trained_at=before) == 2
+    assert lineage.add(snapshot_runtime, "recsys", "1", [OCT, NOV], trained_at=before).new == 2
     flags = flags_of(snapshot_runtime)[("recsys", "1")]
     assert [(f["request_id"], f["snapshots"], f["state"]) for f in flags] == [(request_id, [OCT], "open")]
     assert views.status(snapshot_runtime, request_id)["flagged_models"] == [

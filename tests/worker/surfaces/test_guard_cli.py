@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from tests.helpers import ListDispatch, drain, snapshot_system, stub, system_table, write_config, write_snapshot
 from worker.config import load
-from worker.engine import audit, intake
+from worker.engine import audit, intake, lineage
 from worker.runtime import Runtime
 from worker.store.models import AuditEvent, ModelFlag
 from worker.surfaces.cli import main
@@ -111,8 +111,11 @@ def test_fix_removes_the_rows_flags_the_model_and_audits(world: dict[str, Path],
     with the reason; `guard.fixed` is in the audit trail with counts only; exit 0, clean after."""
     config, root = str(world["config"]), world["root"]
     request_id = json.loads(run(capsys, "list", "--json", "--config", config)[1])[0]["request_id"]
-    assert run(capsys, "lineage", "add", "--model", "recsys", "--version", "7", "--snapshot",
-               f"clickstream:{NOV}", "--config", config)[0] == 0
+    recorded = Runtime(load(world["config"]), dispatch=ListDispatch())
+    try:  # recorded without the guard's screen: as if trained before user 2's rows came back to November
+        lineage.add(recorded, "recsys", "7", [f"clickstream:{NOV}"])
+    finally:
+        recorded.close()
     untouched = {p: p.stat().st_mtime_ns for p in (root / NOV / "part-1.parquet", root / OCT / "part-0.parquet")}
 
     code, out, _ = run(capsys, "guard", "check", f"clickstream:{NOV}", "--fix", "--json", "--config", config)
@@ -184,3 +187,21 @@ def test_a_delta_system_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture
                                                  where={"user_id": "user_id"}))
     code, _, err = run(capsys, "guard", "check", "events:3", "--config", str(config))
     assert code == 2 and "Delta" in err and err.count("\n") == 1
+
+
+def test_lineage_add_require_clean_refuses_a_guarded_snapshot(world: dict[str, Path],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`lineage add --require-clean` on November: exit 1, one line naming the snapshot and the count; no
+    lineage. Without it: recorded, exit 0, the version flagged with the reason, a hint to fix."""
+    config = str(world["config"])
+    code, out, err = run(capsys, "lineage", "add", "--config", config, "--model", "recsys", "--version", "8",
+                         "--snapshot", f"clickstream:{NOV}", "--require-clean")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and f"clickstream:{NOV} holds 2 row(s) of guarded subjects" in err
+    assert json.loads(run(capsys, "models", "--config", config, "--json")[1]) == []
+
+    code, out, _ = run(capsys, "lineage", "add", "--config", config, "--model", "recsys", "--version", "8",
+                       "--snapshot", f"clickstream:{NOV}")
+    assert code == 0 and f"flagged: clickstream:{NOV} holds 2 row(s)" in out
+    flagged = json.loads(run(capsys, "models", "--config", config, "--flagged", "--json")[1])
+    assert [(m["model"], m["version"]) for m in flagged] == [("recsys", "8")]
