@@ -95,6 +95,7 @@ class WorkerSettings:
     group_size: int = 50  # most requests one pass of any other kind takes along, each erased on its own
     shutdown_grace_seconds: float = 25.0  # after SIGTERM, how long running tasks may finish before handed back
     quorum_queues: bool = False  # RabbitMQ only: declare the queues as quorum queues
+    guard_watch_seconds: float = 300.0  # how often beat has snapshot folders checked against the guard; 0: never
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before the attempt after `attempt`: exponential, capped, jittered."""
@@ -382,7 +383,7 @@ def _deadline(top: ConfigReader) -> Deadline:
 def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
     reader.only("max_attempts", "lease_seconds", "retry_backoff_seconds", "retry_backoff_max_seconds",
                 "reconcile_seconds", "batch_size", "batch_wait_seconds", "group_size", "shutdown_grace_seconds",
-                "quorum_queues")
+                "quorum_queues", "guard_watch_seconds")
     lease_seconds = reader.optional("lease_seconds", int, 600)
     settings = WorkerSettings(
         max_attempts=reader.optional("max_attempts", int, 5),
@@ -396,6 +397,7 @@ def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
         shutdown_grace_seconds=float(reader.optional("shutdown_grace_seconds", (int, float),  # type: ignore[arg-type]
                                                      min(25.0, lease_seconds / 2))),
         quorum_queues=reader.optional("quorum_queues", bool, False),
+        guard_watch_seconds=float(reader.optional("guard_watch_seconds", (int, float), 300.0)),  # type: ignore[arg-type]
     )
     if settings.max_attempts < 1:
         raise reader.error("max_attempts", "must be at least 1")
@@ -403,6 +405,8 @@ def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
         raise reader.error("lease_seconds", "must be at least 5")
     if settings.reconcile_seconds < 1:
         raise reader.error("reconcile_seconds", "must be at least 1")
+    if settings.guard_watch_seconds != 0 and settings.guard_watch_seconds < 10:
+        raise reader.error("guard_watch_seconds", "must be 0 (never) or at least 10")
     if not 1 <= settings.batch_size <= 100_000:
         raise reader.error("batch_size", "must be between 1 and 100000")
     if not 0 <= settings.batch_wait_seconds <= 60:

@@ -110,6 +110,19 @@ class SnapshotConnector(Connector):
             self._delta = DeltaEngine(self.config)
         return self._delta
 
+    def snapshots(self) -> dict[str, list[str]]:
+        """Each snapshot folder of the location with its data files (`FOLDER/.../FILE`), sorted; {} when
+        the location is not there. A data file outside any folder belongs to no snapshot."""
+        with self._errors("location"):
+            if not self.location.exists():
+                return {}
+        found: dict[str, list[str]] = {}
+        for rel in sorted(self._files()):
+            folder, sep, _ = rel.partition("/")
+            if sep:
+                found.setdefault(folder, []).append(rel)
+        return found
+
     def _check_location(self) -> None:
         with self._errors("location"):
             there = self.location.exists()

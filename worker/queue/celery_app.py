@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from kombu import Exchange, Queue
 
@@ -85,6 +87,16 @@ def configure(config: Config) -> Celery:
                 "schedule": config.worker.reconcile_seconds,
                 "options": {"queue": INTAKE_QUEUE, "expires": config.worker.reconcile_seconds},
             },
-        },
+        } | _guard_watch(config),
     )
     return app
+
+
+def _guard_watch(config: Config) -> dict[str, Any]:
+    """The guard's watch, on the snapshot queue (its workers read the snapshots), when a snapshot
+    system is configured and `guard_watch_seconds` is not 0."""
+    every = config.worker.guard_watch_seconds
+    if not every or not any(s.kind == "snapshot" for s in config.systems):
+        return {}
+    return {"guard-watch": {"task": "erasure.guard_watch", "schedule": every,
+                            "options": {"queue": queue_for("snapshot"), "expires": every}}}

@@ -87,6 +87,16 @@ def reconcile_store() -> None:
         log.info("reconcile.done", **done)
 
 
+@app.task(name="erasure.guard_watch", ignore_result=True)
+def guard_watch() -> None:
+    """One look of the guard's watch at the snapshot folders (sent by beat, to the snapshot queue)."""
+    from worker.engine import guard_watch as watch  # pyarrow: imported by the snapshot workers that take it
+
+    looked = watch.look(dispatch.current())
+    if looked.checked or looked.failed:
+        log.info("guard.watched", **looked.to_json())
+
+
 @setup_logging.connect
 def _logging(loglevel: Any = "INFO", **_: Any) -> None:
     logs.configure(level=loglevel if isinstance(loglevel, str) else "INFO")

@@ -152,6 +152,20 @@ class GuardEntry(Base):
     added_at: Mapped[datetime]
 
 
+class GuardLook(Base):
+    """What the reconciler's guard watch last saw of one snapshot folder: its files, as a digest of
+    their names, so a folder that appears or gains a file is checked against the guard again."""
+
+    __tablename__ = "guard_looks"
+
+    snapshot: Mapped[str] = mapped_column(String(320), primary_key=True)  # SYSTEM:FOLDER
+    system: Mapped[str] = mapped_column(String(100), index=True)
+    files: Mapped[int] = mapped_column(Integer)
+    files_digest: Mapped[str] = mapped_column(String(64))
+    looked_at: Mapped[datetime]
+    rows_caught: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
 class SystemTask(Base):
     """The erasure of one request in one system."""
 
@@ -225,6 +239,10 @@ class ModelFlag(Base):
     flagged_at: Mapped[datetime]
     reason: Mapped[str | None] = mapped_column(Text)  # the reason given at the last change of state
     changed_at: Mapped[datetime | None]
+    # the signed notice to the training platform ([models] notify_url): sent until it answers 2xx
+    notified_at: Mapped[datetime | None]
+    notify_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    notify_after: Mapped[datetime | None]  # not before: the backoff after a failed notice
 
     events: Mapped[list[FlagEvent]] = relationship(order_by="FlagEvent.id", cascade="all, delete-orphan")
 

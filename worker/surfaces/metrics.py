@@ -10,12 +10,12 @@ from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
 from worker.engine import deadlines
 from worker.runtime import Runtime
-from worker.store.models import SETTLED, Request, SystemStatus, SystemTask, utcnow
+from worker.store.models import SETTLED, AuditEvent, GuardLook, Request, SystemStatus, SystemTask, utcnow
 
 WINDOW = timedelta(hours=1)
 SAMPLE = 10_000  # at most this many recent systems are read per scrape
@@ -48,6 +48,11 @@ class StoreCollector:
                        SystemTask.started_at.is_not(None))
                 .order_by(SystemTask.finished_at.desc()).limit(SAMPLE)).all()
             # a later attempt's start includes its backoff, which is no queue wait: first attempts only
+            caught_rows = dict(session.execute(select(GuardLook.system, func.sum(GuardLook.rows_caught))
+                                               .group_by(GuardLook.system)).all())
+            catches = dict(session.execute(select(AuditEvent.system, func.count())
+                                           .where(AuditEvent.type == "guard.caught")
+                                           .group_by(AuditEvent.system)).all())
             started = session.execute(
                 select(SystemTask.kind, SystemTask.started_at, SystemTask.queued_at, Request.received_at)
                 .join(Request).where(SystemTask.started_at >= since, SystemTask.attempts == 1)
@@ -68,6 +73,18 @@ class StoreCollector:
             for status in SystemStatus:
                 by_system.add_metric([status.value, kind], found.get((kind, status.value), 0))
         yield by_system
+
+        rows = CounterMetricFamily("erasure_guard_caught_rows", "Rows of guarded subjects the guard's watch found "
+                                   "back in snapshot folders and erased, by system.", labels=["system"])
+        caught = CounterMetricFamily("erasure_guard_catches", "Snapshot folders the guard's watch caught holding "
+                                     "guarded subjects (each a guard.caught event), by system.", labels=["system"])
+        watched = {s.name for s in self.rt.config.systems if s.kind == "snapshot"}  # each a series from 0
+        for system in sorted(watched | {str(s) for s in {*caught_rows, *catches} if s is not None}):
+            rows.add_metric([system], int(caught_rows.get(system) or 0))
+            caught.add_metric([system], int(catches.get(system) or 0))
+        if rows.samples:  # none without a snapshot system
+            yield rows
+            yield caught
 
         yield _by_kind("erasure_system_duration_seconds",
                        f"Seconds from an attempt's start to the system settling, over systems settled in the last "
