@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from connectors import registry
-from connectors.base import ConfigReader, SystemConfig
+from connectors.base import ENV_NAME, ConfigReader, SystemConfig
 from connectors.normalize import Fold, describe, fold_text, parse_steps
 from connectors.sql.config import NAME as COLUMN_NAME
 from connectors.sql.config import TABLE_NAME, Lookup
@@ -143,6 +144,22 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """The [models] table: where a flagged model version is announced (a signed POST), if anywhere."""
+
+    notify_url: str | None = None
+    secret_env: str | None = None  # the environment variable holding the signing secret, read when sending
+    timeout_seconds: float = 10.0
+
+    def secret(self) -> bytes:
+        """The signing secret, read from the environment now (ConfigError naming the variable if unset)."""
+        value = os.environ.get(self.secret_env or "", "")
+        if not value:
+            raise ConfigError(f"[models] secret_env: the environment variable {self.secret_env} is not set")
+        return value.encode()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, validated."""
 
@@ -156,6 +173,7 @@ class Config:
     systems: tuple[SystemConfig, ...]
     mlflow_tracking_uri: str | None = None  # [mlflow] tracking_uri: where flagged model versions are tagged
     api: ApiSettings = ApiSettings()
+    models: ModelSettings = ModelSettings()
 
     def system(self, name: str) -> SystemConfig:
         """The system of that name (KeyError if none)."""
@@ -206,7 +224,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     """Validate an already-decoded config document."""
     top = ConfigReader(str(path), "top level", raw, frozenset())
     top.only("store_url", "broker_url", "deadline_days", "deadline", "worker", "identifiers",
-             "resolvers", "systems", "api", "mlflow")
+             "resolvers", "systems", "api", "mlflow", "models")
     identifiers = _identifiers(top)
     folds = {name: kind.fold for name, kind in identifiers.items()}
     systems = _systems(top, folds)
@@ -224,7 +242,30 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         systems=systems,
         mlflow_tracking_uri=_mlflow_tracking_uri(top, path),
         api=_api(top.child("api", top.raw.get("api", {}))),
+        models=_models(top.child("models", top.raw.get("models", {}))),
     )
+
+
+def _models(reader: ConfigReader) -> ModelSettings:
+    """The [models] table: `notify_url` (http or https), `secret_env` (required with it), `timeout_seconds`."""
+    reader.only("notify_url", "secret_env", "timeout_seconds")
+    if "notify_url" not in reader.raw:
+        if reader.raw:
+            raise reader.error("notify_url", "missing (the other keys say how to reach it)")
+        return ModelSettings()
+    url = reader.text("notify_url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise reader.error("notify_url", "an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise reader.error("notify_url", "no credentials in the URL: the notice is signed with secret_env's secret")
+    secret_env = reader.text("secret_env")
+    if not ENV_NAME.fullmatch(secret_env):
+        raise reader.error("secret_env", "names an environment variable (A-Z, 0-9, _)")
+    timeout = float(reader.optional("timeout_seconds", (int, float), 10.0))  # type: ignore[arg-type]
+    if not 1 <= timeout <= 120:
+        raise reader.error("timeout_seconds", "must be between 1 and 120")
+    return ModelSettings(url, secret_env, timeout)
 
 
 def _api(reader: ConfigReader) -> ApiSettings:

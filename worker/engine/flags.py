@@ -94,6 +94,7 @@ def raise_flags(session: Session, requests: Sequence[Request],
             audit.record(session, "model.flagged", request_id, model=model, version=version, snapshots=snapshots)
         elif flag.state not in FINAL and not set(snapshots) <= set(flag.snapshots):
             flag.snapshots = sorted(set(flag.snapshots) | set(snapshots))
+            flag.notified_at = flag.notify_after = None  # the platform is told again, of every snapshot
             log.warning("model.flag_widened", request_id=request_id, model=model, version=version,
                         snapshots=flag.snapshots, state=flag.state)
             audit.record(session, "model.flag_widened", request_id, model=model, version=version,
@@ -132,6 +133,7 @@ def flag_trained_on(session: Session, snapshot: str, request_ids: Iterable[str],
                              snapshots=[snapshot], reason=reason)
             elif flag.state not in FINAL and snapshot not in flag.snapshots:
                 flag.snapshots = sorted({*flag.snapshots, snapshot})
+                flag.notified_at = flag.notify_after = None  # the platform is told again, of every snapshot
                 log.warning("model.flag_widened", request_id=request_id, model=model, version=version,
                             snapshots=flag.snapshots, state=flag.state, reason=reason)
                 audit.record(session, "model.flag_widened", request_id, model=model, version=version,

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from worker import logs
 from worker.engine import fanout, intake, passes, reconcile
 from worker.errors import InputError, TransientError, one_line
-from worker.integrations import mlflow_lineage
+from worker.integrations import mlflow_lineage, notify
 from worker.queue import dispatch
 from worker.queue import shutdown as _shutdown  # noqa: F401 - connects the graceful stop to the worker's signals
 from worker.queue.celery_app import app
@@ -81,8 +81,10 @@ def tag_mlflow(self: Task, model: str, version: str) -> None:
 
 @app.task(name="erasure.reconcile", ignore_result=True)
 def reconcile_store() -> None:
-    """One reconciliation pass (sent by beat)."""
-    done = reconcile.reconcile(dispatch.current())
+    """One reconciliation pass (sent by beat), then the model-flag notices that are due."""
+    rt = dispatch.current()
+    done = reconcile.reconcile(rt)
+    done["notified"] = notify.send_due(rt)
     if any(done.values()):
         log.info("reconcile.done", **done)
 
