@@ -1,6 +1,7 @@
 """`erasure demo`: a small world on embedded parts (a SQLite app database, moto's S3
 server in-process, Parquet snapshots, two model versions), a real worker process, three
-requests, and what happened to each."""
+erasure requests and an objection to training, what happened to each, and the guard catching
+a re-exported snapshot that brought two of those people back."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from worker.config import load
-from worker.engine import lineage
+from worker.engine import guard_watch, lineage
 from worker.engine.intake import parse_subject_args, submit
 from worker.queue.dispatch import celery_runtime
 from worker.runtime import Runtime
@@ -76,6 +77,8 @@ format = "parquet"
 where = {{ user_id = "user_id" }}
 """
 REQUESTS = [["email=Bob@Example.com"], ["user_id=3"], ["email=nobody@example.com"]]
+OBJECTING = ["user_id=4"]  # objects to training use (Art. 21): the account stays, the training data goes
+REEXPORT = "2026-12-01"  # a snapshot exported later from a backup that still held users 2 and 4
 
 
 def build_world(root: Path, endpoint: str) -> Path:
@@ -152,6 +155,9 @@ def run() -> int:
             done = submit(rt, parse_subject_args(args), requested_by="demo")
             ids.append(done.request_id)
             print(f"submitted {done.request_id}  ({args[0].split('=')[0]}=…)")
+        objection = submit(rt, parse_subject_args(OBJECTING), requested_by="demo", scope="training").request_id
+        ids.append(objection)
+        print(f"submitted {objection}  (user_id=…, scope training: an objection to training use)")
         statuses = _wait(rt, ids, worker, timeout=90)
         print()
         for status in statuses:
@@ -161,9 +167,10 @@ def run() -> int:
         print(table(["MODEL", "VERSION", "REQUEST", "SNAPSHOTS"],
                     [[m["model"], m["version"], f["request_id"], " ".join(f["snapshots"])]
                      for m in flagged for f in m["flags"]]))
+        caught = _objection_and_guard(rt, root)
         print(f"\nworker log: {root / 'worker.log'}")
         rt.close()
-        return 0 if all(s["status"] == "completed" for s in statuses) else 1
+        return 0 if all(s["status"] == "completed" for s in statuses) and caught else 1
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)
@@ -172,6 +179,32 @@ def run() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
         moto.stop()
+
+
+def _objection_and_guard(rt: Runtime, root: Path) -> bool:
+    """Show what the objection kept and took, then a re-export bringing users 2 and 4 back, caught by
+    the guard's watch; whether it was."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    db = sqlite3.connect(root / "app.db")
+    kept = db.execute("SELECT count(*) FROM users WHERE id = 4").fetchone()[0]
+    db.close()
+    clicks = sum(pq.read_table(path).column("user_id").to_pylist().count(4)
+                 for path in sorted((root / "clickstream").glob("*/*.parquet")))
+    print(f"\nthe objection (user 4): account kept in app-db ({kept} row), clicks left in clickstream: {clicks}")
+
+    folder = root / "clickstream" / REEXPORT
+    folder.mkdir()
+    pq.write_table(pa.table({"user_id": pa.array([1, 2, 4, 5, 4], pa.int64()),
+                             "event": [f"click-{i}" for i in range(5)]}), folder / "part-0.parquet")
+    print(f"re-exported clickstream:{REEXPORT} from a backup: users 1, 2, 4, 5, 4")
+    looked = guard_watch.look(rt)
+    rows = looked.caught.get(f"clickstream:{REEXPORT}", 0)
+    left = pq.read_table(folder / "part-0.parquet").column("user_id").to_pylist()
+    print(f"guard caught {rows} row(s) of guarded subjects in clickstream:{REEXPORT} and erased them; "
+          f"users left there: {', '.join(map(str, left))}")
+    return rows == 3 and left == [1, 5] and kept == 1 and clicks == 0
 
 
 def _wait(rt: Runtime, ids: list[str], worker: subprocess.Popen, timeout: float) -> list[dict]:  # type: ignore[type-arg]
