@@ -4,6 +4,7 @@ and the reader that turns one `[[systems]]` table of the config into a frozen da
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import string
 from abc import ABC, abstractmethod
@@ -18,6 +19,7 @@ from connectors.errors import ConfigError, TransientError
 from connectors.normalize import Fold
 
 T = TypeVar("T")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 REASON_LIMIT = 500
 
@@ -310,6 +312,18 @@ class ConfigReader:
         if isinstance(until, datetime) or not isinstance(until, date):
             raise table.error("until", 'a date written "YYYY-MM-DD"')
         return Retention(reason, until)
+
+    def secret(self, key: str) -> str:
+        """A secret held by the environment variable this key names (`secret_env = "BILLING_SECRET"`),
+        read now, at start-up: the file names the variable, never the secret. Refused when the name is
+        not an environment variable's or the variable is unset or empty (naming it, never its value)."""
+        name = self.text(key)
+        if not ENV_NAME.fullmatch(name):
+            raise self.error(key, f"names an environment variable (A-Z, 0-9, _), not {name[:40]!r}")
+        value = os.environ.get(name, "")
+        if not value:
+            raise self.error(key, f"the environment variable {name} is not set")
+        return value
 
     def identifier(self, key: str, name: Any) -> str:
         """An identifier type that the `[identifiers]` table declares."""

@@ -1,4 +1,4 @@
-"""Fixtures for the real parts the tests talk to: PostgreSQL, MariaDB, RabbitMQ, and
+"""Fixtures for the real parts the tests talk to: PostgreSQL, MariaDB, RabbitMQ, Redis, and
 moto's S3 server over a real socket. Each test gets its own database (or vhost), so runs
 never see each other's data. With ERASURE_TEST_SERVICES=require (CI) a part that is down
 fails the test; otherwise it is skipped, so a laptop with no servers still runs the rest.
@@ -22,6 +22,7 @@ from tests.helpers import (
     TEST_SECRET_KEY,
     free_port,
     json_events,
+    own_redis_db,
     own_vhost,
     scratch_database,
 )
@@ -91,6 +92,13 @@ def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{request.getfixturevalue('tmp_path')}/state.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of this test's own (one of db 11-14), flushed before and after."""
+    with own_redis_db() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,8 @@ EVERY_KEY: dict[str, Any] = {  # one of each table the config has, so every read
     "resolvers": [{"system": "app-db", "from": "email", "to": "user_id", "table": "users", "column": "email",
                    "select": "id"}],
     "api": {"tokens": {}}, "mlflow": {"tracking_uri": "http://mlflow:5000"},
+    "models": {"notify_url": "https://train.internal/hooks/erasure", "secret_env": "TRAIN_SIGNING_SECRET",
+               "timeout_seconds": 10},
     "systems": [
         {"name": "app-db", "kind": "sql", "url": "sqlite:///app.db", "retain": {"reason": "tax law"},
          "tables": [{"name": "users", "where": {"id": "user_id"}, "action": "delete",
@@ -31,6 +33,17 @@ EVERY_KEY: dict[str, Any] = {  # one of each table the config has, so every read
         {"name": "uploads", "kind": "s3", "bucket": "user-uploads", "prefixes": ["u/{user_id}/"]},
         {"name": "clicks", "kind": "snapshot", "location": "/data/clicks", "where": {"user_id": "user_id"}},
         {"name": "fake", "kind": "stub", "uses": ["user_id"]},
+        {"name": "billing", "kind": "http", "url": "https://billing.internal/users/{user_id}", "method": "POST",
+         "body": {"user": "{user_id}"}, "headers": {"Authorization": {"env": "DOCS_TOKEN", "prefix": "Bearer "}},
+         "secret_env": "DOCS_SECRET", "timeout_seconds": 10, "async_timeout_seconds": 60,
+         "verify_url": "https://billing.internal/users/{user_id}"},
+        {"name": "cache", "kind": "redis", "url": "redis://cache:6379/0", "keys": ["s:{user_id}"],
+         "hashes": [{"key": "profiles", "field": "{user_id}"}], "sets": [{"key": "online", "member": "{user_id}"}],
+         "sorted_sets": [{"key": "board", "member": "{user_id}"}], "scan": ["c:{user_id}:"], "scan_count": 500,
+         "timeout": 5},
+        {"name": "embeddings", "kind": "vector", "backend": "lancedb", "uri": "s3://ml-vectors/lance",
+         "table": "documents", "where": {"user_id": "user_id"}, "match": "exact", "cleanup_older_than": "7 days",
+         "endpoint_url": "http://minio:9000", "region": "us-east-1"},
     ],
 }
 
@@ -39,6 +52,8 @@ def accepted_keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
     """The keys each reader accepts, by the page that must list them: a kind's own page, or configuration.md."""
     pages: dict[str, set[str]] = {}
     only, kinds = ConfigReader.only, {s["name"]: s["kind"] for s in EVERY_KEY["systems"]}
+    for variable in ("DOCS_TOKEN", "DOCS_SECRET"):  # the http system's secrets are read at load
+        monkeypatch.setenv(variable, "not-a-real-secret")
 
     def recording(reader: ConfigReader, *allowed: str) -> None:
         system = re.match(r"system '([^']+)'", reader.place)

@@ -9,13 +9,25 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import lancedb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import redis
 
 from connectors import registry
 from connectors.base import Connector, Subject
-from tests.helpers import s3_connector, snapshot_connector, sql_connector, stub_connector
+from tests.helpers import (
+    http_connector,
+    redis_connector,
+    s3_connector,
+    service_raw,
+    snapshot_connector,
+    sql_connector,
+    start_service,
+    stub_connector,
+    vector_connector,
+)
 
 SUBJECT, NEIGHBOUR = "987654", "9876540"
 
@@ -49,6 +61,36 @@ def snapshot_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
                                "where": {"user_id": "user_id"}})
 
 
+def redis_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
+    """A Redis database with the subject's keys, prefix and set member beside a neighbour's."""
+    url = request.getfixturevalue("redis_url")
+    with redis.Redis.from_url(url) as db:
+        db.mset({f"s:{SUBJECT}": "a", f"s:{NEIGHBOUR}": "b", f"c:{SUBJECT}:1": "c", f"c:{SUBJECT}:2": "d",
+                 f"c:{NEIGHBOUR}:1": "e", f"c:{SUBJECT}": "f"})
+        db.sadd("online", SUBJECT, NEIGHBOUR)
+    return redis_connector({"name": "cache", "kind": "redis", "url": url, "keys": ["s:{user_id}"],
+                            "scan": ["c:{user_id}:"], "sets": [{"key": "online", "member": "{user_id}"}]})
+
+
+def http_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
+    """A fake internal service on a loopback port, holding the subject's records and a neighbour's."""
+    service = start_service(request.getfixturevalue("monkeypatch"))
+    request.addfinalizer(service.stop)
+    service.records = {SUBJECT: ["a", "b"], NEIGHBOUR: ["c"]}
+    return http_connector(service_raw(service.url, verify_url=f"{service.url}/users/{{user_id}}/records"))
+
+
+def vector_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
+    """A LanceDB table with the subject's vectors in two fragments beside a neighbour's."""
+    vectors = pa.list_(pa.float32(), 2)
+    table = lancedb.connect(tmp_path / "lance").create_table("docs", pa.table({
+        "user_id": pa.array([int(SUBJECT), int(NEIGHBOUR), 98765], pa.int64()),
+        "vector": pa.array([[0.1, 0.2]] * 3, vectors)}))
+    table.add(pa.table({"user_id": pa.array([int(SUBJECT)], pa.int64()), "vector": pa.array([[0.3, 0.4]], vectors)}))
+    return vector_connector({"name": "embeddings", "kind": "vector", "backend": "lancedb",
+                             "uri": str(tmp_path / "lance"), "table": "docs", "where": {"user_id": "user_id"}})
+
+
 def stub_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
     """The in-package stub."""
     return stub_connector({"name": "fake", "kind": "stub", "uses": ["user_id"], "items": 2})
@@ -56,6 +98,7 @@ def stub_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
 
 WORLDS: dict[str, Callable[[Path, pytest.FixtureRequest], Connector]] = {
     "sql": sql_world, "s3": s3_world, "snapshot": snapshot_world, "stub": stub_world,
+    "redis": redis_world, "http": http_world, "vector": vector_world,
 }
 
 

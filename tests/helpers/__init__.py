@@ -1,9 +1,9 @@
 """What the tests share, in one package: the real parts they talk to (services), the config builder
 every test that writes an erasure.toml uses (config), the runtime played without a broker (runtime),
-what the worker's tests erase from (worlds), one factory per connector kind (kinds), real `erasure`
-processes and the poison sent to them (processes), and what the deploy tests read under deploy/
-(deploy). Fixtures live in the conftest files; a test module imports this package and no other
-module of tests/ (tests/test_imports.py checks it)."""
+what the worker's tests erase from (worlds), one factory per connector kind (kinds), the fake service
+the http kind calls (http_service), real `erasure` processes and the poison sent to them (processes),
+and what the deploy tests read under deploy/ (deploy). Fixtures live in the conftest files; a test
+module imports this package and no other module of tests/ (tests/test_imports.py checks it)."""
 
 from tests.helpers.config import (  # noqa: F401
     FAST_RETRIES,
@@ -40,14 +40,26 @@ from tests.helpers.deploy import (  # noqa: F401
     python_files,
     seed_store,
 )
+from tests.helpers.http_service import (  # noqa: F401
+    HTTP_SECRET,
+    HTTP_SECRET_ENV,
+    HTTP_TOKEN_ENV,
+    Call,
+    FakeService,
+    Reply,
+    service_raw,
+    start_service,
+)
 from tests.helpers.kinds import (  # noqa: F401
     IDENTIFIER_TYPES,
     JSONL_SUFFIXES,
     Folds,
     VersionedFolder,
+    http_connector,
     object_body,
     object_versions,
     put_object,
+    redis_connector,
     s3_connector,
     s3_folder,
     s3_snapshot_config,
@@ -57,6 +69,7 @@ from tests.helpers.kinds import (  # noqa: F401
     system_config,
     uploads_raw,
     user,
+    vector_connector,
 )
 from tests.helpers.processes import (  # noqa: F401
     CANARY,
@@ -92,8 +105,11 @@ from tests.helpers.services import (  # noqa: F401
     AWS_ENV,
     MYSQL_ADMIN_URL,
     PG_ADMIN_URL,
+    REDIS_CLAIM,
+    REDIS_SERVER,
     TEST_SECRET_KEY,
     free_port,
+    own_redis_db,
     own_vhost,
     rabbitmqctl,
     reachable,

@@ -7,7 +7,11 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from connectors.base import ConfigReader, Subject, SystemConfig
+from connectors.http.config import HttpConfig
+from connectors.http.connector import HttpConnector
 from connectors.normalize import Fold
+from connectors.redis.config import RedisConfig
+from connectors.redis.connector import RedisConnector
 from connectors.s3.config import S3Config
 from connectors.s3.connector import S3Connector
 from connectors.snapshot.config import SnapshotConfig
@@ -17,6 +21,8 @@ from connectors.snapshot.locations.s3 import S3Folder
 from connectors.sql.config import SqlConfig
 from connectors.sql.connector import SqlConnector
 from connectors.stub import StubConfig, StubConnector
+from connectors.vector.config import VectorConfig
+from connectors.vector.connector import VectorConnector
 
 IDENTIFIER_TYPES = frozenset({"user_id", "email"})
 Folds = frozenset[str] | Mapping[str, Fold]  # the identifier types, or each one's fold
@@ -43,9 +49,24 @@ def snapshot_connector(raw: Mapping[str, Any], folds: Folds = IDENTIFIER_TYPES) 
     return SnapshotConnector(system_config(SnapshotConfig, raw, folds))
 
 
+def redis_connector(raw: Mapping[str, Any], folds: Folds = IDENTIFIER_TYPES) -> RedisConnector:
+    """A redis connector over the system table."""
+    return RedisConnector(system_config(RedisConfig, raw, folds))
+
+
+def vector_connector(raw: Mapping[str, Any], folds: Folds = IDENTIFIER_TYPES) -> VectorConnector:
+    """A vector connector over the system table."""
+    return VectorConnector(system_config(VectorConfig, raw, folds))
+
+
 def stub_connector(raw: Mapping[str, Any], folds: Folds = IDENTIFIER_TYPES) -> StubConnector:
     """The in-package stub over the system table."""
     return StubConnector(system_config(StubConfig, raw, folds))
+
+
+def http_connector(raw: Mapping[str, Any], folds: Folds = IDENTIFIER_TYPES) -> HttpConnector:
+    """An http connector over the system table (its secrets read from the environment now)."""
+    return HttpConnector(system_config(HttpConfig, raw, folds))
 
 
 def user(*ids: str) -> Subject:

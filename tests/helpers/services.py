@@ -1,4 +1,4 @@
-"""The real parts the tests talk to: PostgreSQL, MariaDB, RabbitMQ, S3 (fixtures in tests/conftest.py)."""
+"""The real parts the tests talk to: PostgreSQL, MariaDB, RabbitMQ, Redis, S3 (fixtures in tests/conftest.py)."""
 
 
 from __future__ import annotations
@@ -7,9 +7,11 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,6 +26,9 @@ AWS_ENV = {
 PG_ADMIN_URL = os.environ.get("ERASURE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MYSQL_ADMIN_URL = os.environ.get("ERASURE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 AMQP_SERVER = os.environ.get("ERASURE_TEST_AMQP_SERVER", "amqp://guest:guest@127.0.0.1:5672")
+REDIS_SERVER = os.environ.get("ERASURE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_TEST_DBS = (11, 12, 13, 14)  # the only databases the tests write to, each flushed by its holder alone
+REDIS_CLAIM = "erasure-test:claim"  # the key that says which test holds a database; no test's template reaches it
 # a store on a server refuses to start without a key (worker.keys); a fixed one for the tests
 TEST_SECRET_KEY = "test-secret-key-0123456789abcdef-0123456789abcdef"
 
@@ -95,3 +100,42 @@ def own_vhost(prefix: str, server: str | None = None) -> Iterator[str]:
         yield f"amqp://{credentials_and_host}/{vhost}"
     finally:
         rabbitmqctl("delete_vhost", vhost)
+
+
+
+def _claim_redis_db(server: str, token: str, hold_seconds: int) -> tuple[Any, int]:
+    """A client on the first of REDIS_TEST_DBS whose claim key this token could set, waiting for one."""
+    import redis  # only the redis tests need the library
+
+    deadline = time.monotonic() + hold_seconds
+    while True:
+        for db in REDIS_TEST_DBS:
+            client = redis.Redis.from_url(f"{server}/{db}")
+            if client.set(REDIS_CLAIM, token, nx=True, ex=hold_seconds):
+                return client, db
+            client.close()
+        if time.monotonic() > deadline:
+            pytest.fail(f"every Redis test database {REDIS_TEST_DBS} stayed claimed for {hold_seconds}s")
+        time.sleep(0.2)
+
+
+@contextmanager
+def own_redis_db(server: str = REDIS_SERVER, hold_seconds: int = 600) -> Iterator[str]:
+    """The URL of one of REDIS_TEST_DBS, held by this test alone (a claim key in it, so concurrent
+    runs wait for each other) and flushed before and after: no other database is ever touched."""
+    if not reachable(server, 6379):
+        service_down("Redis", server)
+    token = uuid.uuid4().hex
+    client, db = _claim_redis_db(server, token, hold_seconds)
+    try:
+        with client.pipeline(transaction=True) as pipe:  # flushed and claimed again in one step
+            pipe.flushdb().set(REDIS_CLAIM, token, ex=hold_seconds).execute()
+        yield f"{server}/{db}"
+    finally:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.watch(REDIS_CLAIM)
+            if pipe.get(REDIS_CLAIM) == token.encode():  # still ours: nobody else's data is flushed
+                pipe.multi()
+                pipe.flushdb()
+                pipe.execute()
+        client.close()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from connectors import redact
+from connectors import context, redact
 from connectors.base import Connector, Outcome, Subject
 from worker.engine import claims, fanout, outcomes
 from worker.errors import PermanentError, TransientError, one_line
@@ -79,7 +79,8 @@ def _pass(rt: Runtime, system: str, connector: Connector, subjects: dict[str, Su
         for request_id, subject in subjects.items():
             if erased and time.monotonic() - began > rt.config.worker.lease_seconds / 4:
                 break  # the system slowed down: what is left goes back before any lease can run out
-            results |= _erase_together(rt, system, connector, {request_id: subject})
+            with context.request(request_id):  # a kind that tells a service who asks reads it (http)
+                results |= _erase_together(rt, system, connector, {request_id: subject})
             erased += 1
         if erased:
             rt.pace.took(system, time.monotonic() - began, erased)

@@ -1,0 +1,213 @@
+"""The `redis` kind: deletes a subject's exact keys and every key under its scanned prefixes, and
+removes its hash fields (HDEL), set members (SREM) and sorted-set members (ZREM), in one database.
+
+Exact keys and members go in one pipeline each. A prefix is walked with SCAN, its MATCH pattern the
+rendered prefix with the glob characters of the value escaped, so `4*` or `[0-9]` match only
+themselves; each key found is checked again to start with the rendered prefix before it is
+unlinked, in batches. Evidence holds templates and counts, never a key holding a value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from connectors.base import Connector, Outcome, Subject, retry_blips
+from connectors.errors import ConnectorError, PermanentError, TransientError, one_line
+from connectors.redis.config import PAIRS, RedisConfig
+
+UNLINK_BATCH = 500
+GLOB = re.compile(r"([*?\[\]\\])")
+REMOVE = {"hashes": "hdel", "sets": "srem", "sorted_sets": "zrem"}
+HOLDS = {"hashes": "hexists", "sets": "sismember", "sorted_sets": "zscore"}
+TRANSIENT_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"})
+EXPLAINED = {
+    "WRONGTYPE": "the key holds another type than the template's command works on",
+    "NOPERM": "the ACL user may not run this command on this key",
+    "READONLY": "the server is a read-only replica (a failover under way?)",
+    "MOVED": "Redis Cluster is not supported: point url at a standalone server",
+    "ASK": "Redis Cluster is not supported: point url at a standalone server",
+}
+CODES = {redis.exceptions.NoPermissionError: "NOPERM", redis.exceptions.ReadOnlyError: "READONLY",
+         redis.exceptions.OutOfMemoryError: "OOM", redis.exceptions.TryAgainError: "TRYAGAIN",
+         redis.exceptions.MasterDownError: "MASTERDOWN", redis.exceptions.ClusterDownError: "CLUSTERDOWN",
+         redis.exceptions.MovedError: "MOVED", redis.exceptions.AskError: "ASK"}
+ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
+Label = tuple[str, int]  # (section, index of the template in it)
+Call = tuple[Label, str, tuple[str, ...]]  # the template a command comes from, the command, its arguments
+
+
+def glob_escaped(text: str) -> str:
+    """The text as a SCAN MATCH pattern matching only itself."""
+    return GLOB.sub(r"\\\1", text)
+
+
+class RedisConnector(Connector):
+    """Removes a subject's keys, fields and members from one Redis database."""
+
+    kind = "redis"
+    config_class = RedisConfig
+    config: RedisConfig
+
+    def __init__(self, config: RedisConfig) -> None:
+        super().__init__(config)
+        self._redis: redis.Redis | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        """The client, made on first use; its own retries are off (retry_blips and the worker retry)."""
+        if self._redis is None:
+            c = self.config
+            self._redis = redis.Redis.from_url(c.url, socket_timeout=c.timeout, socket_connect_timeout=c.timeout,
+                                               retry=Retry(NoBackoff(), 0))
+        return self._redis
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    def erase(self, subject: Subject) -> Outcome:
+        """Delete the subject's keys and keys under its prefixes, then remove its fields and members."""
+        removed: dict[Label, int] = {}  # kept across retries: a retry finds only what is left
+        return retry_blips(self._erase)(subject, removed)
+
+    def verify(self, subject: Subject) -> int:
+        """Keys still there (exact or under a prefix, each once), plus fields and members in other keys."""
+        present = self._present(subject)
+        asked = [((s, i), HOLDS[s], (k, m)) for s, i, k, m in self._members(subject) if k.encode() not in present]
+        answers = self._pipelined(asked, "verify")
+        held = [answer is not None if label[0] == "sorted_sets" else bool(answer)  # a score may be 0
+                for (label, _, _), answer in zip(asked, answers, strict=True)]
+        return len(present) + sum(held)
+
+    def _erase(self, subject: Subject, removed: dict[Label, int]) -> Outcome:
+        def add(label: Label, count: Any) -> None:
+            removed[label] = removed.get(label, 0) + int(count)
+
+        unlinks = [(label, "unlink", (key,)) for key, label in self._keys(subject).items()]
+        for (label, _, _), count in zip(unlinks, self._pipelined(unlinks, "erase"), strict=True):
+            add(label, count)
+        for i, prefix in enumerate(self.config.scan):
+            for rendered in prefix.render(subject):
+                for batch in self._scanned(rendered, ("scan", i), "erase"):
+                    with self._boundary("erase", self._describe(("scan", i))):
+                        add(("scan", i), self.client.unlink(*batch))
+        removals = [((s, i), REMOVE[s], (k, m)) for s, i, k, m in self._members(subject)]
+        for (label, _, _), count in zip(removals, self._pipelined(removals, "erase"), strict=True):
+            add(label, count)
+        return Outcome(sum(removed.values()), self._evidence(removed))
+
+    def _keys(self, subject: Subject) -> dict[str, Label]:
+        """Each exact key once, with the first template that names it."""
+        found: dict[str, Label] = {}
+        for i, template in enumerate(self.config.keys):
+            for key in template.render(subject):
+                found.setdefault(key, ("keys", i))
+        return found
+
+    def _members(self, subject: Subject) -> list[tuple[str, int, str, str]]:
+        """(section, index, key, member) for every field and member template, filled in."""
+        return [(section, i, key, member) for section, i, pair in self.config.pairs()
+                for key, member in pair.render(subject)]
+
+    def _present(self, subject: Subject) -> set[bytes]:
+        """The subject's exact keys that exist and every key under its prefixes."""
+        asked = [(label, "exists", (key,)) for key, label in self._keys(subject).items()]
+        answers = self._pipelined(asked, "verify")
+        present = {args[0].encode() for (_, _, args), answer in zip(asked, answers, strict=True) if answer}
+        for i, prefix in enumerate(self.config.scan):
+            for rendered in prefix.render(subject):
+                for batch in self._scanned(rendered, ("scan", i), "verify"):
+                    present.update(batch)
+        return present
+
+    def _scanned(self, rendered: str, label: Label, action: str) -> Iterator[list[bytes]]:
+        """Batches of the keys under one rendered prefix, each checked to start with it."""
+        prefix, batch = rendered.encode(), []
+        with self._boundary(action, self._describe(label)):
+            for key in self.client.scan_iter(match=glob_escaped(rendered) + "*", count=self.config.scan_count):
+                if key.startswith(prefix):  # the escaped MATCH already says so; a deletion checks twice
+                    batch.append(key)
+                if len(batch) == UNLINK_BATCH:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def _pipelined(self, calls: Sequence[Call], action: str) -> list[Any]:
+        """The answers of the commands, sent in one pipeline; the first refused fails the call, naming its
+        template (the server's own message is left out: it may quote the key)."""
+        if not calls:
+            return []
+        with self._boundary(action):
+            pipe = self.client.pipeline(transaction=False)
+            for _, command, args in calls:
+                getattr(pipe, command)(*args)
+            answers = pipe.execute(raise_on_error=False)
+        for (label, _, _), answer in zip(calls, answers, strict=True):
+            if isinstance(answer, redis.RedisError):
+                raise translate(self._where(action, self._describe(label)), answer) from answer
+        return list(answers)
+
+    def _evidence(self, removed: dict[Label, int]) -> dict[str, Any]:
+        """Per template, what went; sections the system does not configure are left out."""
+        evidence: dict[str, Any] = {}
+        for section, name in (("keys", "template"), ("scan", "prefix")):
+            templates = getattr(self.config, section)
+            if templates:
+                evidence[section] = [{name: t.text, "removed": removed.get((section, i), 0)}
+                                     for i, t in enumerate(templates)]
+        for section, i, pair in self.config.pairs():
+            evidence.setdefault(section, []).append(
+                {"key": pair.key.text, PAIRS[section]: pair.member.text, "removed": removed.get((section, i), 0)})
+        return evidence
+
+    def _describe(self, label: Label) -> str:
+        """A template as errors name it: `scan[0] 'cache:{user_id}:'`, never with a value."""
+        section, i = label
+        if section in ("keys", "scan"):
+            return f"{section}[{i}] {getattr(self.config, section)[i].text!r}"
+        pair = getattr(self.config, section)[i]
+        return f"{section}[{i}] (key {pair.key.text!r}, {PAIRS[section]} {pair.member.text!r})"
+
+    def _where(self, action: str, template: str | None = None) -> str:
+        return f"redis system {self.config.name!r} ({action}{f', {template}' if template else ''})"
+
+    @contextmanager
+    def _boundary(self, action: str, template: str | None = None) -> Iterator[None]:
+        """Raise the library's errors from inside as the project's, naming system and template."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise translate(self._where(action, template), exc) from exc
+
+
+def translate(where: str, exc: redis.RedisError) -> ConnectorError:
+    """The project's error for a redis-py error; a server's message is never repeated (it may name a key)."""
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
+        return PermanentError(f"{where}: the server refused the credentials ({type(exc).__name__})")
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return TransientError(f"{where}: unreachable: {one_line(exc, 200)}")
+    if isinstance(exc, redis.ResponseError):
+        code = _code(exc)
+        text = f"{where}: {code}" + (f": {EXPLAINED[code]}" if code in EXPLAINED else "")
+        return TransientError(text) if code in TRANSIENT_CODES else PermanentError(text)
+    return PermanentError(f"{where}: {type(exc).__name__}")
+
+
+def _code(exc: redis.ResponseError) -> str:
+    """The server's error code (`WRONGTYPE`), whichever redis-py version parsed it."""
+    for cls, code in CODES.items():
+        if isinstance(exc, cls):
+            return code
+    given = getattr(exc, "status_code", None)
+    first = (str(exc).split() or [""])[0]
+    return str(given) if given else first if ERROR_CODE.fullmatch(first) else "ERR"
