@@ -25,16 +25,21 @@ FOLDER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+@-]{0,199}")
 FUTURE_SLACK = timedelta(minutes=1)  # clocks of the training host and this one may differ a little
 CHUNK = 500  # requests flagged per pass, to keep each IN (...) well within every database's limit
 TRAINED_AFTER = "trained after the subject's request"  # why a guard check's find flags a model
+TRAINING_DATA = ("snapshot", "vector")  # the kinds whose erasures report snapshot hits
 
 
 def check_snapshot(config: Config, snapshot: str) -> str:
-    """A `SYSTEM:FOLDER` id naming a snapshot system of the config."""
+    """A `SYSTEM:FOLDER` id naming a snapshot system of the config, or `SYSTEM:TABLE` naming a vector
+    system and its table (what its erasures report as the snapshot that held a subject)."""
     system, sep, folder = snapshot.partition(":")
     if not sep or not FOLDER.fullmatch(folder) or folder in (".", ".."):
         raise InputError(f"--snapshot {snapshot[:80]!r}: write it as SYSTEM:FOLDER, e.g. clickstream:2026-11-01")
-    kinds = {s.name: s.kind for s in config.systems}
-    if kinds.get(system) != "snapshot":
-        raise InputError(f"--snapshot {snapshot[:80]!r}: {system!r} is not a snapshot system of this config")
+    found = next((s for s in config.systems if s.name == system), None)
+    if found is None or found.kind not in TRAINING_DATA:
+        raise InputError(f"--snapshot {snapshot[:80]!r}: {system!r} is not a snapshot or vector system of this config")
+    table = getattr(found, "table", None)
+    if found.kind == "vector" and folder != table:
+        raise InputError(f"--snapshot {snapshot[:80]!r}: a vector system's snapshot is its table: {system}:{table}")
     return snapshot
 
 
