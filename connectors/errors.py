@@ -28,7 +28,12 @@ class ConnectorError(ErasureError):
 
 
 class TransientError(ConnectorError):
-    """A failure that may pass: the attempt is retried with backoff."""
+    """A failure that may pass: the attempt is retried with backoff, waiting at least `retry_after`
+    seconds when the system said how long (an HTTP Retry-After)."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermanentError(ConnectorError):

@@ -154,9 +154,10 @@ class HttpConnector(Connector):
                 problem = f"answered {response.status_code}"
                 wait = _retry_after(response, wait)
                 if wait > MAX_WAIT:
-                    raise TransientError(f"{self._where(what)} {problem}, asking to wait {wait:.0f} s")
+                    raise TransientError(f"{self._where(what)} {problem}, asking to wait {wait:.0f} s",
+                                         retry_after=wait)
                 if attempt == TRIES:
-                    raise TransientError(f"{self._where(what)} {problem} ({TRIES} tries)")
+                    raise TransientError(f"{self._where(what)} {problem} ({TRIES} tries)", retry_after=wait)
             time.sleep(wait)
         raise AssertionError("unreachable")
 

@@ -32,6 +32,7 @@ class Failed:
 
     error: str
     transient: bool
+    retry_after: float | None = None  # the system asked to be left alone this long (Retry-After)
 
 
 def _outlasting_store_outages(write: Callable[..., None]) -> Callable[..., None]:
@@ -168,7 +169,9 @@ def _failed(rt: Runtime, task: SystemTask, failed: Failed, connector: dict[str, 
     settings = rt.config.worker
     if failed.transient and task.attempts < settings.max_attempts:
         move_system(task, SystemStatus.PENDING, error=failed.error, lease_until=None)
-        return settings.backoff(task.attempts)
+        wait = settings.backoff(task.attempts)
+        # what the system asked for, within the longest backoff: a lease must not run out waiting
+        return max(wait, min(failed.retry_after or 0.0, settings.retry_backoff_max_seconds))
     error = f"gave up after {task.attempts} attempts: {failed.error}" if failed.transient else failed.error
     move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow(),
                 audit_data={"connector": connector})

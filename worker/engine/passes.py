@@ -102,7 +102,8 @@ def _erase_together(rt: Runtime, system: str, connector: Connector,
         outcomes.record_hits(rt, system, {r: outcome.snapshots for r, outcome in zip(ids, done, strict=True)})
         left = connector.verify_many(members)
     except (TransientError, PermanentError) as exc:
-        failed = outcomes.Failed(one_line(exc), transient=isinstance(exc, TransientError))
+        failed = outcomes.Failed(one_line(exc), transient=isinstance(exc, TransientError),
+                                 retry_after=getattr(exc, "retry_after", None))
         return dict.fromkeys(ids, failed)
     except Exception as exc:  # a bug in a connector: fail the system, keep the worker
         # not the traceback's text: its last line is the message, which may carry an identifier
