@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import tenacity
 
-from connectors.errors import ConfigError, TransientError
+from connectors.errors import ConfigError, PermanentError, TransientError
 from connectors.normalize import Fold
 
 T = TypeVar("T")
@@ -218,6 +218,22 @@ class Template:
         return rendered
 
 
+@dataclass(frozen=True)
+class EnvSecret:
+    """A secret held by the environment variable the config names, read only when it is used: the
+    config (and its repr) holds the name, never the value."""
+
+    name: str
+
+    def reveal(self) -> str:
+        """The variable's value now; a PermanentError naming the variable (never a value) when it is
+        unset or empty."""
+        value = os.environ.get(self.name, "")
+        if not value:
+            raise PermanentError(f"the environment variable {self.name} is not set")
+        return value
+
+
 class ConfigReader:
     """Reads one table of the config file; every error names the file, the place and the key."""
 
@@ -313,17 +329,15 @@ class ConfigReader:
             raise table.error("until", 'a date written "YYYY-MM-DD"')
         return Retention(reason, until)
 
-    def secret(self, key: str) -> str:
-        """A secret held by the environment variable this key names (`secret_env = "BILLING_SECRET"`),
-        read now, at start-up: the file names the variable, never the secret. Refused when the name is
-        not an environment variable's or the variable is unset or empty (naming it, never its value)."""
+    def secret(self, key: str) -> EnvSecret:
+        """The environment variable this key names (`secret_env = "BILLING_SECRET"`): the file names the
+        variable, never the secret, and it is read when used (EnvSecret.reveal), not now, so only the
+        processes that use it need it. Refused when the name is not an environment variable's."""
         name = self.text(key)
         if not ENV_NAME.fullmatch(name):
-            raise self.error(key, f"names an environment variable (A-Z, 0-9, _), not {name[:40]!r}")
-        value = os.environ.get(name, "")
-        if not value:
-            raise self.error(key, f"the environment variable {name} is not set")
-        return value
+            # not repeated: a secret written here by mistake must not reach a log
+            raise self.error(key, "names an environment variable (A-Z, 0-9, _), never holds the secret itself")
+        return EnvSecret(name)
 
     def identifier(self, key: str, name: Any) -> str:
         """An identifier type that the `[identifiers]` table declares."""

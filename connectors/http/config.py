@@ -16,7 +16,8 @@ A URL's scheme, host and port are literal: a placeholder may stand only after th
 that follows the host, and a value is percent-encoded where it goes (`/` and `?` included), so it
 can neither pick the host nor reach another path. A `body` is JSON whose string values may be a
 whole placeholder (`"{user_id}"`), replaced by the value as a JSON string, never spliced into text.
-Secrets (the signing secret, a token header) come from environment variables, read at start-up.
+Secrets (the signing secret, a token header) come from environment variables the file names, read when
+a call is made, so only the workers that erase the system need them.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import math
 import re
 import string
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
-from connectors.base import ConfigReader, Subject, SystemConfig
+from connectors.base import ConfigReader, EnvSecret, Subject, SystemConfig
+from connectors.errors import PermanentError
 
 METHODS = ("DELETE", "POST", "PUT", "PATCH")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -59,6 +61,25 @@ class UrlTemplate:
         return "".join(lit + (quote(binding[f], safe="") if f else "") for lit, f in self.parts)
 
 
+@dataclass(frozen=True)
+class Header:
+    """A header sent on every call: a literal value, or a prefix and the secret read when sending."""
+
+    name: str
+    text: str  # the literal value, or the prefix put before the secret
+    secret: EnvSecret | None = None
+
+    def value(self) -> str:
+        """The value as sent, the secret read from its variable now (PermanentError naming it if unset)."""
+        if self.secret is None:
+            return self.text
+        value = self.text + self.secret.reveal()
+        if not value.isascii() or not value.isprintable():
+            raise PermanentError(f"header {self.name}: the environment variable {self.secret.name} must hold "
+                                 "printable ASCII, on one line")
+        return value
+
+
 def origin(url: str) -> tuple[str, str, int] | None:
     """The scheme, host and port a URL reaches (None if it is no http(s) URL)."""
     try:
@@ -79,8 +100,8 @@ class HttpConfig(SystemConfig):
     method: str = "DELETE"
     body: str | None = None  # the JSON template, placeholders kept as whole string values
     body_fields: frozenset[str] = frozenset()
-    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold tokens
-    secret: bytes = field(default=b"", repr=False)
+    headers: tuple[Header, ...] = ()
+    secret: EnvSecret | None = None  # the variable holding the signing secret
     timeout_seconds: float = 30.0
     async_timeout_seconds: float = 300.0
     verify_url: UrlTemplate | None = None
@@ -110,7 +131,7 @@ class HttpConfig(SystemConfig):
             body=body,
             body_fields=body_fields,
             headers=_headers(reader),
-            secret=reader.secret("secret_env").encode(),
+            secret=reader.secret("secret_env"),
             timeout_seconds=_positive(reader, "timeout_seconds", 30.0),
             async_timeout_seconds=_positive(reader, "async_timeout_seconds", 300.0),
             verify_url=verify_url,
@@ -134,6 +155,12 @@ class HttpConfig(SystemConfig):
             if any(value in (".", "..") for value in subject.values(id_type)):
                 return f"a {id_type} of '.' or '..' cannot be put in a URL"
         return None
+
+    def signing_secret(self) -> bytes:
+        """The secret that signs every call, read from its variable now (PermanentError naming it if unset)."""
+        if self.secret is None:
+            raise PermanentError(f"http system {self.name!r}: no secret_env")
+        return self.secret.reveal().encode()
 
     def render_body(self, binding: Mapping[str, str]) -> bytes:
         """The body as sent: the template with each placeholder replaced by its value as a JSON string."""
@@ -219,8 +246,9 @@ def _body(reader: ConfigReader) -> tuple[str | None, frozenset[str]]:
     return json.dumps(body, separators=(",", ":")), frozenset(fields)
 
 
-def _headers(reader: ConfigReader) -> tuple[tuple[str, str], ...]:
-    """Headers sent on every call: a literal for plain ones, `{ env = "NAME" }` for anything secret."""
+def _headers(reader: ConfigReader) -> tuple[Header, ...]:
+    """Headers sent on every call: a literal for plain ones, `{ env = "NAME" }` for anything secret
+    (the variable checked for a name now, read when sending)."""
     headers = []
     for name, value in reader.optional("headers", dict, {}).items():
         where = f"headers.{name}"
@@ -232,14 +260,14 @@ def _headers(reader: ConfigReader) -> tuple[tuple[str, str], ...]:
             if SECRET_HEADER.search(name):
                 raise reader.error(where, f'may hold a secret: name its environment variable, '
                                           f'{name} = {{ env = "VARIABLE" }}, never the value')
-            text = value
+            header = Header(name, value)
         else:
             table = reader.child(where, value)
             table.only("env", "prefix")
-            text = table.optional("prefix", str, "") + table.secret("env")
-        if not text.isascii() or not text.isprintable():
+            header = Header(name, table.optional("prefix", str, ""), table.secret("env"))
+        if not header.text.isascii() or not header.text.isprintable():
             raise reader.error(where, "the value must be printable ASCII, on one line")
-        headers.append((name, text))
+        headers.append(header)
     return tuple(headers)
 
 

@@ -163,8 +163,8 @@ class HttpConnector(Connector):
 
     def _headers(self, body: bytes, key: str | None) -> dict[str, str]:
         """The configured headers, the signature over the body, and the idempotency key if any."""
-        headers = dict(self.config.headers)
-        headers[signing.HEADER] = signing.sign(self.config.secret, body)
+        headers = {header.name: header.value() for header in self.config.headers}  # secrets read now
+        headers[signing.HEADER] = signing.sign(self.config.signing_secret(), body)
         if body:
             headers["Content-Type"] = "application/json"
         if key:
@@ -177,7 +177,7 @@ class HttpConnector(Connector):
         request = context.request_id()
         if request is None:
             values = json.dumps({t: subject.values(t) for t in sorted(self.config.call_fields)}).encode()
-            keyed = hmac.new(self.config.secret, b"idempotency\0" + values, hashlib.sha256)
+            keyed = hmac.new(self.config.signing_secret(), b"idempotency\0" + values, hashlib.sha256)
             request = "subject-" + keyed.hexdigest()[:32]
         return f"{request}:{self.config.name}"
 

@@ -10,6 +10,7 @@
     sorted_sets = [{ key = "leaderboard", member = "{user_id}" }]   # ZREM
     scan = ["cache:{user_id}:"]                  # every key under the prefix (SCAN, value escaped)
 
+`url_env` is read when the system is erased, so only the workers that erase it need the variable.
 A scanned prefix ends with a separator after its last value, and a value holding the character
 that follows its placeholder is refused at intake, so `cache:4:` never reaches `cache:42:` nor
 `cache:4:x:`, a key of another subject whose value is `4:x`.
@@ -26,7 +27,8 @@ from typing import Any, Self
 
 from redis.connection import parse_url
 
-from connectors.base import ConfigReader, Subject, SystemConfig, Template
+from connectors.base import ConfigReader, EnvSecret, Subject, SystemConfig, Template
+from connectors.errors import PermanentError
 
 SCHEMES = ("redis://", "rediss://", "unix://")
 GLOB_CHARACTERS = "*?[]\\"
@@ -54,7 +56,7 @@ class Pair:
 class RedisConfig(SystemConfig):
     """A Redis database and the keys, fields, members and prefixes that hold a subject's data."""
 
-    url: str = field(default="", repr=False)  # it may hold a password
+    url: str | EnvSecret = field(default="", repr=False)  # as written, or the variable `url_env` names
     keys: tuple[Template, ...] = ()
     hashes: tuple[Pair, ...] = ()
     sets: tuple[Pair, ...] = ()
@@ -82,6 +84,17 @@ class RedisConfig(SystemConfig):
         return cls(name=reader.text("name"), kind="redis", url=_url(reader), keys=keys, scan=scan,
                    hashes=pairs["hashes"], sets=pairs["sets"], sorted_sets=pairs["sorted_sets"],
                    scan_count=count, timeout=float(timeout))
+
+    def connection_url(self) -> str:
+        """The server's URL: as written, or read from `url_env`'s variable now (PermanentError naming the
+        variable, never its value, when it is unset or holds no Redis URL)."""
+        if isinstance(self.url, str):
+            return self.url
+        url = self.url.reveal()
+        if not is_redis_url(url):
+            raise PermanentError(f"redis system {self.name!r}: the environment variable {self.url.name} holds no "
+                                 "redis://, rediss:// or unix:// URL")
+        return url
 
     def pairs(self) -> Iterator[tuple[str, int, Pair]]:
         """(section, index, pair) for every hash field, set member and sorted-set member template."""
@@ -116,18 +129,26 @@ def _fill(template: Template, chosen: Mapping[str, str]) -> str:
     return "".join(literal + (chosen[f] if f else "") for literal, f in template.parts)
 
 
-def _url(reader: ConfigReader) -> str:
-    """`url`, or the URL held by the variable `url_env` names; exactly one. Errors never repeat the URL."""
-    if ("url" in reader.raw) == ("url_env" in reader.raw):
-        raise reader.error("url", "give either url or url_env (an environment variable holding the URL)")
-    key = "url" if "url" in reader.raw else "url_env"
-    url = reader.text("url") if key == "url" else reader.secret("url_env")
+def is_redis_url(url: str) -> bool:
+    """Whether the text is a URL redis-py connects to (redis://, rediss:// or unix://)."""
+    if not url.lower().startswith(SCHEMES):
+        return False
     try:
-        if not url.lower().startswith(SCHEMES):
-            raise ValueError
         parse_url(url)
     except ValueError:
-        raise reader.error(key, "must be a redis://, rediss:// or unix:// URL (redis://host:6379/0)") from None
+        return False
+    return True
+
+
+def _url(reader: ConfigReader) -> str | EnvSecret:
+    """`url`, or the variable `url_env` names (read when erasing); exactly one. Errors never repeat the URL."""
+    if ("url" in reader.raw) == ("url_env" in reader.raw):
+        raise reader.error("url", "give either url or url_env (an environment variable holding the URL)")
+    if "url_env" in reader.raw:
+        return reader.secret("url_env")
+    url = reader.text("url")
+    if not is_redis_url(url):
+        raise reader.error("url", "must be a redis://, rediss:// or unix:// URL (redis://host:6379/0)")
     return url
 
 

@@ -61,11 +61,12 @@ class RedisConnector(Connector):
 
     @property
     def client(self) -> redis.Redis:
-        """The client, made on first use; its own retries are off (retry_blips and the worker retry)."""
+        """The client, made on first use (a `url_env` read then); its own retries are off (retry_blips and
+        the worker retry)."""
         if self._redis is None:
             c = self.config
-            self._redis = redis.Redis.from_url(c.url, socket_timeout=c.timeout, socket_connect_timeout=c.timeout,
-                                               retry=Retry(NoBackoff(), 0))
+            self._redis = redis.Redis.from_url(c.connection_url(), socket_timeout=c.timeout,
+                                               socket_connect_timeout=c.timeout, retry=Retry(NoBackoff(), 0))
         return self._redis
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ Qdrant (a server, or its local mode on a folder)::
     kind        = "vector"
     backend     = "qdrant"
     url         = "https://qdrant.internal:6333"   # or path = "/data/qdrant" (local mode)
-    api_key_env = "QDRANT_API_KEY"                 # optional, servers only
+    api_key_env = "QDRANT_API_KEY"                 # optional, servers only; read when erasing
     collection  = "documents"
     where       = { user_id = "user_id" }          # payload field = identifier type, ANDed
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Self
 from urllib.parse import urlsplit
 
-from connectors.base import ConfigReader, Subject, SystemConfig
+from connectors.base import ConfigReader, EnvSecret, Subject, SystemConfig
 from connectors.normalize import Fold
 from connectors.s3.config import _endpoint_url, _region
 from connectors.snapshot.config import BUCKET
@@ -62,7 +62,7 @@ class VectorConfig(SystemConfig):
     table: str = ""  # lancedb: the table; qdrant: the collection
     path: str | None = None  # qdrant local mode: its folder
     url: str | None = None  # qdrant server
-    api_key: str | None = field(default=None, repr=False)  # qdrant server, from api_key_env
+    api_key: EnvSecret | None = None  # qdrant server: the variable api_key_env names, read when erasing
     where: tuple[tuple[str, str], ...] = ()  # (field, identifier type), ANDed
     exact: frozenset[str] = frozenset()  # where fields `match` says are compared as stored
     folds: tuple[tuple[str, Fold], ...] = ()  # where fields whose type has steps
@@ -159,8 +159,8 @@ def _age(reader: ConfigReader) -> int:
     return int(match[1]) * SECONDS[match[2]]
 
 
-def _qdrant(reader: ConfigReader) -> tuple[str | None, str | None, str | None]:
-    """Where the Qdrant collection is: `path` (local mode), or `url` (a server) and its API key."""
+def _qdrant(reader: ConfigReader) -> tuple[str | None, str | None, EnvSecret | None]:
+    """Where the Qdrant collection is: `path` (local mode), or `url` (a server) and its API key's variable."""
     if ("path" in reader.raw) == ("url" in reader.raw):
         raise reader.error("url", "give either url (a Qdrant server) or path (local mode), not both or neither")
     if "path" in reader.raw:

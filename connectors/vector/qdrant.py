@@ -40,12 +40,14 @@ class QdrantBackend:
 
     @property
     def client(self) -> QdrantClient:
-        """The client, made on first use; the collection and its where fields are checked then."""
+        """The client, made on first use (the API key read from its variable then); the collection and its
+        where fields are checked then."""
         if self._client is None:
             with self.errors("open"):
                 c = self.config
+                api_key = c.api_key.reveal() if c.api_key else None
                 client = QdrantClient(path=c.path) if c.path else QdrantClient(
-                    url=c.url, api_key=c.api_key, check_compatibility=False)  # no call before the first erase
+                    url=c.url, api_key=api_key, check_compatibility=False)  # no call before the first erase
                 try:
                     self._check(client)
                 except BaseException:

@@ -4,6 +4,7 @@ one line naming the file, the system (or section) and the key."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Template
+from connectors.base import EnvSecret, Template
 from connectors.s3.config import S3Config
 from connectors.snapshot.connector import SnapshotConfig
 from connectors.sql.config import Lookup, Reference, SqlConfig, SqlTable
 from connectors.stub import StubConfig
-from tests.helpers import stub, write_config
+from tests.helpers import stub, system_table, write_config
 from worker.config import Config, Deadline, IdentifierType, Resolver, WorkerSettings, load, parse
 from worker.errors import ConfigError, InputError
+from worker.surfaces.cli import main
 
 PATH = Path("erasure.toml")
 CONTRACT_EXAMPLE = """
@@ -688,3 +690,42 @@ def test_default_urls_without_config_or_environment(good_config: dict[str, Any])
     config = parse(good_config, Path("/etc/erasure/erasure.toml"))
     assert config.store_url == "sqlite:////etc/erasure/erasure.db"
     assert config.broker_url == "sqla+sqlite:////etc/erasure/erasure-queue.db"
+
+
+UNSET = {"secret": "ERASURE_TEST_UNSET_SIGNING", "token": "ERASURE_TEST_UNSET_TOKEN",
+         "redis": "ERASURE_TEST_UNSET_REDIS_URL", "qdrant": "ERASURE_TEST_UNSET_QDRANT_KEY"}
+
+
+@pytest.fixture
+def secretless_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config with an http, a redis (url_env) and a qdrant (api_key_env) system, none of whose
+    variables is set in this process."""
+    for variable in UNSET.values():
+        monkeypatch.delenv(variable, raising=False)
+    return write_config(tmp_path, system_table(
+        "billing", "http", url="https://billing.internal/users/{user_id}", secret_env=UNSET["secret"],
+        headers={"Authorization": {"env": UNSET["token"], "prefix": "Bearer "}},
+    ) + system_table("cache", "redis", url_env=UNSET["redis"], keys=["s:{user_id}"]) + system_table(
+        "search", "vector", backend="qdrant", url="https://qdrant.internal:6333", api_key_env=UNSET["qdrant"],
+        collection="docs", where={"user_id": "user_id"}))
+
+
+def test_a_config_loads_without_its_connectors_secrets(secretless_config: Path) -> None:
+    """Secrets are named at load and read when a system is erased: the config loads with none of the
+    http, redis and vector variables set, each system holding only the variable's name."""
+    config = load(secretless_config)
+    assert config.system("billing").secret == EnvSecret(UNSET["secret"])  # type: ignore[attr-defined]
+    assert config.system("cache").url == EnvSecret(UNSET["redis"])  # type: ignore[attr-defined]
+    assert config.system("search").api_key == EnvSecret(UNSET["qdrant"])  # type: ignore[attr-defined]
+
+
+def test_read_only_commands_run_without_the_connectors_secrets(
+        secretless_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`submit`, `status --json` and `list --json` work in a process that holds none of the systems' secrets."""
+    assert main(["submit", "--config", str(secretless_config), "--subject", "user_id=42", "--json"]) == 0
+    request_id = json.loads(capsys.readouterr().out)["request_id"]
+    assert main(["status", request_id, "--config", str(secretless_config), "--json"]) == 0
+    systems = json.loads(capsys.readouterr().out)["systems"]
+    assert sorted(s["system"] for s in systems) == ["billing", "cache", "search"]
+    assert main(["list", "--config", str(secretless_config), "--json"]) == 0
+    assert [r["request_id"] for r in json.loads(capsys.readouterr().out)] == [request_id]

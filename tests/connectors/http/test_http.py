@@ -9,7 +9,17 @@ import time
 import pytest
 
 from connectors import context, signing
-from tests.helpers import HTTP_SECRET, FakeService, Reply, http_connector, service_raw, user
+from connectors.errors import PermanentError
+from tests.helpers import (
+    HTTP_SECRET,
+    HTTP_SECRET_ENV,
+    HTTP_TOKEN_ENV,
+    FakeService,
+    Reply,
+    http_connector,
+    service_raw,
+    user,
+)
 
 
 def test_a_delete_erases_the_user_and_reports_its_items(service: FakeService) -> None:
@@ -85,6 +95,22 @@ def test_the_token_header_comes_from_the_environment(service: FakeService) -> No
         connector.erase(user("7"))
     assert service.calls[0].headers["authorization"].startswith("Bearer tok-")
     assert service.calls[0].headers["accept"] == "application/json"
+
+
+@pytest.mark.parametrize("variable", [HTTP_SECRET_ENV, HTTP_TOKEN_ENV])
+def test_an_unset_secret_fails_the_erase_before_any_call(
+        service: FakeService, monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """The connector loads without its signing secret or token; erase() and verify() then fail with a
+    PermanentError naming the variable, and the service receives no call."""
+    service.records = {"7": ["a"]}
+    monkeypatch.delenv(variable)
+    raw = service_raw(service.url, verify_url=f"{service.url}/users/{{user_id}}/records")
+    with http_connector(raw) as connector:
+        with pytest.raises(PermanentError, match=f"^the environment variable {variable} is not set$"):
+            connector.erase(user("7"))
+        with pytest.raises(PermanentError, match=variable):
+            connector.verify(user("7"))
+    assert service.calls == [] and service.records == {"7": ["a"]}
 
 
 def test_the_idempotency_key_names_the_request_and_the_system(service: FakeService) -> None:

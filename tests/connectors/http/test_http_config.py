@@ -1,5 +1,5 @@
 """The http kind's config: a bad table is a one-line ConfigError at load naming the file, the system and
-the key; secrets come from the environment, never the file; no value can choose the host."""
+the key; secrets come from the environment when a call is made, never the file; no value can choose the host."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Subject
-from connectors.errors import ConfigError
-from connectors.http.config import HttpConfig
+from connectors.base import EnvSecret, Subject
+from connectors.errors import ConfigError, PermanentError
+from connectors.http.config import Header, HttpConfig
 from tests.helpers import HTTP_SECRET, HTTP_SECRET_ENV, HTTP_TOKEN_ENV, service_raw, system_config
 
 BASE = "https://billing.internal"
@@ -53,22 +53,50 @@ def test_a_query_placeholder_is_accepted() -> None:
     assert config.url is not None and config.url.render({"user_id": "a&b=c"}) == f"{BASE}?user=a%26b%3Dc"
 
 
-def test_the_signing_secret_is_required_and_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No secret_env, or a variable that is unset, stops the load, naming the variable."""
+def test_the_signing_secret_is_required_and_read_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret_env stops the load; an unset variable does not (it is read when signing), and reading it
+    then fails naming the variable."""
     raw = service_raw(BASE)
     del raw["secret_env"]
     with pytest.raises(ConfigError, match="secret_env: missing"):
         system_config(HttpConfig, raw)
     monkeypatch.delenv(HTTP_SECRET_ENV)
-    assert f"secret_env: the environment variable {HTTP_SECRET_ENV} is not set" in refused()
-
-
-def test_a_token_header_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A header `{ env = NAME }` holds the variable's value (with its prefix); unset, the load stops naming it."""
     config = system_config(HttpConfig, service_raw(BASE))
-    assert dict(config.headers) == {"Authorization": "Bearer tok-1", "Accept": "application/json"}
+    assert config.secret == EnvSecret(HTTP_SECRET_ENV)
+    with pytest.raises(PermanentError, match=f"^the environment variable {HTTP_SECRET_ENV} is not set$"):
+        config.signing_secret()
+    monkeypatch.setenv(HTTP_SECRET_ENV, HTTP_SECRET)
+    assert config.signing_secret() == HTTP_SECRET.encode()
+
+
+def test_a_token_header_is_read_from_the_environment_when_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A header `{ env = NAME }` loads with the variable unset and holds the variable's value (with its
+    prefix) when sent; unset then, it fails naming the variable."""
     monkeypatch.delenv(HTTP_TOKEN_ENV)
-    assert f"headers.Authorization: env: the environment variable {HTTP_TOKEN_ENV} is not set" in refused()
+    config = system_config(HttpConfig, service_raw(BASE))
+    assert config.headers == (Header("Authorization", "Bearer ", EnvSecret(HTTP_TOKEN_ENV)),
+                              Header("Accept", "application/json"))
+    with pytest.raises(PermanentError, match=f"^the environment variable {HTTP_TOKEN_ENV} is not set$"):
+        config.headers[0].value()
+    monkeypatch.setenv(HTTP_TOKEN_ENV, "tok-2")
+    assert [h.value() for h in config.headers] == ["Bearer tok-2", "application/json"]
+
+
+def test_a_token_holding_a_line_break_fails_when_sent_without_showing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable whose value would split the header is refused when sending, naming the variable, not the value."""
+    monkeypatch.setenv(HTTP_TOKEN_ENV, "tok-1\r\nX-Admin: yes")
+    config = system_config(HttpConfig, service_raw(BASE))
+    with pytest.raises(PermanentError, match=f"environment variable {HTTP_TOKEN_ENV} must hold printable") as raised:
+        config.headers[0].value()
+    assert "tok-1" not in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["billing_secret", "BILLING-SECRET", "1SECRET", "$BILLING_SECRET"])
+def test_a_variable_name_that_is_no_environment_variable_is_refused_at_load(name: str) -> None:
+    """secret_env and a header's env must name an environment variable (A-Z, 0-9, _), checked at load."""
+    assert "secret_env: names an environment variable" in refused(secret_env=name)
+    header = {"Authorization": {"env": name}}
+    assert "headers.Authorization: env: names an environment variable" in refused(headers=header)
 
 
 @pytest.mark.parametrize("name", ["Authorization", "Cookie", "X-Api-Key", "X-Auth-Token", "Proxy-Authorization"])
@@ -85,9 +113,10 @@ def test_the_connector_s_own_headers_cannot_be_set(name: str) -> None:
 
 
 def test_secrets_stay_out_of_the_config_s_repr() -> None:
-    """The config's repr (in a traceback, a debugger) shows neither the signing secret nor the token."""
+    """The config's repr (in a traceback, a debugger) names the variables, never the signing secret or the token."""
     shown = repr(system_config(HttpConfig, service_raw(BASE)))
     assert HTTP_SECRET not in shown and "tok-1" not in shown
+    assert HTTP_SECRET_ENV in shown and HTTP_TOKEN_ENV in shown
 
 
 @pytest.mark.parametrize("body, problem", [

@@ -184,6 +184,25 @@ def test_refused_credentials_are_permanent(redis_url: str) -> None:
     assert "hunter2" not in str(caught.value)
 
 
+def test_url_env_is_read_when_erasing_and_unset_fails_changing_nothing(
+        redis_url: str, db: redis.Redis, dumped: Dumped, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A system with `url_env` unset loads, but erase() and verify() fail with a PermanentError naming the
+    variable, and the database is untouched; with the variable set, the same connector erases."""
+    db.mset({"s:4": "a", "s:42": "n"})
+    before = dumped()
+    monkeypatch.delenv("ERASURE_TEST_CACHE_URL", raising=False)
+    raw = {"name": "cache", "kind": "redis", "url_env": "ERASURE_TEST_CACHE_URL", "keys": ["s:{user_id}"]}
+    with redis_connector(raw, TYPES) as c:
+        with pytest.raises(PermanentError, match="^the environment variable ERASURE_TEST_CACHE_URL is not set$"):
+            c.erase(user("4"))
+        with pytest.raises(PermanentError, match="ERASURE_TEST_CACHE_URL is not set"):
+            c.verify(user("4"))
+        assert dumped() == before
+        monkeypatch.setenv("ERASURE_TEST_CACHE_URL", redis_url)
+        assert c.erase(user("4")).items_erased == 1
+    assert set(dumped()) == {b"s:42"}
+
+
 def test_a_key_of_another_type_fails_naming_the_template_not_the_value(redis_url: str, db: redis.Redis) -> None:
     """HDEL on a string key is WRONGTYPE: a PermanentError naming the template, never the key."""
     db.set("u:987654", "a string")

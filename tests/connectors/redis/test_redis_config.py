@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Subject
-from connectors.errors import ConfigError
+from connectors.base import EnvSecret, Subject
+from connectors.errors import ConfigError, PermanentError
 from connectors.redis.config import RedisConfig
 from tests.helpers import system_config
 
@@ -89,20 +89,35 @@ def test_url_and_url_env_are_exclusive() -> None:
         config(url=None)
 
 
-def test_url_env_reads_the_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`url_env` names the variable holding a URL with a password; the file never holds it."""
-    monkeypatch.setenv("CACHE_REDIS_URL", "redis://:hunter2@cache:6379/3")
+def test_url_env_names_the_variable_read_when_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`url_env` loads with the variable unset (only erasing reads it); the URL with its password is read
+    then, and never shows in the config's repr."""
+    monkeypatch.delenv("CACHE_REDIS_URL", raising=False)
     parsed = config(url=None, url_env="CACHE_REDIS_URL")
-    assert parsed.url == "redis://:hunter2@cache:6379/3"
+    assert parsed.url == EnvSecret("CACHE_REDIS_URL")
+    monkeypatch.setenv("CACHE_REDIS_URL", "redis://:hunter2@cache:6379/3")
+    assert parsed.connection_url() == "redis://:hunter2@cache:6379/3"
     assert "hunter2" not in repr(parsed)
 
 
 def test_a_bad_url_is_refused_without_repeating_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A URL that is no Redis URL is refused, and the message never shows it (it may hold a password)."""
+    """A URL that is no Redis URL is refused (at load when written, when connecting when in the variable),
+    and the message never shows it (it may hold a password)."""
+    with pytest.raises(ConfigError, match="url: must be a redis://") as refused:
+        config(url="http://:hunter2@cache:6379/3")
     monkeypatch.setenv("CACHE_REDIS_URL", "http://:hunter2@cache:6379/3")
-    with pytest.raises(ConfigError, match="url_env: must be a redis://") as caught:
-        config(url=None, url_env="CACHE_REDIS_URL")
-    assert "hunter2" not in str(caught.value)
+    parsed = config(url=None, url_env="CACHE_REDIS_URL")
+    with pytest.raises(PermanentError, match="CACHE_REDIS_URL holds no redis://") as failed:
+        parsed.connection_url()
+    assert "hunter2" not in str(refused.value) + str(failed.value)
+
+
+@pytest.mark.parametrize("name", ["cache_url", "CACHE-URL", "redis://:hunter2@cache:6379/0"])
+def test_url_env_must_name_an_environment_variable(name: str) -> None:
+    """A url_env that is no variable's name (a URL written there by mistake) is refused at load, never repeated."""
+    with pytest.raises(ConfigError, match="url_env: names an environment variable") as refused:
+        config(url=None, url_env=name)
+    assert name not in str(refused.value) and "hunter2" not in str(refused.value)
 
 
 @pytest.mark.parametrize(("key", "value"), [("scan_count", 0), ("scan_count", 200_000), ("timeout", 0),

@@ -162,3 +162,20 @@ def test_a_servers_answer_is_retried_or_fails_by_its_status(
         c.erase(user("42"))
     assert seen and all(h.get("api-key") == "s3cret-key" for h in seen)
     assert "s3cret" not in str(raised.value) and "s3cret" not in repr(c.config)
+
+
+def test_an_unset_api_key_variable_fails_the_erase_before_any_call(
+        answering: Callable[[int], tuple[str, list[dict[str, str]]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server system whose api_key_env is unset loads; erase() and verify() fail with a PermanentError
+    naming the variable, and the server receives no request."""
+    url, seen = answering(200)
+    monkeypatch.delenv("QDRANT_TEST_KEY", raising=False)
+    c = vector_connector({"name": "search", "kind": "vector", "backend": "qdrant", "url": url,
+                          "api_key_env": "QDRANT_TEST_KEY", "collection": "docs",
+                          "where": {"user_id": "user_id"}}, FOLDS)
+    with c:
+        with pytest.raises(PermanentError, match="^the environment variable QDRANT_TEST_KEY is not set$"):
+            c.erase(user("42"))
+        with pytest.raises(PermanentError, match="QDRANT_TEST_KEY is not set"):
+            c.verify(user("42"))
+    assert seen == []
