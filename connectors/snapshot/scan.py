@@ -130,9 +130,10 @@ def compared_json(value: Any, fold: Fold | None) -> str | None:
     return None
 
 
-class _Collector(Sought):
-    """A Sought for nobody that keeps every value it is shown: the record formats' readers hand it
-    each record's where fields, and it gathers them, as compared, into batches."""
+class Collector(Sought):
+    """A Sought for nobody that keeps every value it is shown: the record formats' readers (and the
+    vector kind's Qdrant payloads) hand it each record's where fields, and it gathers them, as
+    compared, into batches."""
 
     def __init__(self, keys: Sequence[Key]) -> None:
         super().__init__(keys, [])
@@ -172,7 +173,7 @@ class _Collector(Sought):
 
 
 def _records(reading: RecordFormat, path: str, keys: Sequence[Key]) -> Iterator[WhereBatch]:
-    collector = _Collector(keys)
+    collector = Collector(keys)
     with reading._reading(path) as stream:
         for _ in reading.records(stream, collector):
             if collector.rows >= BATCH_ROWS:

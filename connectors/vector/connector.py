@@ -10,11 +10,13 @@ Only the backend a system names is imported (lance.py: lancedb; qdrant.py: qdran
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from connectors.base import Connector, Outcome, SnapshotHit, Subject, retry_blips
 from connectors.errors import PermanentError
+from connectors.snapshot.scan import WhereBatch
 from connectors.vector.config import VectorConfig
 
 RECHECK_MARGIN = timedelta(minutes=5)  # past the retention, so that cleanup finds the versions old enough
@@ -30,6 +32,9 @@ class Backend(Protocol):
 
     def delete(self, subject: Subject) -> int:
         """Delete the subject's rows; how many went."""
+
+    def where_values(self) -> Iterator[WhereBatch]:
+        """Every row's where values as compared, batch by batch."""
 
     def compact(self) -> dict[str, Any]:
         """Have the store drop deleted rows from disk; evidence of what it did."""
@@ -77,6 +82,10 @@ class VectorConnector(Connector):
     def locate(self, subject: Subject) -> tuple[SnapshotHit, ...]:
         """The table as a snapshot holding the subject's rows, found before anything is deleted."""
         return self._hits(retry_blips(self.backend.count)(subject))
+
+    def where_values(self) -> Iterator[WhereBatch]:
+        """Every row's where values as compared, batch by batch (the guard reads the table with them)."""
+        return self.backend.where_values()
 
     def close(self) -> None:
         """Release the store's client."""

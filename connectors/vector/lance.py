@@ -30,6 +30,7 @@ import pyarrow as pa
 from connectors.base import Subject
 from connectors.errors import PermanentError, TransientError, one_line
 from connectors.snapshot.match import ArrowMatch, Malformed, Sought, typed
+from connectors.snapshot.scan import BATCH_ROWS, WhereBatch, WhereColumn, compared
 from connectors.vector.config import VectorConfig
 
 ADDRESS = "_rowaddr"  # a row's place: its fragment's id in the high 32 bits
@@ -85,6 +86,15 @@ class LanceBackend:
                                  "erased vectors may remain on disk")
         self.fragments_rewritten = len(fragments)
         return deleted
+
+    def where_values(self) -> Iterator[WhereBatch]:
+        """Every row's where values as compared (the where columns alone are read), batch by batch."""
+        columns = [column for column, _ in self.config.where]
+        with self.errors("read"):
+            data = self.table.search().select(columns).limit(None).to_arrow()
+        for batch in data.to_batches(max_chunksize=BATCH_ROWS):
+            yield WhereBatch(batch.num_rows, tuple(WhereColumn(key, compared(batch.column(key.column), key.fold), None)
+                                                   for key in self.config.keys))
 
     def compact(self) -> dict[str, Any]:
         """Compact the table and remove old versions past `cleanup_older_than`, with their files."""

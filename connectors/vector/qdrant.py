@@ -22,6 +22,7 @@ from connectors.base import Subject, as_integer
 from connectors.errors import PermanentError, TransientError, one_line
 from connectors.snapshot.match import Malformed, Sought
 from connectors.snapshot.paths import json_values
+from connectors.snapshot.scan import Collector, WhereBatch
 from connectors.vector.config import VectorConfig
 
 PAGE = 1000  # points per scroll page
@@ -98,6 +99,23 @@ class QdrantBackend:
             having = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=column))])
             if not client.count(name, exact=True, count_filter=having).count:
                 raise PermanentError(f"{self.label}: no point has the payload field {column!r}")
+
+    def where_values(self) -> Iterator[WhereBatch]:
+        """Every point's where payload fields as compared (never the vectors), a scroll page at a time."""
+        fields = [column for column, _ in self.config.where]
+        collector = Collector(self.config.keys)
+        offset: Any = None
+        while True:
+            with self.errors("read"):
+                records, offset = self.client.scroll(
+                    self.config.table, limit=PAGE, offset=offset, with_vectors=False,
+                    with_payload=models.PayloadSelectorInclude(include=fields))
+            for record in records:
+                collector.whose_json(record.payload or {}, [False] * len(self.config.keys))
+            if collector.rows:
+                yield collector.batch()
+            if offset is None:
+                return
 
     def _matches(self, subject: Subject) -> list[Match]:
         """Each point of the subject's, with the stored values that made it theirs."""

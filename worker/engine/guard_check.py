@@ -14,18 +14,20 @@ came from, and records the audit event `guard.fixed` (counts only)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
 from connectors import redact
-from connectors.base import Subject
+from connectors.base import Outcome, Subject
 from connectors.snapshot.config import SnapshotConfig
 from connectors.snapshot.scan import SnapshotFolder, WhereBatch
+from connectors.vector.config import VectorConfig
+from connectors.vector.connector import VectorConnector
 from worker.engine import audit, guard_list, lineage
 from worker.errors import InputError
 from worker.guard import Guard
@@ -93,14 +95,63 @@ class Checked:
             {"fixed": self.fixed} if self.fixed is not None else {})
 
 
-def parse_snapshot(rt: Runtime, snapshot: str) -> tuple[SnapshotConfig, str]:
-    """SYSTEM:SNAPSHOT naming a snapshot folder of a configured snapshot system (not a Delta table)."""
+class Readable(Protocol):
+    """What the guard reads: a snapshot folder (SnapshotFolder), or a vector system's table."""
+
+    skipped: list[dict[str, Any]]
+
+    def files(self) -> list[str]: ...
+
+    def where_values(self, rel: str) -> Iterator[WhereBatch]: ...
+
+    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]: ...
+
+
+class VectorTable:
+    """A vector system's table as the guard reads it: one part, the table, whose rows are erased
+    subject by subject by the vector connector (each erase compacts: a gate, not a bulk path)."""
+
+    def __init__(self, config: VectorConfig) -> None:
+        self.connector = VectorConnector(config)
+        self.skipped: list[dict[str, Any]] = []
+
+    def files(self) -> list[str]:
+        """The table, as the one part read."""
+        return [self.connector.config.table]
+
+    def where_values(self, rel: str) -> Iterator[WhereBatch]:
+        """Every row's where values, as compared."""
+        return self.connector.where_values()
+
+    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
+        """Erase each subject from the table."""
+        return [self.connector.erase(subject) for subject in subjects]
+
+    def __enter__(self) -> VectorTable:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.connector.close()
+
+
+def reader(config: SnapshotConfig | VectorConfig, folder: str) -> SnapshotFolder | VectorTable:
+    """The snapshot folder, or the vector table, to read."""
+    return VectorTable(config) if isinstance(config, VectorConfig) else SnapshotFolder(config, folder)
+
+
+def parse_snapshot(rt: Runtime, snapshot: str) -> tuple[SnapshotConfig | VectorConfig, str]:
+    """SYSTEM:SNAPSHOT naming a snapshot folder of a configured snapshot system (not a Delta table), or
+    SYSTEM:TABLE naming a vector system and its table."""
     system, sep, folder = snapshot.partition(":")
     if not sep or not lineage.FOLDER.fullmatch(folder) or folder in (".", ".."):
         raise InputError(f"{snapshot[:80]!r}: write it as SYSTEM:SNAPSHOT, e.g. clickstream:2026-11-01")
     config = next((s for s in rt.config.systems if s.name == system), None)
+    if isinstance(config, VectorConfig):
+        if folder != config.table:
+            raise InputError(f"{snapshot[:80]!r}: a vector system's snapshot is its table: {system}:{config.table}")
+        return config, folder
     if not isinstance(config, SnapshotConfig):
-        raise InputError(f"{snapshot[:80]!r}: {system!r} is not a snapshot system of {rt.config.path}")
+        raise InputError(f"{snapshot[:80]!r}: {system!r} is not a snapshot or vector system of {rt.config.path}")
     if config.format == "delta":
         raise InputError(f"{snapshot[:80]!r}: {system} is a Delta table, whose versions the guard does not check "
                          "(it checks snapshot folders of Parquet, JSON lines or CSV files)")
@@ -127,6 +178,9 @@ def screen(rt: Runtime) -> Callable[[str], Scan | None]:
         guard, owners = loaded[0]
         system, _, folder = snapshot.partition(":")
         config = next((s for s in rt.config.systems if s.name == system), None)
+        if isinstance(config, VectorConfig):
+            with VectorTable(config) as table:
+                return scan(table, guard, owners, table.files())
         if not isinstance(config, SnapshotConfig) or config.format == "delta":
             return None
         with SnapshotFolder(config, folder) as connector:
@@ -143,10 +197,10 @@ def check(rt: Runtime, snapshot: str, fix: bool = False) -> Checked:
     versions trained on it and audit it."""
     config, folder = parse_snapshot(rt, snapshot)
     guard, owners = guard_for(rt)
-    with SnapshotFolder(config, folder) as connector:
+    with reader(config, folder) as connector:
         files = connector.files()
         if not files:
-            raise InputError(f"{snapshot[:80]!r}: no {config.format} files in that snapshot folder")
+            raise InputError(f"{snapshot[:80]!r}: no {getattr(config, 'format', '')} files in that snapshot folder")
         found = scan(connector, guard, owners, files)
         log.info("guard.checked", system=config.name, snapshot=snapshot, files=found.files_checked, rows=found.rows)
         if not fix or not found.rows:
@@ -169,7 +223,7 @@ def check(rt: Runtime, snapshot: str, fix: bool = False) -> Checked:
                                      "models_flagged": versions, "rows_left": left.rows})
 
 
-def scan(connector: SnapshotFolder, guard: Guard, owners: Owners, files: list[str]) -> Scan:
+def scan(connector: Readable, guard: Guard, owners: Owners, files: list[str]) -> Scan:
     """Read each of the folder's files once, batch by batch, for rows holding a guarded value."""
     found = Scan()
     connector.skipped.clear()
