@@ -167,6 +167,10 @@ class Connector(ABC):
         """verify() for each subject, in order; a kind that batches does it in one pass."""
         return [self.verify(subject) for subject in subjects]
 
+    def use_pseudonym_key(self, key: Callable[[], bytes]) -> None:  # noqa: B027 - a hook with a no-op default
+        """Keep the worker's pseudonym key (a kind that writes keyed pseudonyms, as sql's `{ hash = true }`,
+        makes them under it, so a value gets the same one in every process); `key()` reads it when needed."""
+
     def close(self) -> None:  # noqa: B027 - a hook with a no-op default, not abstract
         """Release connections and clients."""
 

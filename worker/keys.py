@@ -8,10 +8,11 @@ Three keys, each with one use, so that one leaking does not open the others' dat
 - the subject key makes `subject_ref`, a keyed hash (HMAC-SHA256) that stands for the subject
   in statuses, logs, audit events and reports.
 
-(Two more are derived: the DPO status page's session cookies' (`KeyRing.session_key`), and the
+(Three more are derived: the DPO status page's session cookies' (`KeyRing.session_key`), the
 guard list's (`KeyRing.guard_key`, from the subject key: the keyed hashes of erased subjects' values
 that a training job, given the subject key, checks its data against; worker/guard.py derives it
-the same way without this module).
+the same way without this module), and the pseudonyms' (`KeyRing.pseudonym_key`, from the subject
+key: what a sql `set` of `{ hash = true }` writes in place of a value, the same in every process).
 
 The first two are derived (HKDF-SHA256, one label each) from a list of secrets, newest first:
 the newest seals, every one opens what it sealed, so a key is rotated by putting a new secret
@@ -54,6 +55,7 @@ MIN_SECRET_LENGTH = 32
 IDENTIFIERS, SUPPRESSION = "identifiers", "suppression"
 SESSION = "dpo-session"  # the status page's session cookies: a label no sealed value uses
 GUARD = "guard"  # the guard list's digests, derived from the subject key (worker/guard.py derives it alike)
+PSEUDONYM = "pseudonym"  # the pseudonyms connectors write in place of values, derived from the subject key
 VERSION = "v1"
 HOW_TO = "make one with `erasure keys new` and set ERASURE_SECRET_KEY, or point ERASURE_KEY_FILE at a key file"
 
@@ -135,6 +137,12 @@ class KeyRing:
         """The guard list's HMAC key, derived from the subject key: it outlives a rotation of the
         secrets, and a training job holding the subject key derives the same one."""
         return _derive(self.subject_secret, GUARD)
+
+    def pseudonym_key(self) -> bytes:
+        """The key of the pseudonyms a connector writes in place of a stored value (sql's `{ hash = true }`),
+        derived from the subject key: a value gets the same pseudonym in every process and after a
+        rotation of the secrets, so joins on it keep working."""
+        return _derive(self.subject_secret, PSEUDONYM)
 
     @property
     def guard_key_id(self) -> str:

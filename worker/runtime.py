@@ -122,11 +122,13 @@ class Runtime:
             yield session
 
     def connector(self, system: str) -> Connector:
-        """The connector of one system, made on first use."""
+        """The connector of one system, made on first use, given the pseudonym key (read when it needs it)."""
         with self._lock:
             if system not in self._connectors:
                 config = self.config.system(system)
-                self._connectors[system] = registry.connector_class(config.kind)(config)
+                connector = registry.connector_class(config.kind)(config)
+                connector.use_pseudonym_key(lambda: self.keyring.pseudonym_key())
+                self._connectors[system] = connector
             return self._connectors[system]
 
     def hold(self, request_id: str, system: str, lease_until: datetime) -> None:

@@ -1,6 +1,7 @@
 """The `sql` kind's configuration: a database URL and the tables that hold a subject's rows,
 each with its `where` (identifier types, folded unless `match = "exact"`, or a listed table's
-column), its action and its `set`; and a resolver's lookup written as names."""
+column), its action and its `set` (values, or masks: `{ hash = true }`, `{ random = true }`); and a
+resolver's lookup written as names."""
 
 from __future__ import annotations
 
@@ -30,6 +31,17 @@ TABLE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*")
 SCALARS = (str, int, float, bool, date, time)  # what a TOML value in `set` may be
 
 
+ACTIONS = ("delete", "anonymize", "delete_unreferenced")
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A `set` value that masks the stored one instead of replacing it with a constant:
+    `{ hash = true }` (a keyed pseudonym of it) or `{ random = true }` (masks.py makes both)."""
+
+    how: Literal["hash", "random"]
+
+
 @dataclass(frozen=True)
 class Reference:
     """What a `where` column equals: an identifier type's values (compared after the type's fold,
@@ -56,13 +68,24 @@ class Lookup:
 
 @dataclass(frozen=True)
 class SqlTable:
-    """One `[[systems.tables]]` entry: which rows are the subject's and what becomes of them."""
+    """One `[[systems.tables]]` entry: which rows are the subject's and what becomes of them
+    (`delete_unreferenced`: deleted unless a row that stays refers to them, else anonymized)."""
 
     name: str
     where: tuple[tuple[str, Reference], ...]
-    action: Literal["delete", "anonymize"]
-    assign: tuple[tuple[str, Any], ...] = ()  # the `set` table; None is SQL NULL
+    action: Literal["delete", "anonymize", "delete_unreferenced"]
+    assign: tuple[tuple[str, Any], ...] = ()  # the `set` table; None is SQL NULL, a Mask masks
     retain: Retention | None = None  # kept by law until a date (or for good): matched, counted, not touched
+
+    @property
+    def literals(self) -> tuple[tuple[str, Any], ...]:
+        """The `set` columns given a value (or NULL)."""
+        return tuple((column, value) for column, value in self.assign if not isinstance(value, Mask))
+
+    @property
+    def masks(self) -> tuple[tuple[str, Mask], ...]:
+        """The `set` columns masked: hashed or randomized, row by row."""
+        return tuple((column, value) for column, value in self.assign if isinstance(value, Mask))
 
 
 @dataclass(frozen=True)
@@ -117,15 +140,15 @@ def _read_table(reader: ConfigReader, listed: set[Any]) -> SqlTable:
     action, retain = reader.text("action"), reader.retention()
     if action == "delete":
         if "set" in reader.raw:
-            raise reader.error("set", "only an anonymize action sets columns")
+            raise reader.error("set", "only an anonymize or delete_unreferenced action sets columns")
         return SqlTable(name, where, "delete", retain=retain)
-    if action != "anonymize":
-        raise reader.error("action", f"must be 'delete' or 'anonymize', not {action!r}")
-    raw_set = reader.require("set", dict)
+    if action not in ACTIONS:
+        raise reader.error("action", f"must be 'delete', 'anonymize' or 'delete_unreferenced', not {action!r}")
+    raw_set = reader.require("set", dict)  # delete_unreferenced: what becomes of a row kept because referred to
     if not raw_set:
         raise reader.error("set", "sets no column")
     assign = tuple((_column(reader, "set", col), _value(reader, col, v)) for col, v in raw_set.items())
-    return SqlTable(name, where, "anonymize", assign, retain)
+    return SqlTable(name, where, action, assign, retain)  # type: ignore[arg-type]  # checked: one of ACTIONS
 
 
 def _column(reader: ConfigReader, key: str, column: str) -> str:
@@ -149,11 +172,22 @@ def _reference(reader: ConfigReader, key: str, ref: Any, listed: set[Any], exact
 
 
 def _value(reader: ConfigReader, column: str, value: Any) -> Any:
-    """A value of `set`: "null" is SQL NULL, any other TOML scalar is itself."""
+    """A value of `set`: "null" is SQL NULL, `{ hash = true }` or `{ random = true }` a Mask, any other
+    TOML scalar is itself. Whether the column's type takes a mask is known once it is reflected."""
     if value == "null":
         return None
+    if isinstance(value, Mapping):
+        mask = reader.child(f"set.{column}", value)
+        mask.only("hash", "random")
+        if len(value) != 1:
+            raise reader.error(f"set.{column}", "one of the two: { hash = true } or { random = true }")
+        how, flag = next(iter(value.items()))
+        if flag is not True:
+            raise mask.error(how, f"must be true, not {flag!r}")
+        return Mask(how)
     if not isinstance(value, SCALARS):
-        raise reader.error(f"set.{column}", 'must be a string, number, boolean, date or "null"')
+        raise reader.error(f"set.{column}", 'must be a string, number, boolean, date, "null", '
+                                            "{ hash = true } or { random = true }")
     return value
 
 

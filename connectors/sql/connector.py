@@ -1,10 +1,11 @@
 """The sql connector: deletes or anonymizes a subject's rows in any SQLAlchemy database,
-every listed table in one transaction, in an order that satisfies foreign keys."""
+every listed table in one transaction, in an order that satisfies foreign keys (children first,
+so a delete_unreferenced table is judged once the rows that referred to it are gone)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,8 +22,10 @@ from connectors.base import (
     retry_blips,
 )
 from connectors.errors import PermanentError, TransientError, one_line
+from connectors.sql import rows
 from connectors.sql.config import Lookup, Reference, SqlConfig, SqlTable, reference_order
 from connectors.sql.engine import create_engine
+from connectors.sql.masks import Masker, unfit
 from connectors.sql.match import Condition, bindable, conditions, folded, pending, statement, textual
 
 TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
@@ -30,10 +33,12 @@ TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Disconnectio
 
 @dataclass(frozen=True)
 class Schema:
-    """The listed tables as reflected, and the entry order that applies actions children first."""
+    """The listed tables as reflected, the entry order that applies actions children first, and the
+    foreign keys that point at each delete_unreferenced table."""
 
     tables: Mapping[str, sa.Table]
     apply_order: tuple[int, ...]
+    referrers: Mapping[str, tuple[rows.Referrer, ...]]
 
 
 class SqlConnector(Connector):
@@ -48,6 +53,11 @@ class SqlConnector(Connector):
         self._engine: sa.Engine | None = None
         self._schema: Schema | None = None
         self._nfc: bool | None = None
+        self._pseudonym_key: Callable[[], bytes] | None = None
+
+    def use_pseudonym_key(self, key: Callable[[], bytes]) -> None:
+        """Keep the worker's pseudonym key, which `{ hash = true }` and `{ random = true }` make masks under."""
+        self._pseudonym_key = key
 
     @property
     def engine(self) -> sa.Engine:
@@ -75,9 +85,31 @@ class SqlConnector(Connector):
                     held += [(entry.name, entry.retain, kept)] if kept else []
                     continue
                 with self._errors(subject.all_values(), entry.name):
-                    rows = sum(conn.execute(statement(table, entry, match)).rowcount for match in matches[i])
-                applied.append({"table": entry.name, "action": entry.action, "rows": rows})
+                    applied.append(self._apply(conn, schema, entry, matches[i]))
         return _outcome(applied, held)
+
+    def _apply(self, conn: sa.Connection, schema: Schema, entry: SqlTable, matches: list[Condition]) -> dict[str, Any]:
+        """One table's action on the subject's rows, and its evidence: counts, never values."""
+        table, deleted = schema.tables[entry.name], 0
+        if entry.action == "delete_unreferenced":
+            refs = schema.referrers[table.fullname]
+            deleted = sum(rows.delete_unreferenced(conn, table, match, refs) for match in matches)
+        if entry.masks:
+            masker = self._masker()
+            changed = sum(rows.anonymize(conn, table, entry, match, masker) for match in matches)
+        else:
+            changed = sum(conn.execute(statement(table, entry, match)).rowcount for match in matches)
+        if entry.action != "delete_unreferenced":
+            return {"table": entry.name, "action": entry.action, "rows": changed}
+        return {"table": entry.name, "action": entry.action, "rows": deleted + changed, "rows_deleted": deleted,
+                "rows_anonymized": changed}
+
+    def _masker(self) -> Masker:
+        """The masks' maker, under the key the worker gave; PermanentError if it gave none."""
+        if self._pseudonym_key is None:
+            raise PermanentError(f"sql system {self.config.name!r}: no pseudonym key to mask with "
+                                 "(the worker gives its connectors one: Connector.use_pseudonym_key)")
+        return Masker(self._pseudonym_key())
 
     @retry_blips
     def verify(self, subject: Subject) -> int:
@@ -97,6 +129,9 @@ class SqlConnector(Connector):
         """The subject's rows in one table that its action has yet to delete or anonymize."""
         count = sa.select(sa.func.count()).select_from(table)
         with self._errors(subject.all_values(), entry.name):
+            if entry.masks:
+                masker = self._masker()
+                return sum(rows.left(conn, table, entry, match, masker) for match in matches)
             return sum(conn.execute(count.where(match, *pending(table, entry))).scalar_one() for match in matches)
 
     def resolve(self, query: str | Lookup, param: str, values: Iterable[str]) -> list[str]:
@@ -168,9 +203,19 @@ class SqlConnector(Connector):
                 if column not in tables[name].c:
                     where = f"sql system {self.config.name!r}: table {name!r}"
                     raise PermanentError(f"{where} has no column {column!r}")
+            for column, mask in entry.masks:
+                problem = unfit(mask, tables[entry.name].c[column], conn.dialect.name)
+                if problem:
+                    where = f"sql system {self.config.name!r}: table {entry.name!r} column {column!r}"
+                    raise PermanentError(f"{where}: {problem}")
+        keyless = rows.primary_key_missing(tables, entries)
+        if keyless:
+            raise PermanentError(f"sql system {self.config.name!r}: table {keyless!r} has no primary key "
+                                 "(a mask or delete_unreferenced changes rows one by one, by their key)")
+        unreferenced = [tables[e.name] for e in entries if e.action == "delete_unreferenced"]
         rank = {table: i for i, table in enumerate(reversed(metadata.sorted_tables))}
         order = sorted(range(len(entries)), key=lambda i: rank[tables[entries[i].name]])
-        self._schema = Schema(tables, tuple(order))
+        self._schema = Schema(tables, tuple(order), rows.referrers(conn, unreferenced) if unreferenced else {})
         return self._schema
 
     def _match(self, conn: sa.Connection, schema: Schema, subject: Subject) -> list[list[Condition]]:

@@ -122,10 +122,11 @@ def _same_bytes(column: sa.ColumnElement[Any], values: list[str]) -> Condition:
 
 
 def pending(table: sa.Table, entry: SqlTable) -> list[Condition]:
-    """For anonymize, the row still differs from its target values; nothing more for delete."""
+    """For anonymize (and the rows delete_unreferenced keeps), the row still differs from its target
+    values; nothing more for delete. (A `set` that masks is judged row by row: rows.py.)"""
     if entry.action == "delete":
         return []
-    return [sa.or_(*(table.c[c].is_distinct_from(_bind(table.c[c], value)) for c, value in entry.assign))]
+    return [sa.or_(*(table.c[c].is_distinct_from(_bind(table.c[c], value)) for c, value in entry.literals))]
 
 
 def _bind(column: sa.ColumnElement[Any], value: Any, expanding: bool = False) -> sa.BindParameter[Any]:
@@ -134,8 +135,9 @@ def _bind(column: sa.ColumnElement[Any], value: Any, expanding: bool = False) ->
 
 
 def statement(table: sa.Table, entry: SqlTable, match: Condition) -> sa.Executable:
-    """The DELETE or UPDATE of the matched rows (an UPDATE skips rows already anonymized)."""
+    """The DELETE or UPDATE of the matched rows (an UPDATE, for anonymize and the rows delete_unreferenced
+    keeps, sets the literal values and skips rows already anonymized)."""
     if entry.action == "delete":
         return sa.delete(table).where(match)
-    values = {table.c[column]: value for column, value in entry.assign}
+    values = {table.c[column]: value for column, value in entry.literals}
     return sa.update(table).where(match, *pending(table, entry)).values(values)
