@@ -29,7 +29,9 @@ EVERY_KEY: dict[str, Any] = {  # one of each table the config has, so every read
     "systems": [
         {"name": "app-db", "kind": "sql", "url": "sqlite:///app.db", "retain": {"reason": "tax law"},
          "tables": [{"name": "users", "where": {"id": "user_id"}, "action": "delete",
-                     "retain": {"reason": "tax law", "until": "2030-01-01"}}]},
+                     "retain": {"reason": "tax law", "until": "2030-01-01"}},
+                    {"name": "address", "where": {"id": "users.address_id"}, "action": "delete_unreferenced",
+                     "set": {"street": {"hash": True}, "zip": {"random": True}, "city": "null"}}]},
         {"name": "uploads", "kind": "s3", "bucket": "user-uploads", "prefixes": ["u/{user_id}/"]},
         {"name": "clicks", "kind": "snapshot", "location": "/data/clicks", "where": {"user_id": "user_id"}},
         {"name": "fake", "kind": "stub", "uses": ["user_id"]},
@@ -44,6 +46,7 @@ EVERY_KEY: dict[str, Any] = {  # one of each table the config has, so every read
         {"name": "embeddings", "kind": "vector", "backend": "lancedb", "uri": "s3://ml-vectors/lance",
          "table": "documents", "where": {"user_id": "user_id"}, "match": "exact", "cleanup_older_than": "7 days",
          "endpoint_url": "http://minio:9000", "region": "us-east-1"},
+        {"name": "desk", "kind": "manual", "uses": ["email"], "instructions": "Delete the customer's tickets."},
     ],
 }
 

@@ -29,7 +29,8 @@ BACKOFF_JITTER = 0.2
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
 TOKEN_HASH = re.compile(r"[0-9a-f]{64}")
-API_SCOPES = ("submit", "read")
+API_SCOPES = ("submit", "read", "operate")
+IMPLIED_SCOPES = {"operate": frozenset({"read"})}  # a token that settles manual tasks also reads what it settles
 EVERY_SYSTEM = ("retain", "training")  # keys of every [[systems]] table, whatever its kind
 PLAIN_QUERY = re.compile(  # a resolver query erasure can write itself, folding the stored side
     r"\s*SELECT\s+(?P<select>[A-Za-z_][A-Za-z0-9_]*)\s+FROM\s+(?P<table>(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*)"
@@ -97,6 +98,7 @@ class WorkerSettings:
     shutdown_grace_seconds: float = 25.0  # after SIGTERM, how long running tasks may finish before handed back
     quorum_queues: bool = False  # RabbitMQ only: declare the queues as quorum queues
     guard_watch_seconds: float = 300.0  # how often beat has snapshot folders checked against the guard; 0: never
+    task_reminder_days: int = 7  # a manual system's open task is warned of once its request is due this soon; 0: never
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before the attempt after `attempt`: exponential, capped, jittered."""
@@ -279,7 +281,7 @@ def _api(reader: ConfigReader) -> ApiSettings:
             raise tokens.error(f"key {index + 1}", "must be the token's SHA-256 as 64 lowercase hex digits")
         if not isinstance(scopes, list) or not scopes or not all(s in API_SCOPES for s in scopes):
             raise tokens.error(digest[:12] + "…", f"a non-empty list of scopes among {', '.join(API_SCOPES)}")
-        found[digest] = frozenset(scopes)
+        found[digest] = frozenset(scopes).union(*(IMPLIED_SCOPES.get(s, ()) for s in scopes))
     max_body = reader.optional("max_body_bytes", int, 16384)
     if not 1024 <= max_body <= 1_048_576:
         raise reader.error("max_body_bytes", "must be between 1024 and 1048576")
@@ -424,7 +426,7 @@ def _deadline(top: ConfigReader) -> Deadline:
 def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
     reader.only("max_attempts", "lease_seconds", "retry_backoff_seconds", "retry_backoff_max_seconds",
                 "reconcile_seconds", "batch_size", "batch_wait_seconds", "group_size", "shutdown_grace_seconds",
-                "quorum_queues", "guard_watch_seconds")
+                "quorum_queues", "guard_watch_seconds", "task_reminder_days")
     lease_seconds = reader.optional("lease_seconds", int, 600)
     settings = WorkerSettings(
         max_attempts=reader.optional("max_attempts", int, 5),
@@ -439,6 +441,7 @@ def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
                                                      min(25.0, lease_seconds / 2))),
         quorum_queues=reader.optional("quorum_queues", bool, False),
         guard_watch_seconds=float(reader.optional("guard_watch_seconds", (int, float), 300.0)),  # type: ignore[arg-type]
+        task_reminder_days=reader.optional("task_reminder_days", int, 7),
     )
     if settings.max_attempts < 1:
         raise reader.error("max_attempts", "must be at least 1")
@@ -448,6 +451,8 @@ def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
         raise reader.error("reconcile_seconds", "must be at least 1")
     if settings.guard_watch_seconds != 0 and settings.guard_watch_seconds < 10:
         raise reader.error("guard_watch_seconds", "must be 0 (never) or at least 10")
+    if not 0 <= settings.task_reminder_days <= 92:
+        raise reader.error("task_reminder_days", "must be 0 (never) or a number of days up to 92")
     if not 1 <= settings.batch_size <= 100_000:
         raise reader.error("batch_size", "must be between 1 and 100000")
     if not 0 <= settings.batch_wait_seconds <= 60:

@@ -17,8 +17,10 @@ import redis
 
 from connectors import registry
 from connectors.base import Connector, Subject
+from connectors.errors import PermanentError
 from tests.helpers import (
     http_connector,
+    manual_connector,
     redis_connector,
     s3_connector,
     service_raw,
@@ -96,9 +98,15 @@ def stub_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
     return stub_connector({"name": "fake", "kind": "stub", "uses": ["user_id"], "items": 2})
 
 
+def manual_world(tmp_path: Path, request: pytest.FixtureRequest) -> Connector:
+    """A system a person erases: there is nothing the worker could touch."""
+    return manual_connector({"name": "desk", "kind": "manual", "instructions": "Delete the customer's tickets."})
+
+
+BY_PEOPLE = {"manual"}  # kinds a person erases: the worker never calls their erase (see the test below)
 WORLDS: dict[str, Callable[[Path, pytest.FixtureRequest], Connector]] = {
     "sql": sql_world, "s3": s3_world, "snapshot": snapshot_world, "stub": stub_world,
-    "redis": redis_world, "http": http_world, "vector": vector_world,
+    "redis": redis_world, "http": http_world, "vector": vector_world, "manual": manual_world,
 }
 
 
@@ -108,7 +116,7 @@ def test_every_kind_has_a_contract_world() -> None:
     assert set(WORLDS) == set(registry.kinds())
 
 
-@pytest.mark.parametrize("kind", sorted(registry.kinds()))
+@pytest.mark.parametrize("kind", sorted(set(registry.kinds()) - BY_PEOPLE))
 def test_connector_contract(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Erase takes the subject and only the subject, once; verify and evidence agree."""
     subject, neighbour = Subject({"user_id": (SUBJECT,)}), Subject({"user_id": (NEIGHBOUR,)})
@@ -123,3 +131,14 @@ def test_connector_contract(kind: str, tmp_path: Path, request: pytest.FixtureRe
         assert connector.verify(neighbour) == neighbour_before
         assert connector.erase(subject).items_erased == 0
         assert SUBJECT not in json.dumps(outcome.evidence)
+
+
+@pytest.mark.parametrize("kind", sorted(BY_PEOPLE))
+def test_a_kind_people_erase_refuses_to_erase_or_verify(kind: str, tmp_path: Path,
+                                                         request: pytest.FixtureRequest) -> None:
+    """A kind a person erases never pretends to: erase and verify fail for good, naming no value."""
+    with WORLDS[kind](tmp_path, request) as connector:
+        for call in (connector.erase, connector.verify):
+            with pytest.raises(PermanentError) as refused:
+                call(Subject({"user_id": (SUBJECT,)}))
+            assert "erasure tasks" in str(refused.value) and SUBJECT not in str(refused.value)

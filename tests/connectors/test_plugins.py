@@ -84,7 +84,7 @@ def test_a_kind_from_another_distribution_erases(echo_site: Path, tmp_path: Path
 
 def test_a_kind_not_installed_is_a_config_error(tmp_path: Path) -> None:
     """Without the plugin, a config naming `echo` is refused at start-up, listing the kinds there are."""
-    known = "http, redis, s3, snapshot, sql, stub, vector"
+    known = "http, manual, redis, s3, snapshot, sql, stub, vector"
     with pytest.raises(ConfigError, match=rf"kind: unknown kind 'echo' \(known: {known}\)"):
         load(echo_config(tmp_path, tmp_path / "notes.txt"))
 

@@ -36,7 +36,8 @@ NOT_IN_KUBERNETES = {
     # fsGroup, which keys.file_readable_by_others warns about: the keys come from the environment
     "ERASURE_KEY_FILE",
 }
-TEST_ONLY_QUEUES = {celery_app.queue_for("stub")}  # the stub kind is for tests
+TEST_ONLY_QUEUES = {celery_app.queue_for("stub"),  # the stub kind is for tests
+                    celery_app.queue_for("manual")}  # a person erases a manual system: no message is sent
 
 
 def documents_by_id() -> dict[str, Document]:

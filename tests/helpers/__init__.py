@@ -2,7 +2,8 @@
 every test that writes an erasure.toml uses (config), the runtime played without a broker (runtime),
 what the worker's tests erase from (worlds), one factory per connector kind (kinds), the fake service
 the http kind calls (http_service), real `erasure` processes and the poison sent to them (processes),
-and what the deploy tests read under deploy/ (deploy). Fixtures live in the conftest files; a test
+what the deploy tests read under deploy/ (deploy), and the hostile input the generated tests of
+tests/hostile draw from (hostile). Fixtures live in the conftest files; a test
 module imports this package and no other module of tests/ (tests/test_imports.py checks it)."""
 
 from tests.helpers.config import (  # noqa: F401
@@ -50,12 +51,40 @@ from tests.helpers.http_service import (  # noqa: F401
     service_raw,
     start_service,
 )
+from tests.helpers.hostile import (  # noqa: F401
+    FOLD_CHOICES,
+    HOSTILE_TOKEN,
+    PERMISSIVE,
+    PIECES,
+    TYPES,
+    Examples,
+    checksum,
+    cleaned,
+    date_texts,
+    decimal_texts,
+    folds,
+    free_texts,
+    identifier,
+    identifier_values,
+    integer_texts,
+    json_values,
+    neighbours,
+    owner,
+    patterns,
+    pieces,
+    plain_decimal,
+    scopes,
+    storable,
+    stored_values,
+    subject_shapes,
+)
 from tests.helpers.kinds import (  # noqa: F401
     IDENTIFIER_TYPES,
     JSONL_SUFFIXES,
     Folds,
     VersionedFolder,
     http_connector,
+    manual_connector,
     object_body,
     object_versions,
     put_object,

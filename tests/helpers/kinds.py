@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 from connectors.base import ConfigReader, Subject, SystemConfig
 from connectors.http.config import HttpConfig
 from connectors.http.connector import HttpConnector
+from connectors.manual.config import ManualConfig
+from connectors.manual.connector import ManualConnector
 from connectors.normalize import Fold
 from connectors.redis.config import RedisConfig
 from connectors.redis.connector import RedisConnector
@@ -67,6 +69,11 @@ def stub_connector(raw: Mapping[str, Any], folds: Folds = IDENTIFIER_TYPES) -> S
 def http_connector(raw: Mapping[str, Any], folds: Folds = IDENTIFIER_TYPES) -> HttpConnector:
     """An http connector over the system table (its secrets read from the environment now)."""
     return HttpConnector(system_config(HttpConfig, raw, folds))
+
+
+def manual_connector(raw: Mapping[str, Any], folds: Folds = IDENTIFIER_TYPES) -> ManualConnector:
+    """A manual system's connector over the system table (it never erases: a person does)."""
+    return ManualConnector(system_config(ManualConfig, raw, folds))
 
 
 def user(*ids: str) -> Subject:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from connectors import redact
 from connectors.base import Subject
-from worker.engine import audit, settle
+from worker.engine import audit, manual_tasks, settle
 from worker.engine.retention import exempt_if_retained
 from worker.engine.state import Pending, move_request, move_system
 from worker.errors import InputError, NoSuchRequest, PermanentError, RefusedError, one_line
@@ -131,9 +131,12 @@ def _fan_out(rt: Runtime, request_id: str) -> None:
 
 def send(rt: Runtime, pending: Iterable[Pending]) -> None:
     """Erase messages for systems waiting for one: one per system, standing for every request
-    waiting at that system (`also`)."""
+    waiting at that system (`also`). A manual system gets none: it waits, an open task, for a person."""
     groups: dict[tuple[str, str], list[str]] = {}
+    manual = manual_tasks.manual_systems(rt.config)
     for request_id, system, kind in pending:
+        if system in manual:
+            continue
         groups.setdefault((system, kind), []).append(request_id)
     for (system, kind), ids in groups.items():
         rt.dispatch.erase(ids[0], system, kind, also=ids[1:])

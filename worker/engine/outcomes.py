@@ -112,7 +112,7 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
     if not results:
         return
     retries: list[tuple[str, str, float]] = []
-    connector = _origin(rt, system)
+    connector = origin(rt, system)
     with rt.transaction() as session:
         requests = session.scalars(select(Request).where(Request.id.in_(results)).order_by(Request.id)
                                    .with_for_update().options(selectinload(Request.systems))).all()
@@ -130,7 +130,7 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
             if isinstance(result, Failed):
                 retry_in = _failed(rt, task, result, connector)
             else:
-                _erased(task, result, connector)
+                erased(task, result, {"connector": connector})
             if retry_in is not None:
                 retries.append((request.id, task.kind, retry_in))
             else:
@@ -141,7 +141,7 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
         rt.dispatch.erase(request_id, system, kind, countdown=retry_in)
 
 
-def _origin(rt: Runtime, system: str) -> dict[str, str]:
+def origin(rt: Runtime, system: str) -> dict[str, str]:
     """The distribution and version of the system's connector kind, which its outcomes' audit events
     record ({} for a system no longer configured)."""
     try:
@@ -150,18 +150,19 @@ def _origin(rt: Runtime, system: str) -> dict[str, str]:
         return {}
 
 
-def _erased(task: SystemTask, outcome: Outcome, connector: dict[str, str]) -> None:
-    """Settled: erased, not found, or exempt."""
+def erased(task: SystemTask, outcome: Outcome, audit_data: dict[str, Any]) -> None:
+    """Settled: erased, not found, or exempt; `audit_data` goes into the audit event (the connector that
+    erased it, or the person who settled a manual system's task)."""
     outcome, task.progress = _with_journaled(task, outcome), None
     items, evidence = _with_earlier_passes(task, outcome)
     if outcome.exempt_reason:
         move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,
                     reason=outcome.exempt_reason, recheck_at=outcome.recheck_at, lease_until=None,
-                    finished_at=utcnow(), audit_data={"connector": connector})
+                    finished_at=utcnow(), audit_data=audit_data)
     else:
         move_system(task, SystemStatus.ERASED if items else SystemStatus.NOT_FOUND, items_erased=items,
                     evidence=evidence, error=None, reason=None, recheck_at=None, lease_until=None,
-                    finished_at=utcnow(), audit_data={"connector": connector})
+                    finished_at=utcnow(), audit_data=audit_data)
 
 
 def _failed(rt: Runtime, task: SystemTask, failed: Failed, connector: dict[str, str]) -> float | None:

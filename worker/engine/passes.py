@@ -13,7 +13,7 @@ import structlog
 
 from connectors import context, redact
 from connectors.base import Connector, Outcome, Subject
-from worker.engine import claims, fanout, outcomes
+from worker.engine import claims, fanout, manual_tasks, outcomes
 from worker.errors import PermanentError, TransientError, one_line
 from worker.runtime import Runtime
 
@@ -28,6 +28,8 @@ def erase_system(rt: Runtime, request_id: str, system: str, also: Sequence[str] 
     GROUP_SECONDS (at most `group_size`), and sends the rest of the message's requests on at once
     to its peers. Either way the pass's claims and its outcomes take one transaction each, so the
     store's cost (and the audit trail's append lock) is shared."""
+    if manual_tasks.is_manual(rt.config, system):  # a person erases it: its task waits for them (a stray message)
+        return
     rows = claims.claimable(rt, system, request_id, also)
     if not rows:  # a copy of a message whose rows are claimed or settled
         return

@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import ColumnElement, and_, exists, or_, select
 
 from worker.config import WorkerSettings
-from worker.engine import deadlines, settle
+from worker.engine import deadlines, manual_tasks, settle
 from worker.engine.state import lose_attempt, move_system
 from worker.runtime import Runtime
 from worker.store.models import SETTLED, Request, RequestStatus, SystemStatus, SystemTask, utcnow
@@ -69,14 +69,16 @@ def expire_leases(rt: Runtime) -> int:
 
 def resend_pending(rt: Runtime) -> int:
     """Pending systems whose message is lost (a publish that failed, a broker that dropped it):
-    sent again once no first message or retry can still be on its way. How many."""
+    sent again once no first message or retry can still be on its way. How many. A manual system's
+    pending is no lost message but an open task: never re-sent, its attempts untouched."""
     settings, now = rt.config.worker, utcnow()
+    manual = list(manual_tasks.manual_systems(rt.config))
     wait = grace(settings)
     resend = []
     with rt.transaction() as session:
         tasks = session.scalars(
             select(SystemTask).join(Request)
-            .where(SystemTask.status == SystemStatus.PENDING,
+            .where(SystemTask.status == SystemStatus.PENDING, SystemTask.system.not_in(manual),
                    Request.status.in_([RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED]),
                    Request.received_at < now - timedelta(seconds=wait),
                    # an attempt may run for its lease, then its retry waits its backoff
@@ -140,7 +142,8 @@ def settle_unsettled(rt: Runtime) -> int:
 
 
 def recheck_exemptions(rt: Runtime) -> int:
-    """Send exempt systems whose recheck time has come back to the queue; how many."""
+    """Send exempt systems whose recheck time has come back to the queue (a manual one becomes an open
+    task again, with no message); how many."""
     now = utcnow()
     due = []
     with rt.transaction() as session:
@@ -154,7 +157,8 @@ def recheck_exemptions(rt: Runtime) -> int:
             due.append((task.request_id, task.system, task.kind))
     for request_id, system, kind in due:
         log.info("system.recheck", request_id=request_id, system=system)
-        rt.dispatch.erase(request_id, system, kind)
+        if not manual_tasks.is_manual(rt.config, system):
+            rt.dispatch.erase(request_id, system, kind)
     return len(due)
 
 
@@ -167,4 +171,5 @@ def reconcile(rt: Runtime) -> dict[str, int]:
         "resent": resend_pending(rt),
         "restarted": restart_received(rt),
         "overdue": deadlines.warn_overdue(rt),
+        "tasks_due_soon": manual_tasks.remind_due(rt),
     }

@@ -80,6 +80,9 @@ def replay(rt: Runtime, system: str, since: datetime | None = None) -> Replayed:
         settings = rt.config.system(system)
     except KeyError:
         raise InputError(f"--system: no system named {system!r} in {rt.config.path}") from None
+    if settings.kind == "manual":
+        raise InputError(f"--system: {system} is erased by hand: after its restore, ask the person who keeps it to "
+                         "erase again the subjects of the requests it settled (`erasure list --json`)")
     with rt.transaction() as session:
         query = select(Suppression).order_by(Suppression.completed_at, Suppression.request_id)
         if since is not None:

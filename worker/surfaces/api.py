@@ -35,7 +35,7 @@ from worker.surfaces.status_page.routes import router as status_page_router
 PROBLEM = "application/problem+json"
 REQUEST_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 SUBMIT_FIELDS = ("subject", "requested_by", "idempotency_key", "scope")  # intake.submit's, in its order
-TokenScope = Literal["submit", "read"]
+TokenScope = Literal["submit", "read", "operate"]  # operate: settle manual tasks (the DPO page); reads too
 RequestId = Annotated[str, Path(pattern=REQUEST_ID)]
 
 
@@ -114,7 +114,8 @@ def need(scope: TokenScope) -> Any:
 async def read_body(request: Request, cap: int) -> bytes:
     """The body, refused with 413 past `cap` bytes, whether it declares its length or streams."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > cap):
+    # ASCII digits only: "²" is a digit to str.isdigit() and a ValueError to int()
+    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > cap):
         raise Problem(413, f"the body may hold at most {cap} bytes")
     body = bytearray()
     async for chunk in request.stream():

@@ -196,6 +196,10 @@ def _system_lines(system: Mapping[str, Any]) -> list[str]:
                  if f.get("older_versions_removed") else "") for f in evidence.get("files", [])]
     if "retained" in evidence:
         found.append("not touched: the configuration retains this whole system")
+    if isinstance(evidence.get("manual"), Mapping):  # a manual system's task, settled by a person
+        by_hand = evidence["manual"]
+        done = "erased by hand" if by_hand.get("found") else "looked for by hand, nothing found"
+        found.append(f"{done} by {by_hand.get('by')} at {by_hand.get('at')}: {by_hand.get('evidence')}")
     if system.get("status") == SystemStatus.SKIPPED:
         found.append("not touched: out of the request's scope, the subject's data here kept on purpose")
     if len(found) > LISTED:

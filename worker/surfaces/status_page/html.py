@@ -69,6 +69,10 @@ form.sign-in label{display:block;font-weight:600;margin-bottom:.25rem}
 form.sign-in input{width:100%;font:inherit;padding:.4rem;border:1px solid #6b7280;border-radius:4px}
 form.sign-in p{margin:.5rem 0}
 .hint{color:var(--muted);font-size:.9rem}
+.instructions{white-space:pre-line;max-width:36rem}
+form.task{display:grid;grid-template-columns:max-content minmax(12rem,1fr);gap:.25rem .5rem;margin:0}
+form.task input{font:inherit;padding:.2rem .35rem;border:1px solid #6b7280;border-radius:4px}
+form.task .buttons{grid-column:1 / -1}
 """
 
 
@@ -229,6 +233,12 @@ def flag_rows(flags: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[str]]]
         escape(f["model"]), escape(f["version"]), ", ".join(f"<code>{escape(s)}</code>" for s in f["snapshots"]),
         badge(f["state"]), escape(f["reason"] or "–"), when(f["flagged_at"]),
     ]) for f in flags]
+
+
+def refused_page(message: str, status: int = 403) -> HTMLResponse:
+    """The answer to a form the page refuses: why, and the way back."""
+    body = f'<h1>Not recorded</h1><p class="error" role="alert">{escape(message)}</p><p><a href="/">Back</a></p>'
+    return html_page("Not recorded", body, signed_in=True, status=status)
 
 
 def not_found_page() -> HTMLResponse:

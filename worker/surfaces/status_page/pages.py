@@ -1,5 +1,6 @@
-"""The status page's two pages: the requests (overdue first, with deadlines) and one request (its
-systems with status, evidence and reason, its flagged models, its certificate to download)."""
+"""The status page's two pages: the requests (overdue first, with deadlines, and the open tasks of
+manual systems) and one request (its systems with status, evidence and reason, its flagged models,
+its certificate to download)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from worker.engine import deadlines
 from worker.runtime import Runtime
 from worker.store.models import RequestStatus, Scope
 from worker.surfaces import report, views
+from worker.surfaces.status_page import tasks
 from worker.surfaces.status_page.html import (
     MET,
     days_left,
@@ -31,8 +33,10 @@ COMPLETED_SHOWN = 100
 
 
 
-def listing_page(rt: Runtime) -> HTMLResponse:
-    """Open requests (overdue first, then by deadline), the latest completed, and flagged models."""
+def listing_page(rt: Runtime, csrf: str | None = None, task_error: str | None = None,
+                 status: int = 200) -> HTMLResponse:
+    """Open requests (overdue first, then by deadline), open tasks (with forms that settle them given
+    the session's `csrf` token: a session that may), the latest completed, and flagged models."""
     now = datetime.now(UTC)
     # soonest deadline first puts the overdue first: an open request is overdue once its deadline passed
     pending = views.listing(rt, statuses=deadlines.OPEN, by_deadline=True)
@@ -48,6 +52,7 @@ def listing_page(rt: Runtime) -> HTMLResponse:
         '<section aria-labelledby="open"><h2 id="open">Open requests</h2>',
         table("Overdue first, then by deadline", [*heads, "Time left", *tail], request_rows(pending, now, False))
         if pending else "<p>No open request.</p>", "</section>",
+        tasks.section(rt, csrf, task_error),
         '<section aria-labelledby="done"><h2 id="done">Completed</h2>',
         table(f"Newest first, at most {COMPLETED_SHOWN}", [*heads, "Completed", *tail], request_rows(done, now, True))
         if done else "<p>No completed request yet.</p>", "</section>",
@@ -57,7 +62,7 @@ def listing_page(rt: Runtime) -> HTMLResponse:
              table("Model versions trained on a snapshot that held a subject's data",
                    ["Model", "Version", "Flags", "Requests"], model_rows(models))
              if models else "<p>No model version is flagged.</p>", "</section>"]
-    return html_page("Requests", "".join(body), signed_in=True)
+    return html_page("Requests", "".join(body), signed_in=True, status=status)
 
 
 def request_page(rt: Runtime, request_id: str) -> HTMLResponse:

@@ -1,5 +1,5 @@
-"""The status page's routes: sign in and out, the two pages, the certificate downloads; kept out of
-the OpenAPI, which is for machines."""
+"""The status page's routes: sign in and out, the two pages, the certificate downloads, the form that
+settles a manual system's task; kept out of the OpenAPI, which is for machines."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import time
 
 import structlog
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from worker.errors import NoSuchRequest
+from worker.engine import manual_tasks
+from worker.errors import InputError, NoSuchRequest, RefusedError
 from worker.runtime import Runtime
 from worker.surfaces import report
-from worker.surfaces.status_page.html import HEADERS, not_found_page, sign_in_page
+from worker.surfaces.status_page.html import HEADERS, not_found_page, refused_page, sign_in_page
 from worker.surfaces.status_page.pages import listing_page, request_page
 from worker.surfaces.status_page.sessions import (
     REQUEST_ID,
@@ -26,6 +28,7 @@ from worker.surfaces.status_page.sessions import (
 )
 
 log = structlog.get_logger("erasure.status_page")
+TASK_FORM_FIELDS = 8  # csrf, outcome, items, evidence, by, and room for a browser's extra
 
 
 
@@ -38,9 +41,49 @@ def router(rt: Runtime) -> APIRouter:
     def signed_in(request: Request) -> bool:
         return sessions.valid(request.cookies.get(cookie_name(request)), time.time())
 
+    def operator_csrf(request: Request, scopes: frozenset[str]) -> str | None:
+        """The session's CSRF token for its forms, if its token may settle tasks."""
+        return sessions.csrf(request.cookies[cookie_name(request)]) if "operate" in scopes else None
+
     @routes.get("/")
     def index(request: Request) -> Response:
-        return listing_page(rt) if signed_in(request) else sign_in_page("/")
+        scopes = sessions.scopes(request.cookies.get(cookie_name(request)), time.time())
+        return sign_in_page("/") if scopes is None else listing_page(rt, operator_csrf(request, scopes))
+
+    @routes.post("/requests/{request_id}/tasks/{system}")
+    async def settle_task(request: Request, request_id: str, system: str) -> Response:
+        """A manual system's task settled from its form: only with the session's CSRF token and a token
+        that has `operate`; anything else is refused and changes nothing."""
+        cookie = request.cookies.get(cookie_name(request))
+        scopes = sessions.scopes(cookie, time.time())
+        if cookie is None or scopes is None:
+            return sign_in_page("/", 401)
+        form = await read_form(request, TASK_FORM_FIELDS)
+        if cross_site(request) or form is None or not sessions.csrf_ok(cookie, form.get("csrf")):
+            log.warning("status_page.form_refused", why="no or wrong CSRF token")
+            return refused_page("The form did not come from this page, or its session has changed: "
+                                "reload the page and try again.")
+        if "operate" not in scopes:
+            log.warning("status_page.form_refused", why="no operate scope")
+            return refused_page("This session's token lacks the operate scope that settling a task needs.")
+        if not REQUEST_ID.fullmatch(request_id):
+            return not_found_page()
+        try:
+            outcome, evidence, by = form.get("outcome"), form.get("evidence", ""), form.get("by", "")
+            if outcome == "done":
+                await run_in_threadpool(manual_tasks.done, rt, request_id, system, _items(form.get("items")),
+                                        evidence, by)
+            elif outcome == "not_found":
+                await run_in_threadpool(manual_tasks.not_found, rt, request_id, system, evidence, by)
+            else:
+                raise InputError("outcome: press Done or Not found")
+        except NoSuchRequest:
+            return not_found_page()
+        except (InputError, RefusedError) as exc:
+            status = 422 if isinstance(exc, InputError) else 409
+            return await run_in_threadpool(listing_page, rt, operator_csrf(request, scopes),
+                                           f"{system[:100]} of {request_id}: not recorded: {exc}", status)
+        return RedirectResponse("/#tasks", 303, headers=HEADERS)
 
     @routes.get("/requests/{request_id}")
     def one(request: Request, request_id: str) -> Response:
@@ -93,3 +136,11 @@ def router(rt: Runtime) -> APIRouter:
         return answer
 
     return routes
+
+
+def _items(text: str | None) -> int:
+    """The form's item count as a number; InputError if it is none."""
+    text = (text or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        raise InputError("items: how many items were erased, a whole number of at least 1")
+    return int(text)

@@ -1,6 +1,7 @@
 """Sessions of the status page: a read token typed into a form once, traded for a cookie that holds
 no token (`v1.EXPIRY.MAC`, an HMAC of the expiry and the token's SHA-256 under a key derived from
-the store's newest secret), checked against every read token configured now, in constant time."""
+the store's newest secret), checked against every read token configured now, in constant time. A
+session's forms carry its CSRF token (an HMAC of the cookie under the same key), checked on POST."""
 
 from __future__ import annotations
 
@@ -37,15 +38,29 @@ class Sessions:
 
     def valid(self, cookie: str | None, now: float) -> bool:
         """Whether a cookie is unexpired and was issued for a token that is configured with `read` now."""
+        return self.scopes(cookie, now) is not None
+
+    def scopes(self, cookie: str | None, now: float) -> frozenset[str] | None:
+        """The scopes configured now for the token a cookie was issued for, if it is unexpired and that
+        token can read (`operate` can); None otherwise."""
         version, _, rest = (cookie or "").partition(".")
         expires, _, mac = rest.partition(".")
         if version != "v1" or not expires.isdigit() or len(expires) > 12 or int(expires) <= now:
-            return False
-        found = False
+            return None
+        found = None
         for token_hash, scopes in self._rt.config.api.tokens.items():  # no early exit, as api.Tokens
             if hmac.compare_digest(self._mac(int(expires), token_hash).encode(), mac.encode()) and "read" in scopes:
-                found = True
+                found = scopes
         return found
+
+    def csrf(self, cookie: str) -> str:
+        """The CSRF token of a session, for the hidden field of its forms: another site's page can
+        neither read it nor make it, and it ends with the session."""
+        return hmac.new(self._rt.keyring.session_key(), f"csrf:v1:{cookie}".encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, cookie: str, sent: str | None) -> bool:
+        """Whether a form carried its session's CSRF token (compared in constant time)."""
+        return hmac.compare_digest(self.csrf(cookie).encode(), (sent or "").encode("utf-8", "replace"))
 
 
 def cookie_name(request: Request) -> str:
@@ -60,8 +75,9 @@ def safe_next(path: str | None) -> str:
     return "/"
 
 
-async def read_form(request: Request) -> dict[str, str] | None:
-    """A small url-encoded form, each field's first value; None if it is too big or malformed."""
+async def read_form(request: Request, fields: int = 4) -> dict[str, str] | None:
+    """A small url-encoded form of at most `fields` fields, each field's first value; None if it is too
+    big or malformed."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None
     body = bytearray()
@@ -70,10 +86,10 @@ async def read_form(request: Request) -> dict[str, str] | None:
         if len(body) > FORM_CAP:
             return None
     try:
-        fields = parse_qs(body.decode("utf-8"), max_num_fields=4, strict_parsing=False)
+        parsed = parse_qs(body.decode("utf-8"), max_num_fields=fields, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
         return None
-    return {name: values[0] for name, values in fields.items()}
+    return {name: values[0] for name, values in parsed.items()}
 
 
 def cross_site(request: Request) -> bool:
