@@ -24,7 +24,7 @@ from worker.queue import (
 from worker.queue.dispatch import celery_runtime
 from worker.runtime import Runtime, rotate_keys
 from worker.store.models import FlagState, Scope
-from worker.surfaces import demo, report, views
+from worker.surfaces import demo, discover_cli, report, tasks_cli, views
 from worker.surfaces.render import show_status, table
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -360,6 +360,9 @@ def build_parser() -> Parser:
         change.set_defaults(handler=cmd_models_change)
     for name in ("submit", "status", "list", "models", "stats", "replay"):
         made[name].add_argument("--json", action="store_true", help="print the contract's JSON")
+
+    tasks_cli.add_parser(sub, common, Parser)
+    discover_cli.add_parser(sub, common)
 
     lineage = sub.add_parser("lineage", help="training lineage of model versions")
     lineage_sub = lineage.add_subparsers(dest="lineage_command", required=True, parser_class=Parser)
