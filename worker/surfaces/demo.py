@@ -1,11 +1,13 @@
-"""`erasure demo`: a small world on embedded parts (a SQLite app database, moto's S3
-server in-process, Parquet snapshots, two model versions), a real worker process, three
-erasure requests and an objection to training, what happened to each, and the guard catching
-a re-exported snapshot that brought two of those people back."""
+"""`erasure demo`: a small world on embedded parts (demo_world.py: a SQLite app database, moto's S3
+server in-process, Parquet snapshots, LanceDB embeddings, a newsletter service over HTTP, a paper
+archive a person works), a real worker process, three erasure requests and an objection to
+training, the archive's tasks settled by hand, what happened to each, and the guard catching a
+re-exported snapshot that brought two of those people back."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -16,133 +18,50 @@ import time
 from pathlib import Path
 
 from worker.config import load
-from worker.engine import guard_watch, lineage
+from worker.engine import guard_watch, lineage, manual_tasks
 from worker.engine.intake import parse_subject_args, submit
 from worker.queue.dispatch import celery_runtime
 from worker.runtime import Runtime
 from worker.surfaces import views
+from worker.surfaces.demo_service import NewsletterService
+from worker.surfaces.demo_world import SIGNING_ENV, SUBSCRIBERS, build_world
 from worker.surfaces.render import show_status, table
 
 DEMO_AWS = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": "us-east-1"}
-CONFIG = """\
-store_url = "sqlite:///state.db"
-broker_url = "sqla+sqlite:///queue.db"
-deadline_days = 30
-
-[worker]
-max_attempts = 3
-retry_backoff_seconds = 1
-
-[identifiers]
-user_id = {{ pattern = '^[0-9]{{1,18}}$' }}
-email = {{ pattern = '^[^@\\s]+@[^@\\s]+$', normalize = "lower" }}
-
-[[resolvers]]
-system = "app-db"
-from = "email"
-to = "user_id"
-query = "SELECT id FROM users WHERE email = :email"
-
-[[systems]]
-name = "app-db"
-kind = "sql"
-url = "sqlite:///{root}/app.db"
-  [[systems.tables]]
-  name = "users"
-  where = {{ id = "user_id" }}
-  action = "delete"
-  [[systems.tables]]
-  name = "orders"
-  where = {{ user_id = "user_id" }}
-  action = "anonymize"
-  set = {{ email = "", shipping_address = "", user_id = "null" }}
-  [[systems.tables]]
-  name = "order_items"
-  where = {{ order_id = "orders.id" }}
-  action = "delete"
-
-[[systems]]
-name = "uploads"
-kind = "s3"
-bucket = "user-uploads"
-endpoint_url = "{endpoint}"
-prefixes = ["avatars/{{user_id}}/"]
-keys = ["exports/{{user_id}}.zip"]
-
-[[systems]]
-name = "clickstream"
-kind = "snapshot"
-location = "{root}/clickstream"
-format = "parquet"
-where = {{ user_id = "user_id" }}
-"""
 REQUESTS = [["email=Bob@Example.com"], ["user_id=3"], ["email=nobody@example.com"]]
 OBJECTING = ["user_id=4"]  # objects to training use (Art. 21): the account stays, the training data goes
 REEXPORT = "2026-12-01"  # a snapshot exported later from a backup that still held users 2 and 4
-
-
-def build_world(root: Path, endpoint: str) -> Path:
-    """The app database, the bucket, the snapshots and the config; returns the config path."""
-    import boto3
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    db = sqlite3.connect(root / "app.db")
-    db.executescript("""
-        CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);
-        CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id),
-                             email TEXT, shipping_address TEXT);
-        CREATE TABLE order_items (id INTEGER PRIMARY KEY, order_id INTEGER REFERENCES orders(id), sku TEXT);
-    """)
-    for uid in range(1, 6):
-        email = "bob@example.com" if uid == 2 else f"user{uid}@example.com"
-        db.execute("INSERT INTO users VALUES (?, ?)", (uid, email))
-        for n in range(2):
-            order = uid * 10 + n
-            db.execute("INSERT INTO orders VALUES (?, ?, ?, ?)", (order, uid, email, f"{uid} Main St"))
-            db.execute("INSERT INTO order_items VALUES (NULL, ?, ?)", (order, f"sku-{order}"))
-    db.commit()
-    db.close()
-
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    s3.create_bucket(Bucket="user-uploads")
-    for key in ["avatars/2/a.png", "avatars/2/b.png", "avatars/3/c.png", "avatars/20/d.png",
-                "exports/2.zip", "exports/3.zip"]:
-        s3.put_object(Bucket="user-uploads", Key=key, Body=b"demo")
-
-    for folder, users in [("2026-10-01", [1, 2, 3, 2, 4, 5]), ("2026-11-01", [1, 4, 5, 4])]:
-        (root / "clickstream" / folder).mkdir(parents=True)
-        table = pa.table({"user_id": pa.array(users, pa.int64()),
-                          "event": [f"click-{i}" for i in range(len(users))]})
-        pq.write_table(table, root / "clickstream" / folder / "part-0.parquet")
-
-    config = root / "erasure.toml"
-    config.write_text(CONFIG.format(root=root, endpoint=endpoint))
-    return config
+CLERK = "demo clerk"  # who works the paper archive's tasks
+ARCHIVED = {"1", "2", "3", "4", "5"}  # the user ids with a folder in the archive room
 
 
 def run() -> int:
-    """Build the world, run a worker, erase three subjects, print the outcome."""
+    """Build the world, run a worker, erase three subjects and an objection, print the outcome."""
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
         print("erasure demo needs moto: pip install 'erasure-worker[demo]'", file=sys.stderr)
         return 1
     os.environ.update(DEMO_AWS)
+    os.environ[SIGNING_ENV] = secrets.token_hex(16)
     root = Path(tempfile.mkdtemp(prefix="erasure-demo-"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
+    newsletter = NewsletterService(os.environ[SIGNING_ENV].encode(), SUBSCRIBERS)
     worker = None
     try:
-        config_path = build_world(root, f"http://127.0.0.1:{port}")
+        config_path = build_world(root, f"http://127.0.0.1:{port}", newsletter.url)
         rt = celery_runtime(load(config_path))
         lineage.add(rt, "recsys", "7", ["clickstream:2026-10-01"])
         lineage.add(rt, "ranker", "1", ["clickstream:2026-11-01"])
-        print(f"demo world in {root}: app-db (SQLite), uploads (S3 on moto), clickstream (Parquet)")
-        print("models: recsys 7 trained on clickstream:2026-10-01, ranker 1 on clickstream:2026-11-01\n")
+        lineage.add(rt, "support-bot", "2", ["support-embeddings:tickets"])
+        print(f"demo world in {root}: app-db (SQLite), uploads (S3 on moto), clickstream (Parquet), "
+              f"support-embeddings (LanceDB), newsletter (HTTP at {newsletter.url}), paper-archive (a person)")
+        print("models: recsys 7 trained on clickstream:2026-10-01, ranker 1 on clickstream:2026-11-01, "
+              "support-bot 2 on support-embeddings:tickets\n")
 
         log = open(root / "worker.log", "w")
         worker = subprocess.Popen(
@@ -167,6 +86,8 @@ def run() -> int:
         print(table(["MODEL", "VERSION", "REQUEST", "SNAPSHOTS"],
                     [[m["model"], m["version"], f["request_id"], " ".join(f["snapshots"])]
                      for m in flagged for f in m["flags"]]))
+        print(f"\nnewsletter service: subscribers left {sorted(newsletter.subscribers)}, "
+              f"unsigned calls refused {newsletter.refused}")
         caught = _objection_and_guard(rt, root)
         print(f"\nworker log: {root / 'worker.log'}")
         rt.close()
@@ -178,7 +99,22 @@ def run() -> int:
                 worker.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
+        newsletter.stop()
         moto.stop()
+
+
+def _work_tasks(rt: Runtime) -> None:
+    """The clerk works the paper archive's open tasks: looks the subject up (audited), shreds, settles."""
+    for task in manual_tasks.open_tasks(rt):
+        revealed = manual_tasks.reveal(rt, task.request_id, task.system, by=CLERK)
+        if set(revealed.get("user_id", ())) & ARCHIVED:
+            manual_tasks.done(rt, task.request_id, task.system, items=2, evidence="signed contract shredded",
+                              by=CLERK)
+            print(f"  {task.request_id[:8]}  {task.system:<18} erased by hand ({CLERK})")
+        else:
+            manual_tasks.not_found(rt, task.request_id, task.system, evidence="no folder in the archive room",
+                                   by=CLERK)
+            print(f"  {task.request_id[:8]}  {task.system:<18} looked for by hand, not found ({CLERK})")
 
 
 def _objection_and_guard(rt: Runtime, root: Path) -> bool:
@@ -211,13 +147,14 @@ def _wait(rt: Runtime, ids: list[str], worker: subprocess.Popen, timeout: float)
     seen: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     while True:
+        _work_tasks(rt)
         statuses = [views.status(rt, rid) for rid in ids]
         for status in statuses:
             for system in status["systems"]:
                 key = f"{status['request_id']}/{system['system']}"
                 if seen.get(key) != system["status"]:
                     seen[key] = system["status"]
-                    print(f"  {status['request_id'][:8]}  {system['system']:<12} {system['status']}")
+                    print(f"  {status['request_id'][:8]}  {system['system']:<18} {system['status']}")
         if all(s["status"] in ("completed", "failed") for s in statuses):
             return statuses
         if worker.poll() is not None or time.monotonic() > deadline:
