@@ -134,14 +134,6 @@ def claim_waiting(rt: Runtime, system: str, wanted: int) -> Claimed:
     return taken
 
 
-def running(session, request_id: str, system: str) -> SystemTask | None:  # type: ignore[no-untyped-def]
-    task = session.scalar(
-        select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system)
-        .with_for_update()
-    )
-    return task if task is not None and task.status == SystemStatus.RUNNING else None
-
-
 def hand_back(rt: Runtime, claims: Iterable[tuple[str, str]], why: str) -> list[Pending]:
     """Put claims this process holds, as (request, system), back to pending, the attempt not counted,
     saying why; those handed back. A claim is matched by its lease, so one that lapsed and was taken

@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from connectors import registry
 from connectors.base import Outcome
-from worker.engine import claims, settle
+from worker.engine import settle
 from worker.engine.state import move_system
 from worker.errors import ConfigError, TransientError
 from worker.runtime import Runtime
@@ -79,15 +79,30 @@ def record_hits(rt: Runtime, system: str, found: dict[str, tuple]) -> None:  # t
 def journal(rt: Runtime, system: str, request_ids: list[str], rel: str, rows: list[int]) -> None:
     """Before a rewritten file is swapped in, note per request the rows it removes: if this process
     dies just after the swap, the next attempt finds them gone and counts them from here. A store
-    that does not answer stops the swap (the old file stays; the attempt is tried again)."""
+    that does not answer stops the swap (the old file stays; the attempt is tried again), and so
+    does a claim no longer this process's (its lease ran out and the reconciler put it back, so
+    this attempt's outcome would not be recorded: a swap now would lose the count)."""
+    held = rt.held()
     try:
         with rt.transaction() as session:
             for request_id, removed in zip(request_ids, rows, strict=True):
-                task = claims.running(session, request_id, system) if removed else None
-                if task is not None:
-                    task.progress = {**(task.progress or {}), rel: removed}
+                if not removed:
+                    continue
+                task = session.scalar(  # running under this process's lease, as claims.hand_back matches it
+                    select(SystemTask).where(SystemTask.request_id == request_id, SystemTask.system == system,
+                                             SystemTask.status == SystemStatus.RUNNING,
+                                             SystemTask.lease_until == held.get((request_id, system)))
+                    .with_for_update())
+                if task is None:
+                    raise ClaimLost(f"the claim on {request_id} lapsed before {rel} was swapped in; "
+                                    "another attempt erases it")
+                task.progress = {**(task.progress or {}), rel: removed}
     except SQLAlchemyError as exc:
         raise TransientError(f"store unavailable before swapping in {rel} ({type(exc).__name__})") from None
+
+
+class ClaimLost(TransientError):
+    """A claim that lapsed while its pass ran: the pass stops before it changes anything more."""
 
 
 def _with_journaled(task: SystemTask, outcome: Outcome) -> Outcome:

@@ -4,19 +4,20 @@ the next attempt finds that file already without the subject and counts it from 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from connectors.base import Journal
 from connectors.snapshot.connector import SnapshotConnector
 from tests.helpers import NO_BATCH_WAIT, MakeRuntime, drain, snapshot_system, write_snapshot
-from worker.engine import intake
+from worker.engine import intake, reconcile
 from worker.errors import TransientError
 from worker.runtime import Runtime
-from worker.store.models import SystemTask
+from worker.store.models import SystemTask, utcnow
 from worker.surfaces import views
 
 FIRST, SECOND = "2026-10-01/part-0.parquet", "2026-11-01/part-0.parquet"
@@ -95,4 +96,41 @@ def test_a_file_journaled_but_never_swapped_is_counted_once(make_runtime: MakeRu
     drain(rt)
     system = views.status(rt, request_id)["systems"][0]
     assert (system["status"], system["attempts"], system["items_erased"]) == ("erased", 2, 2)
+    assert pq.read_table(root / FIRST).column("user_id").to_pylist() == [1, 3]
+
+
+def test_a_claim_that_lapsed_mid_pass_stops_the_swap(make_runtime: MakeRuntime, tmp_path: Path) -> None:
+    """The pass ran past its lease and the reconciler gave the claim back (a slow rewrite on a busy
+    machine): the journal refuses, the old file stays, and the next attempt erases and counts the rows
+    once (not 0, as it would after a swap whose outcome could not be recorded)."""
+    root = tmp_path / "clickstream"
+    write_snapshot(root / FIRST, [1, 2, 2, 3])
+    rt = make_runtime(snapshot_system(root), worker=NO_BATCH_WAIT)
+    connector = rt.connector("clickstream")
+    assert isinstance(connector, SnapshotConnector)
+    erase_many, refused = connector.erase_many, []
+
+    def lapsed_before_the_swap(subjects: Any, journal: Journal | None = None) -> Any:
+        assert journal is not None
+
+        def noted(rel: str, rows: list[int]) -> None:
+            if not refused:
+                with rt.transaction() as session:  # the lease ran out; the reconciler takes the claim back
+                    session.execute(update(SystemTask).values(lease_until=utcnow() - timedelta(seconds=1)))
+                reconcile.expire_leases(rt)
+                try:
+                    journal(rel, rows)
+                except TransientError as exc:
+                    refused.append(str(exc))
+                    raise
+            journal(rel, rows)
+
+        return erase_many(subjects, noted)
+
+    connector.erase_many = lapsed_before_the_swap  # type: ignore[method-assign]
+    request_id = intake.submit(rt, {"user_id": "2"}).request_id
+    drain(rt)
+    assert refused and "lapsed before" in refused[0]
+    system = views.status(rt, request_id)["systems"][0]
+    assert (system["status"], system["items_erased"]) == ("erased", 2)
     assert pq.read_table(root / FIRST).column("user_id").to_pylist() == [1, 3]
