@@ -2,7 +2,8 @@
 
 A value is first NFC-normalized (a composed and a decomposed "é" are one person), then put
 through its type's steps in a fixed order: `trim` (leading and trailing ASCII whitespace, never
-inner), then `lower` or `upper`. The request's value is folded here, in Python; a connector folds
+inner), then `lower` or `upper`, and composed again after a case step, so that a folded value
+folds to itself. The request's value is folded here, in Python; a connector folds
 the stored side the same way with its engine's functions (SQL, pyarrow), so `Mary.Smith@x` and a
 stored `MARY.SMITH@x` are one person, while nothing else is: a fold never turns equality into
 likeness (no LIKE, no wildcard, `_` and `%` are literals).
@@ -45,9 +46,16 @@ def describe(fold: Fold) -> str:
 
 
 def fold_text(value: str, fold: Fold) -> str:
-    """The value NFC-normalized, then put through the steps."""
-    if not value.isascii():
-        value = unicodedata.normalize("NFC", value)
+    """The value NFC-normalized, then put through the steps, and composed again after a case step: upper-
+    casing "ΐ" gives "Ι", a diaeresis and an acute, which NFC composes to "Ϊ́"; left so, a stored "Ϊ́" would
+    never match it, and folding the folded value would not give it back."""
+    if value.isascii():  # NFC and Python's case rules leave ASCII as ASCII
+        return _steps(value, fold)
+    value = _steps(unicodedata.normalize("NFC", value), fold)
+    return unicodedata.normalize("NFC", value) if "lower" in fold or "upper" in fold else value
+
+
+def _steps(value: str, fold: Fold) -> str:
     for step in fold:
         if step == "trim":
             value = value.strip(TRIM_CHARS)

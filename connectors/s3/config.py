@@ -48,6 +48,7 @@ from botocore.config import Config
 
 from connectors.aws import botocore_config
 from connectors.base import ConfigReader, Subject, SystemConfig, Template
+from connectors.s3.overlap import collide, segments
 
 ADDRESSING_STYLES = ("path", "virtual", "auto")
 CHECKSUM_MODES = ("when_supported", "when_required")
@@ -90,6 +91,7 @@ class S3Config(SystemConfig):
         )
         if not prefixes and not keys:
             raise reader.error("prefixes", "neither prefixes nor keys is given: nothing to erase")
+        _refuse_overlaps(reader, prefixes, keys)
         return cls(
             name=reader.text("name"),
             kind="s3",
@@ -124,6 +126,24 @@ class S3Config(SystemConfig):
     def botocore_config(self) -> Config:
         """The client settings this system asks for: retries, addressing, timeouts, checksums."""
         return botocore_config(self, self.connect_timeout, self.read_timeout)
+
+
+def _refuse_overlaps(reader: ConfigReader, prefixes: tuple[Template, ...], keys: tuple[Template, ...]) -> None:
+    """Refuse templates that could render one key for two people (connectors/s3/overlap.py)."""
+    shaped = []
+    for name, templates, prefix in (("prefixes", prefixes, True), ("keys", keys, False)):
+        for i, template in enumerate(templates):
+            found = segments(template, prefix)
+            if found is None:
+                raise reader.error(f"{name}[{i}]", f"{template.text!r} has two placeholders in one path segment, "
+                                                   "which cannot tell where one value ends: put a '/' between them")
+            shaped.append((f"{name}[{i}]", template, found, prefix))
+    for later, (key, template, found, prefix) in enumerate(shaped):
+        for other_key, other, other_found, other_prefix in shaped[:later]:
+            if collide(found, prefix, other_found, other_prefix) or collide(other_found, other_prefix, found, prefix):
+                raise reader.error(key, f"{template.text!r} and {other_key} {other.text!r} could render one key "
+                                        "for two people (a value equal to the other's literal text, or written "
+                                        "around it): give each template a folder of its own")
 
 
 def _endpoint_url(reader: ConfigReader) -> str | None:

@@ -5,7 +5,9 @@ Matching is exact and type-aware; "42" matches:
 - an integer or decimal column's 42 and a string column's "42", never 420, "042" or "42 ";
 - a float column's or a JSON number's 42.0 only (a float matches a plain integer exactly equal
   to it: 42.5 matches nothing, and no float matches "4.2");
-- a JSON 42, 42.0 or "42"; a CSV field whose text is exactly 42.
+- a JSON 42, 42.0 or "42"; a CSV field whose text is exactly 42;
+- in a date, time or timestamp column, only a value written as ISO 8601 (Python's isoformat)
+  writes it ("2024-01-01", "2024-01-01T00:00:00"): another spelling of that moment matches nothing.
 Booleans, nulls, JSON arrays and objects match nothing; nor does an empty value. Columns of
 one `where` are ANDed, several values of one type ORed. A row matching two subjects is theirs
 both: it counts for each.
@@ -24,6 +26,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
@@ -148,7 +151,10 @@ class ArrowMatch:
             owners = sought.typed_owners(key.column, kind)
             self.folds.append(fold)
             self.owners.append(owners)
-            self.sets.append(pa.array(list(owners), kind))
+            values = list(owners)
+            if pa.types.is_floating(kind) and 0 in owners:
+                values.append(-0.0)  # Arrow's is_in tells -0.0 from 0.0 by its bits; a number equal to 0 is both
+            self.sets.append(pa.array(values, kind))
             if fold is None and not path.lists and _ordered(kind):
                 self.bounds[path.dotted] = sorted(owners)  # one column's values are all int, float or str
 
@@ -257,9 +263,14 @@ def typed(value: str, column_type: pa.DataType) -> Any | None:
         if pa.types.is_floating(column_type) or pa.types.is_decimal(column_type):
             if number is None:
                 return None
-            held = pa.scalar(Decimal(number)).cast(column_type, safe=False).as_py()
+            # a decimal column checks its precision (19 digits fit no decimal(20, 2)); a float one may round
+            held = pa.scalar(Decimal(number)).cast(column_type, safe=pa.types.is_decimal(column_type)).as_py()
             return held if held == number else None  # exactly: 2**53 + 1 is no float
-        return pa.scalar(value).cast(column_type).as_py()  # dates, times: by Arrow's strict parse
+        # dates, times: by Arrow's strict parse, and only if written as ISO 8601 writes them (Python's isoformat):
+        # "2024-01-01T00:00" and "2024-01-01 00:00:00" are that one moment too, which a column cannot tell
+        # apart, as it cannot tell "042" from 42
+        moment = pa.scalar(value).cast(column_type).as_py()
+        return moment if isinstance(moment, date | time) and moment.isoformat() == value else None
     except (pa.ArrowException, OverflowError, ValueError, TypeError):
         return None
 
