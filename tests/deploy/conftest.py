@@ -17,12 +17,14 @@ from tests.helpers import (
     PG_ADMIN_URL,
     Api,
     Process,
+    Served,
     Stack,
     container_command,
     free_port,
     own_vhost,
     scratch_database,
     seed_store,
+    served_by,
 )
 
 
@@ -65,3 +67,13 @@ def api(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]
         yield Api(url, process)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def served(api: Api) -> Served:
+    """The metrics of a real scrape of the API, with the read token of deploy/erasure.toml."""
+    import httpx
+
+    answer = httpx.get(f"{api.url}/metrics", headers={"Authorization": "Bearer compose-dev-token"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return served_by(answer.text)

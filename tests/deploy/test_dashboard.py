@@ -1,76 +1,18 @@
 """The Grafana dashboard: a well-formed dashboard whose every query uses only the metrics, labels and
-label values that a real `erasure api` serves on /metrics (read from a seeded PostgreSQL store)."""
+label values that a real `erasure api` serves on /metrics (read from a seeded PostgreSQL store; the
+PromQL reader is tests/helpers/promql.py, the scrape the `served` fixture)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import DEPLOY, Api
+from tests.helpers import DEPLOY, Served, read_query
 
 DASHBOARD = DEPLOY / "grafana" / "erasure.json"
-TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<range>\[[^\]]*\])|(?P<number>\d+(?:\.\d+)?)'
-                   r"|(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)|(?P<op>=~|!~|!=|==|>=|<=|[-+*/%^<>=,(){}]))")
-GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
-KEYWORDS = {"bool", "and", "or", "unless", "offset"}
-
-
-@dataclass
-class Query:
-    """What one PromQL query reads: metric names, label names, and label matchers."""
-
-    metrics: set[str] = field(default_factory=set)
-    labels: set[str] = field(default_factory=set)
-    matchers: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-def tokens(expr: str) -> list[tuple[str, str]]:
-    """A PromQL expression's tokens as (kind, text); a character no token takes fails the test."""
-    found, at = [], 0
-    while at < len(expr.rstrip()):
-        match = TOKEN.match(expr, at)
-        assert match is not None, f"cannot read {expr[at:]!r} in {expr!r}"
-        kind = match.lastgroup or ""
-        found.append((kind, match.group(kind)))
-        at = match.end()
-    return found
-
-
-def read_query(expr: str) -> Query:
-    """What a PromQL query (or Grafana's label_values(metric, label)) reads."""
-    query, words, at = Query(), tokens(expr), 0
-    while at < len(words):
-        kind, text = words[at]
-        following = words[at + 1][1] if at + 1 < len(words) else None
-        if kind == "name" and text == "label_values" and following == "(":
-            query.metrics.add(words[at + 2][1])
-            query.labels.add(words[at + 4][1])
-            at += 6
-            continue
-        if kind == "name" and text in GROUPING and following == "(":
-            at += 2
-            while words[at][1] != ")":
-                if words[at][0] == "name":
-                    query.labels.add(words[at][1])
-                at += 1
-        elif kind == "name" and text not in KEYWORDS and following != "(" and following not in GROUPING:
-            query.metrics.add(text)
-        elif text == "{":
-            at += 1
-            while words[at][1] != "}":
-                label, op, value = words[at][1], words[at + 1][1], json.loads(words[at + 2][1])
-                query.labels.add(label)
-                query.matchers.append((label, op, value))
-                at += 3 + (words[at + 3][1] == ",")
-        at += 1
-    return query
 
 
 def dashboard() -> dict[str, Any]:
@@ -82,31 +24,6 @@ def queries() -> list[str]:
     found = [target["expr"] for panel in dashboard()["panels"] for target in panel["targets"]]
     found += [v["query"]["query"] for v in dashboard()["templating"]["list"] if v["type"] == "query"]
     return found
-
-
-@dataclass(frozen=True)
-class Served:
-    """What /metrics serves: metric names, each one's label names, and the values each label takes."""
-
-    labels: dict[str, set[str]]
-    values: dict[str, set[str]]
-
-
-@pytest.fixture(scope="module")
-def served(api: Api) -> Served:
-    """The metrics of a real scrape of the API, with the read token of deploy/erasure.toml."""
-    answer = httpx.get(f"{api.url}/metrics", headers={"Authorization": "Bearer compose-dev-token"}, timeout=30)
-    assert answer.status_code == 200, answer.text
-    labels: dict[str, set[str]] = {}
-    values: dict[str, set[str]] = defaultdict(set)
-    for family in text_string_to_metric_families(answer.text):
-        assert family.samples, f"{family.name} has no samples, so its labels are unknown (seed the store)"
-        labels[family.name] = set()
-        for sample in family.samples:
-            labels[family.name] |= set(sample.labels)
-            for label, value in sample.labels.items():
-                values[label].add(value)
-    return Served(labels, dict(values))
 
 
 def test_the_dashboard_is_well_formed() -> None:

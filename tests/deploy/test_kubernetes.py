@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
-from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
 
 from tests.helpers import (
     WORKERS,
@@ -30,7 +30,7 @@ from worker.queue import celery_app
 
 KUBERNETES_VERSION = "1.31.0"  # a release KEDA 2.16 (the CRD models' version) runs on; deploy/README.md says so
 CRDS: dict[str, Any] = {"ScaledObject": ScaledObject, "TriggerAuthentication": TriggerAuthentication,
-                        "ServiceMonitor": ServiceMonitor}
+                        "ServiceMonitor": ServiceMonitor, "PrometheusRule": PrometheusRule}
 NOT_IN_KUBERNETES = {
     # ERASURE_SECRET_KEY wins over it, and a key file mounted from a Secret is readable by the pod's
     # fsGroup, which keys.file_readable_by_others warns about: the keys come from the environment

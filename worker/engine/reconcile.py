@@ -13,17 +13,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 
 from worker.config import WorkerSettings
 from worker.engine import deadlines, manual_tasks, settle
 from worker.engine.state import lose_attempt, move_system
 from worker.runtime import Runtime
-from worker.store.models import SETTLED, Request, RequestStatus, SystemStatus, SystemTask, utcnow
+from worker.store.models import SETTLED, Counter, Request, RequestStatus, SystemStatus, SystemTask, utcnow
 
 log = structlog.get_logger("erasure.reconcile")
 BATCH = 500
 LONGEST_WAIT = 3600.0  # between two re-sends of one row, however often it was re-sent
+PASSES, LEASES_EXPIRED = "reconcile.passes", "reconcile.leases_expired"  # rows of `counters`
 
 
 def grace(settings: WorkerSettings) -> float:
@@ -163,8 +164,8 @@ def recheck_exemptions(rt: Runtime) -> int:
 
 
 def reconcile(rt: Runtime) -> dict[str, int]:
-    """One pass of every reconciliation step; counts by step."""
-    return {
+    """One pass of every reconciliation step, counted; counts by step."""
+    done = {
         "leases_expired": expire_leases(rt),
         "settled": settle_unsettled(rt),  # after the leases: a last attempt lost may settle a request
         "rechecked": recheck_exemptions(rt),
@@ -173,3 +174,16 @@ def reconcile(rt: Runtime) -> dict[str, int]:
         "overdue": deadlines.warn_overdue(rt),
         "tasks_due_soon": manual_tasks.remind_due(rt),
     }
+    count_pass(rt, done["leases_expired"])
+    return done
+
+
+def count_pass(rt: Runtime, leases_expired: int) -> None:
+    """Add a finished pass, and the leases it found expired, to the store's counters with the time:
+    the metrics tell from it that the reconciler runs, and how often workers vanish mid-erasure."""
+    now = utcnow()
+    with rt.transaction() as session:
+        for name, added in ((PASSES, 1), (LEASES_EXPIRED, leases_expired)):
+            if added:
+                session.execute(update(Counter).where(Counter.name == name)
+                                .values(value=Counter.value + added, updated_at=now))

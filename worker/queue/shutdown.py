@@ -3,7 +3,9 @@ the tasks it runs; this gives them `shutdown_grace_seconds`. Whatever still runs
 back: the systems this process claimed go back to pending (the attempt not counted), every message
 it holds unacknowledged goes back to its queue, and the process exits. So a stop never leaves a
 claim that only the end of its lease would free, and never a message that only the reconciler finds.
-A task thread cannot be stopped from outside: exiting the process is what stops it."""
+A task thread cannot be stopped from outside: exiting the process is what stops it. The notices
+Celery writes straight to the terminal from its signal handlers ("worker: Warm shutdown") are log
+events here, so that the log stream holds nothing else."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import time
 from typing import Any
 
 import structlog
+from celery.apps import worker as celery_worker
 from celery.signals import worker_ready, worker_shutting_down
 from celery.worker import state
 
+from worker import logs
 from worker.engine import claims, fanout
 from worker.engine.state import Pending
 from worker.queue import dispatch
@@ -90,6 +94,14 @@ def _watch(grace: float) -> None:
     sys.stderr.flush()
     sys.stdout.flush()
     os._exit(0)
+
+
+def say(msg: str, f: Any = None) -> None:
+    """Celery's `safe_say`, as a log event written in one go (it runs in signal handlers)."""
+    logs.write_now("celery.apps.worker", msg.strip())
+
+
+celery_worker.safe_say = say
 
 
 @worker_ready.connect

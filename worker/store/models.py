@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -265,6 +266,7 @@ class AuditEvent(Base):
     It holds no identifier's value: a subject appears only by its subject_ref."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_type_system", "type", "system"),)  # the metrics count by type
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[datetime]
@@ -274,3 +276,13 @@ class AuditEvent(Base):
     data: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Counter(Base):
+    """A running total the metrics report, and when it last moved (seeded by the migrations)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    updated_at: Mapped[datetime | None]

@@ -7,19 +7,30 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
 
-from worker.engine import deadlines
+from worker.engine import deadlines, reconcile
 from worker.runtime import Runtime
-from worker.store.models import SETTLED, AuditEvent, GuardLook, Request, SystemStatus, SystemTask, utcnow
+from worker.store.models import (
+    SETTLED,
+    AuditEvent,
+    Counter,
+    GuardLook,
+    Request,
+    SystemStatus,
+    SystemTask,
+    utcnow,
+)
 
 WINDOW = timedelta(hours=1)
 SAMPLE = 10_000  # at most this many recent systems are read per scrape
 QUANTILES = (0.5, 0.9, 0.99, 1.0)  # 1 is the longest
+DUE_WITHIN_DAYS = (1, 3, 7)  # the windows of erasure_requests_due_soon
 
 
 def quantiles(seconds: Iterable[float]) -> dict[str, float]:
@@ -57,6 +68,7 @@ class StoreCollector:
                 select(SystemTask.kind, SystemTask.started_at, SystemTask.queued_at, Request.received_at)
                 .join(Request).where(SystemTask.started_at >= since, SystemTask.attempts == 1)
                 .order_by(SystemTask.started_at.desc()).limit(SAMPLE)).all()
+            watched_by_alerts = alerting(session, [s.name for s in self.rt.config.systems], now)
 
         requests = GaugeMetricFamily("erasure_requests", "Erasure requests by status.", labels=["status"])
         for status, n in counts["by_status"].items():
@@ -86,6 +98,7 @@ class StoreCollector:
             yield rows
             yield caught
 
+        yield from watched_by_alerts
         yield _by_kind("erasure_system_duration_seconds",
                        f"Seconds from an attempt's start to the system settling, over systems settled in the last "
                        f"{WINDOW.total_seconds():g} s, by kind (store times are to the second).",
@@ -94,6 +107,39 @@ class StoreCollector:
                        f"Seconds from a request's receipt (or a re-queue) to its system's first attempt, over first "
                        f"attempts started in the last {WINDOW.total_seconds():g} s, by kind.",
                        ((kind, start - (queued or received)) for kind, start, queued, received in started if start))
+
+
+def alerting(session: Session, systems: list[str], now: datetime) -> list[Metric]:
+    """What the alerting rules (deploy/prometheus/rules.yaml) watch besides the counts: open requests
+    due soon, systems failed for good, leases that ran out, and the reconciler's last pass."""
+    windows = [Request.deadline < now + timedelta(days=days) for days in DUE_WITHIN_DAYS]
+    due = session.execute(select(*(func.sum(case((w, 1), else_=0)) for w in windows))
+                          .where(Request.status.in_(deadlines.OPEN), Request.deadline >= now)).one()
+    failed = dict(session.execute(select(SystemTask.system, func.count())
+                                  .where(SystemTask.status == SystemStatus.FAILED).group_by(SystemTask.system)).all())
+    failures = dict(session.execute(select(AuditEvent.system, func.count())
+                                    .where(AuditEvent.type == "system.failed").group_by(AuditEvent.system)).all())
+    counters = {name: (value, at) for name, value, at in session.execute(
+        select(Counter.name, Counter.value, Counter.updated_at))}
+    expired, _ = counters.get(reconcile.LEASES_EXPIRED, (0, None))
+    _, last = counters.get(reconcile.PASSES, (0, None))
+
+    due_soon = GaugeMetricFamily("erasure_requests_due_soon", "Open requests whose deadline falls within the next "
+                                 "`within_days` days (not yet overdue).", labels=["within_days"])
+    for days, n in zip(DUE_WITHIN_DAYS, due, strict=True):
+        due_soon.add_metric([str(days)], int(n or 0))
+    failed_now = GaugeMetricFamily("erasure_systems_failed", "Systems of requests failed for good and not retried or "
+                                   "exempted since, by system.", labels=["system"])
+    failed_ever = CounterMetricFamily("erasure_system_failures", "Systems of requests that failed for good (each a "
+                                      "system.failed audit event), by system.", labels=["system"])
+    for system in sorted(set(systems) | {str(s) for s in {*failed, *failures} if s is not None}):
+        failed_now.add_metric([system], failed.get(system, 0))
+        failed_ever.add_metric([system], failures.get(system, 0))
+    leases = CounterMetricFamily("erasure_leases_expired", "Erasures whose worker vanished mid-way, their lease run "
+                                 "out (found by the reconciler).", value=expired)
+    last_run = GaugeMetricFamily("erasure_reconcile_last_run_timestamp_seconds", "When the reconciler last finished a "
+                                 "pass (Unix time; 0 before the first).", value=last.timestamp() if last else 0)
+    return [due_soon, failed_now, failed_ever, leases, last_run]
 
 
 def _by_kind(name: str, documentation: str, spans: Iterable[tuple[str, timedelta]]) -> GaugeMetricFamily:
