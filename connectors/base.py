@@ -8,7 +8,7 @@ import os
 import re
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar, Self, TypeVar
@@ -70,6 +70,53 @@ class Outcome:
     snapshots: tuple[SnapshotHit, ...] = ()
     exempt_reason: str | None = None
     recheck_at: datetime | None = None
+
+
+Patterns = Mapping[str, re.Pattern[str]]  # each identifier type's pattern, by its name
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a read-only look at one system found: problems (each one would fail an erasure there) and
+    notes (what could not be checked without acting, or what deserves a look). Never an identifier's value."""
+
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing was found that would fail an erasure."""
+        return not self.problems
+
+
+CANNOT_LOOK = "this kind cannot look without acting"
+CANNOT_EXPORT = "this kind cannot read a subject's records without acting"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What erase() would take now, found without changing anything: `counts` by part, never a value
+    (`{"tables": {name: rows}}`, `{"templates": {template: {"versions": n, "delete_markers": m}}}`,
+    `{"snapshots": {id: {"files": [...], "rows": n}}}`), `items` as erase() would report them, and the
+    snapshot hits it would record. `looked` False: the kind cannot look without acting, `note` says so."""
+
+    looked: bool
+    items: int = 0
+    counts: Mapping[str, Any] = field(default_factory=dict)
+    snapshots: tuple[SnapshotHit, ...] = ()
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a subject's export (Art. 15 access), named within its system's folder of the archive:
+    JSON-able `records`, written one JSON line each, or `content`, bytes in chunks (an object as stored);
+    neither: nothing could be read, and `note` says why."""
+
+    name: str
+    records: Iterable[Any] | None = None
+    content: Iterable[bytes] | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +217,21 @@ class Connector(ABC):
     def use_pseudonym_key(self, key: Callable[[], bytes]) -> None:  # noqa: B027 - a hook with a no-op default
         """Keep the worker's pseudonym key (a kind that writes keyed pseudonyms, as sql's `{ hash = true }`,
         makes them under it, so a value gets the same one in every process); `key()` reads it when needed."""
+
+    def check(self, patterns: Patterns | None = None) -> Checked:
+        """Look at the system without changing anything: does it take this config (tables, columns, buckets,
+        locations)? `patterns`: each identifier type's pattern, for a column's type to be checked against."""
+        return Checked(notes=("no read-only probe for this kind",))
+
+    def preview(self, subject: Subject) -> Preview:
+        """What erase() would take now, counted by the erase's own matching without changing anything
+        (connectors/<kind>/preview.py); the default: the kind cannot look without acting, and says so."""
+        return Preview(looked=False, note=CANNOT_LOOK)
+
+    def export(self, subject: Subject, *, contents: bool = False) -> Iterator[Part]:
+        """The subject's records, part by part, read without changing anything (Art. 15 access); `contents`:
+        stored objects' bodies too, not only their list. The default: none, and a note saying so."""
+        yield Part("", note=CANNOT_EXPORT)
 
     def close(self) -> None:  # noqa: B027 - a hook with a no-op default, not abstract
         """Release connections and clients."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Self
 
-from connectors.base import ConfigReader, Connector, Journal, Outcome, Subject, SystemConfig
+from connectors.base import ConfigReader, Connector, Journal, Outcome, Preview, Subject, SystemConfig
 from connectors.errors import PermanentError, TransientError
 
 
@@ -108,3 +108,8 @@ class StubConnector(Connector):
     def _key(self, subject: Subject) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
         held = tuple((t, subject.values(t)) for t in self.config.uses if subject.values(t))
         return held or None
+
+    def preview(self, subject: Subject) -> Preview:
+        """The items erase() would report now: what verify counts (no I/O)."""
+        items = self.verify(subject)
+        return Preview(looked=True, items=items, counts={"items": items})

@@ -31,8 +31,9 @@ from urllib.parse import urljoin
 import httpx
 
 from connectors import context, signing
-from connectors.base import Connector, Outcome, Subject
+from connectors.base import Checked, Connector, Outcome, Patterns, Subject
 from connectors.errors import PermanentError, TransientError
+from connectors.http import probe
 from connectors.http.config import HttpConfig, UrlTemplate, origin
 
 TRIES = 3  # sends of one call within an attempt, while it answers 429, 5xx or times out
@@ -189,6 +190,10 @@ class HttpConnector(Connector):
 
     def _where(self, what: str) -> str:
         return f"http system {self.config.name!r}: {what}"
+
+    def check(self, patterns: Patterns | None = None) -> Checked:
+        """The secrets are set and the host takes a connection; the call itself is not tried (probe.py)."""
+        return probe.check(self.config)
 
 
 def _bindings(subject: Subject, fields: frozenset[str]) -> list[dict[str, str]]:

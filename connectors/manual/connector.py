@@ -4,7 +4,7 @@ verify() refuse, saying so, should anything call them."""
 
 from __future__ import annotations
 
-from connectors.base import Connector, Outcome, Subject
+from connectors.base import Checked, Connector, Outcome, Patterns, Subject
 from connectors.errors import PermanentError
 from connectors.manual.config import ManualConfig
 
@@ -27,3 +27,7 @@ class ManualConnector(Connector):
     def _by_hand(self) -> str:
         return (f"system {self.config.name} is erased by a person, not by the worker: "
                 "its open tasks are settled with `erasure tasks done|not-found`")
+
+    def check(self, patterns: Patterns | None = None) -> Checked:
+        """Nothing to look at: a person erases this system."""
+        return Checked(notes=("a person erases this system: nothing for the worker to reach",))

@@ -18,8 +18,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from connectors.base import Connector, Outcome, Subject, retry_blips
+from connectors.base import Checked, Connector, Outcome, Part, Patterns, Preview, Subject, retry_blips
 from connectors.errors import ConnectorError, PermanentError, TransientError, one_line
+from connectors.redis import preview, probe
 from connectors.redis.config import PAIRS, RedisConfig
 
 UNLINK_BATCH = 500
@@ -189,6 +190,18 @@ class RedisConnector(Connector):
             yield
         except redis.RedisError as exc:
             raise translate(self._where(action, template), exc) from exc
+
+    def preview(self, subject: Subject) -> Preview:
+        """Keys, fields and members per template that erase() would remove, counted as verify counts (preview.py)."""
+        return retry_blips(preview.look)(self, subject)
+
+    def export(self, subject: Subject, *, contents: bool = False) -> Iterator[Part]:
+        """A note: cached values are counted, not exported (preview.py)."""
+        return preview.read(self, subject)
+
+    def check(self, patterns: Patterns | None = None) -> Checked:
+        """The server answers, its key space reads, shared keys are of their type (probe.py)."""
+        return probe.check(self)
 
 
 def translate(where: str, exc: redis.RedisError) -> ConnectorError:

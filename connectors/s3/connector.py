@@ -15,6 +15,7 @@ How to reach the bucket (endpoint, region, addressing, profile, checksums) is in
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,9 @@ from connectors.aws import (
     map_botocore_errors,
     translate,
 )
-from connectors.base import Connector, Outcome, Subject, Template, retry_blips
+from connectors.base import Checked, Connector, Outcome, Part, Patterns, Preview, Subject, Template, retry_blips
 from connectors.errors import PermanentError, TransientError
+from connectors.s3 import preview, probe
 from connectors.s3.config import S3Config
 
 DELETE_ATTEMPTS = 3
@@ -261,6 +263,18 @@ class S3Connector(Connector):
         """Translate botocore's errors into the project's, naming the system, never a key."""
         where = f"s3 system {self.config.name!r} ({action}, bucket {self.config.bucket!r})"
         return map_botocore_errors(where)
+
+    def preview(self, subject: Subject) -> Preview:
+        """Versions and delete markers per template that erase() would delete, by its own listing (preview.py)."""
+        return preview.look(self, subject)
+
+    def export(self, subject: Subject, *, contents: bool = False) -> Iterator[Part]:
+        """The list of the subject's object versions; with `contents`, their bodies too (preview.py)."""
+        return preview.read(self, subject, contents)
+
+    def check(self, patterns: Patterns | None = None) -> Checked:
+        """The bucket answers and lists under each template, read-only (probe.py)."""
+        return probe.check(self)
 
 
 def _fates(batch: list[_Version], response: dict[str, Any]) -> list[tuple[_Version, dict[str, Any]]]:

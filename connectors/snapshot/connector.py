@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from connectors.base import Connector, Journal, Outcome, SnapshotHit, Subject
+from connectors.base import Checked, Connector, Journal, Outcome, Part, Patterns, Preview, SnapshotHit, Subject
 from connectors.errors import PermanentError, TransientError
+from connectors.snapshot import preview, probe
 from connectors.snapshot.config import SnapshotConfig
 from connectors.snapshot.formats import format_of, suffixes
 from connectors.snapshot.locations import open_location
@@ -235,3 +236,15 @@ class SnapshotConnector(Connector):
     def _label(self, rel: str) -> str:
         label = format_of(self.config.format, rel).label if self.config.format != "delta" else "Delta"
         return f"gzipped {label}" if rel.endswith(".gz") else label
+
+    def preview(self, subject: Subject) -> Preview:
+        """The snapshots, files and rows erase() would rewrite, found by its count pass (preview.py)."""
+        return preview.look(self, subject)
+
+    def export(self, subject: Subject, *, contents: bool = False) -> Iterator[Part]:
+        """The subject's rows of each snapshot that holds them (preview.py)."""
+        return preview.read(self, subject)
+
+    def check(self, patterns: Patterns | None = None) -> Checked:
+        """The location, and every data file's where columns, read-only (probe.py)."""
+        return probe.check(self, patterns)

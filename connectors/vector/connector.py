@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from connectors.base import Connector, Outcome, SnapshotHit, Subject, retry_blips
+from connectors.base import Checked, Connector, Outcome, Part, Patterns, Preview, SnapshotHit, Subject, retry_blips
 from connectors.errors import PermanentError
 from connectors.snapshot.scan import WhereBatch
+from connectors.vector import preview, probe
 from connectors.vector.config import VectorConfig
 
 RECHECK_MARGIN = timedelta(minutes=5)  # past the retention, so that cleanup finds the versions old enough
@@ -113,3 +114,15 @@ class VectorConnector(Connector):
 
     def _hits(self, rows: int) -> tuple[SnapshotHit, ...]:
         return (SnapshotHit(f"{self.config.name}:{self.config.table}", rows),) if rows else ()
+
+    def preview(self, subject: Subject) -> Preview:
+        """The rows erase() would delete, counted as verify counts them, with the table as its hit (preview.py)."""
+        return preview.look(self, subject)
+
+    def export(self, subject: Subject, *, contents: bool = False) -> Iterator[Part]:
+        """A note: embeddings are counted, not exported (preview.py)."""
+        return preview.read(self, subject)
+
+    def check(self, patterns: Patterns | None = None) -> Checked:
+        """The table or collection opens with its where fields, read-only (probe.py)."""
+        return probe.check(self, patterns)

@@ -142,3 +142,18 @@ def test_a_kind_people_erase_refuses_to_erase_or_verify(kind: str, tmp_path: Pat
             with pytest.raises(PermanentError) as refused:
                 call(Subject({"user_id": (SUBJECT,)}))
             assert "erasure tasks" in str(refused.value) and SUBJECT not in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", sorted(registry.kinds()))
+def test_preview_counts_what_erase_takes(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A kind that can look counts, changing nothing, exactly the items erase then takes, and its counts
+    hold no value; one that cannot look says so."""
+    subject = Subject({"user_id": (SUBJECT,)})
+    with WORLDS[kind](tmp_path, request) as connector:
+        preview = connector.preview(subject)
+        if not preview.looked:
+            assert preview.note and preview.items == 0
+            return
+        assert connector.verify(subject) == preview.items > 0
+        assert connector.erase(subject).items_erased == preview.items
+        assert SUBJECT not in json.dumps(dict(preview.counts))

@@ -2,9 +2,10 @@
 every test that writes an erasure.toml uses (config), the runtime played without a broker (runtime),
 what the worker's tests erase from (worlds), one factory per connector kind (kinds), the fake service
 the http kind calls (http_service), real `erasure` processes and the poison sent to them (processes),
-what the deploy tests read under deploy/ (deploy), and the hostile input the generated tests of
-tests/hostile draw from (hostile). Fixtures live in the conftest files; a test
-module imports this package and no other module of tests/ (tests/test_imports.py checks it)."""
+what the deploy tests read under deploy/ (deploy) and how they read PromQL and a scrape (promql), and
+the hostile input the generated tests of tests/hostile draw from (hostile). Fixtures live in the
+conftest files; a test module imports this package and no other module of tests/
+(tests/test_imports.py checks it)."""
 
 from tests.helpers.config import (  # noqa: F401
     FAST_RETRIES,
@@ -41,16 +42,6 @@ from tests.helpers.deploy import (  # noqa: F401
     python_files,
     seed_store,
 )
-from tests.helpers.http_service import (  # noqa: F401
-    HTTP_SECRET,
-    HTTP_SECRET_ENV,
-    HTTP_TOKEN_ENV,
-    Call,
-    FakeService,
-    Reply,
-    service_raw,
-    start_service,
-)
 from tests.helpers.hostile import (  # noqa: F401
     FOLD_CHOICES,
     HOSTILE_TOKEN,
@@ -78,6 +69,16 @@ from tests.helpers.hostile import (  # noqa: F401
     stored_values,
     subject_shapes,
 )
+from tests.helpers.http_service import (  # noqa: F401
+    HTTP_SECRET,
+    HTTP_SECRET_ENV,
+    HTTP_TOKEN_ENV,
+    Call,
+    FakeService,
+    Reply,
+    service_raw,
+    start_service,
+)
 from tests.helpers.kinds import (  # noqa: F401
     IDENTIFIER_TYPES,
     JSONL_SUFFIXES,
@@ -100,6 +101,22 @@ from tests.helpers.kinds import (  # noqa: F401
     user,
     vector_connector,
 )
+from tests.helpers.located import (  # noqa: F401
+    CLICK_COUNTS,
+    CLICKS,
+    EMAIL,
+    NEIGHBOURS,
+    SHOP_COUNTS,
+    SHOP_TABLES,
+    SUBJECT,
+    UPLOAD_COUNTS,
+    bucket_fingerprint,
+    clicks,
+    database_fingerprint,
+    folder_fingerprint,
+    shop,
+    uploads,
+)
 from tests.helpers.processes import (  # noqa: F401
     CANARY,
     POISON,
@@ -117,6 +134,13 @@ from tests.helpers.processes import (  # noqa: F401
     submit,
     task_message,
     wait_for,
+)
+from tests.helpers.promql import (  # noqa: F401
+    Query,
+    Served,
+    read_query,
+    served_by,
+    tokens,
 )
 from tests.helpers.runtime import (  # noqa: F401
     ListDispatch,

@@ -95,8 +95,9 @@ def _begin(rt: Runtime, session: Session, request: Request, resolved: Subject | 
         exempt_if_retained(rt.config, task, now)
 
 
-def resolve(rt: Runtime, request_id: str, subject: Subject) -> Subject:
-    """Add the identifiers the resolvers derive (email -> user_id), each validated."""
+def resolve(rt: Runtime, request_id: str | None, subject: Subject) -> Subject:
+    """Add the identifiers the resolvers derive (email -> user_id), each validated (for a request, or for
+    `erasure locate` and `export`, which have none: resolvers only read)."""
     found = {k: set(v) for k, v in subject.identifiers.items()}
     for resolver in rt.config.resolvers:
         given = sorted(found.get(resolver.from_type, ()))

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from connectors import redact
-from connectors.base import Subject
+from connectors.base import Subject, SystemConfig
 from worker.config import Config
 from worker.engine import audit
 from worker.engine.state import record_skipped
@@ -71,6 +71,8 @@ def clean_subject(config: Config, raw: Any) -> Subject:
         if not listed:
             raise InputError(f"{id_type}: no value given")
         for value in listed:
+            if isinstance(value, str) and not _unicode_text(value):
+                raise InputError(f"{id_type}: the value holds a lone surrogate, which is no Unicode text")
             cleaned.setdefault(id_type, set()).add(config.identifiers[id_type].clean(value))
     subject = Subject({k: tuple(sorted(v)) for k, v in cleaned.items()})
     for system in config.systems:
@@ -78,6 +80,16 @@ def clean_subject(config: Config, raw: Any) -> Subject:
         if problem:
             raise InputError(f"system {system.name}: {problem}")
     return subject
+
+
+def _unicode_text(value: str) -> bool:
+    """Whether the string is Unicode text: a lone surrogate (JSON's "\\ud800") cannot be written as UTF-8,
+    so no store, key or file could hold it; accepted, it would fail every system it reached."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def clean_text(name: str, value: Any) -> str | None:
@@ -113,6 +125,20 @@ def reachable_types(config: Config, given: Iterable[str]) -> set[str]:
     return types
 
 
+def applicable(config: Config, clean: Subject, scope: Scope) -> tuple[list[SystemConfig], set[str]]:
+    """The systems a request of this subject and scope is recorded with, and the names of those its scope
+    skips; InputError when none would ever be erased (`erasure locate` asks the same)."""
+    types = reachable_types(config, clean.identifiers)
+    systems = [s for s in config.systems if s.identifier_types & types]
+    if not systems:
+        raise InputError(f"subject: no configured system matches on {', '.join(sorted(clean.identifiers))}")
+    skipped = {s.name for s in systems if scope == Scope.TRAINING and not s.training}
+    if len(skipped) == len(systems):  # as with no system at all: nothing would ever be erased
+        raise InputError(f"scope: {scope}, but no system this subject is in is marked training = true "
+                         f"({', '.join(s.name for s in systems)})")
+    return systems, skipped
+
+
 def submit(rt: Runtime, subject: Any, requested_by: Any = None, idempotency_key: Any = None,
            scope: Any = None) -> Submitted:
     """Validate, record and enqueue one request; a known idempotency key answers the first."""
@@ -125,14 +151,7 @@ def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any
     config = rt.config
     requested_by = clean_text("requested_by", requested_by)
     idempotency_key = clean_text("idempotency_key", idempotency_key)
-    types = reachable_types(config, clean.identifiers)
-    systems = [s for s in config.systems if s.identifier_types & types]
-    if not systems:
-        raise InputError(f"subject: no configured system matches on {', '.join(sorted(clean.identifiers))}")
-    skipped = {s.name for s in systems if scope == Scope.TRAINING and not s.training}
-    if len(skipped) == len(systems):  # as with no system at all: nothing would ever be erased
-        raise InputError(f"scope: {scope}, but no system this subject is in is marked training = true "
-                         f"({', '.join(s.name for s in systems)})")
+    systems, skipped = applicable(config, clean, scope)
     ref = rt.subject_ref(clean.to_json())
 
     if idempotency_key is not None:

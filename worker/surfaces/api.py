@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
@@ -24,8 +24,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from worker.config import MAX_VALUE_LENGTH, Config
-from worker.engine import intake
-from worker.errors import InputError, NoSuchRequest
+from worker.engine import intake, locate
+from worker.errors import ConnectorError, InputError, NoSuchRequest, one_line
 from worker.runtime import Runtime
 from worker.store.engine import StoreUnavailable
 from worker.store.models import RequestStatus, Scope
@@ -35,6 +35,7 @@ from worker.surfaces.status_page.routes import router as status_page_router
 PROBLEM = "application/problem+json"
 REQUEST_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 SUBMIT_FIELDS = ("subject", "requested_by", "idempotency_key", "scope")  # intake.submit's, in its order
+LOCATE_FIELDS = ("subject", "scope")  # locate.locate's, in its order
 TokenScope = Literal["submit", "read", "operate"]  # operate: settle manual tasks (the DPO page); reads too
 RequestId = Annotated[str, Path(pattern=REQUEST_ID)]
 
@@ -125,7 +126,7 @@ async def read_body(request: Request, cap: int) -> bytes:
     return bytes(body)
 
 
-def json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes, allowed: Sequence[str] = SUBMIT_FIELDS) -> dict[str, Any]:
     """A body as a JSON object with only the fields a request takes; a problem says what is wrong."""
     try:
         fields = json.loads(body)
@@ -133,8 +134,8 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise Problem(422, "the body is not valid JSON") from None
     if not isinstance(fields, dict):
         raise Problem(422, "the body must be a JSON object")
-    if set(fields) - set(SUBMIT_FIELDS):
-        raise Problem(422, f"unknown field(s): a request takes {', '.join(SUBMIT_FIELDS)}")
+    if set(fields) - set(allowed):
+        raise Problem(422, f"unknown field(s): a request takes {', '.join(allowed)}")
     return fields
 
 
@@ -209,6 +210,22 @@ def create_app(rt: Runtime) -> FastAPI:
         fields = json_object(await read_body(request, cap))
         done = await run_in_threadpool(intake.submit, rt, *(fields.get(name) for name in SUBMIT_FIELDS))
         return SubmittedBody(**done.to_json())
+
+    locate_body = submit_schema(rt.config)
+    locate_body["properties"] = {k: v for k, v in locate_body["properties"].items() if k in LOCATE_FIELDS}
+
+    @app.post("/v1/locate", dependencies=[need("read")], responses=problems(401, 403, 413, 422, 502, 503),
+              openapi_extra={"requestBody": {"required": True,
+                                             "content": {"application/json": {"schema": locate_body}}}})
+    async def locate_subject(request: Request) -> dict[str, Any]:
+        """What an erasure of a subject would take in each system, and the models it would flag: counts,
+        never values; nothing is changed or recorded but an audit event."""
+        fields = json_object(await read_body(request, cap), LOCATE_FIELDS)
+        try:
+            located = await run_in_threadpool(locate.locate, rt, *(fields.get(name) for name in LOCATE_FIELDS))
+        except ConnectorError as exc:  # a resolver's system did not answer
+            raise Problem(502, one_line(exc)) from exc
+        return located.to_json()
 
     @app.get("/v1/requests/{request_id}", dependencies=[need("read")], responses=problems(401, 403, 404, 422))
     def status(request_id: RequestId) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from worker.queue import (
 from worker.queue.dispatch import celery_runtime
 from worker.runtime import Runtime, rotate_keys
 from worker.store.models import FlagState, Scope
-from worker.surfaces import demo, discover_cli, report, tasks_cli, views
+from worker.surfaces import check_cli, demo, discover_cli, locate_cli, report, tasks_cli, views
 from worker.surfaces.render import show_status, table
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -47,6 +47,8 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
+    if args.dry_run:
+        return locate_cli.cmd_dry_run(args)
     rt = _runtime(args)
     done = intake.submit(rt, intake.parse_subject_args(args.subject), args.requested_by, args.idempotency_key,
                          args.scope)
@@ -154,6 +156,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         raise InputError(f"--queues: unknown queue(s) {', '.join(sorted(unknown))} "
                          f"(known: {', '.join(celery_app.QUEUES)})")
     queues = ",".join(names)
+    if args.check:
+        check_cli.gate(args.config)  # every system reachable, read-only, before anything starts
     rt = dispatch.install(_runtime(args))
     rt.check()  # migrate, find the keys, and fail fast before the worker starts
 
@@ -161,7 +165,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     # process per worker stops cleanly on a SIGTERM sent to its whole process group.
     beat = args.beat if args.beat is not None else rt.config.broker_url.startswith("sqla+")
     celery_app.app.worker_main([
-        "worker", f"--concurrency={args.concurrency}", f"--queues={queues}", "--loglevel=INFO",
+        *_quiet(args), "worker", f"--concurrency={args.concurrency}", f"--queues={queues}", "--loglevel=INFO",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
         "--pool=threads", f"--hostname=erasure-{os.getpid()}@%h", *(["--beat"] if beat else []),
     ])
@@ -170,7 +174,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_beat(args: argparse.Namespace) -> None:
     dispatch.install(_runtime(args)).check()  # migrate, find the keys, and fail fast
 
-    celery_app.app.start(["beat", "--loglevel=INFO"])
+    celery_app.app.start([*_quiet(args), "beat", "--loglevel=INFO"])
+
+
+def _quiet(args: argparse.Namespace) -> list[str]:
+    """Celery's option that leaves out its banner (text, not a log line), unless --banner."""
+    return [] if args.banner else ["--quiet"]
 
 
 def cmd_api(args: argparse.Namespace) -> int | None:
@@ -314,10 +323,17 @@ def build_parser() -> Parser:
     made["submit"].add_argument("--scope", choices=[s.value for s in Scope], default=None,
                                 help="training: an objection to training use (Art. 21), which erases only the "
                                      "systems marked training and skips the others (default: all)")
+    made["submit"].add_argument("--dry-run", action="store_true",
+                                help="record and erase nothing: print what the erasure would take (as `locate`)")
     made["worker"].add_argument("--concurrency", type=int, default=2, metavar="N")
     made["worker"].add_argument("--queues", metavar="Q,...", help="default: every erasure queue")
     made["worker"].add_argument("--beat", action=argparse.BooleanOptionalAction, default=None,
                                 help="also run the reconciler (default: only on the embedded broker)")
+    made["worker"].add_argument("--check", action="store_true",
+                                help="run `erasure check` first and refuse to start if a system fails it")
+    for name in ("worker", "beat"):
+        made[name].add_argument("--banner", action="store_true",
+                                help="print Celery's banner at start (plain text, not a log line)")
     made["status"].add_argument("request_id")
     made["list"].add_argument("--status", metavar="S")
     made["list"].add_argument("--overdue", action="store_true")
@@ -363,6 +379,8 @@ def build_parser() -> Parser:
 
     tasks_cli.add_parser(sub, common, Parser)
     discover_cli.add_parser(sub, common)
+    check_cli.add_parser(sub, common, Parser)
+    locate_cli.add_parser(sub, common)
 
     lineage = sub.add_parser("lineage", help="training lineage of model versions")
     lineage_sub = lineage.add_subparsers(dest="lineage_command", required=True, parser_class=Parser)

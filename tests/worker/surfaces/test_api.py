@@ -416,7 +416,7 @@ def test_api_never_answers_5xx(rt: Runtime, mode: GenerationMode) -> None:
     scopes: no route answers a 5xx (schemathesis' not_a_server_error)."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(rt))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 7
+    assert len(operations) == 8
 
     for operation in operations:
         if mode == GenerationMode.NEGATIVE and not (operation.path_parameters or operation.query or operation.body):

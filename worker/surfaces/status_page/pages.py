@@ -13,7 +13,7 @@ from worker.engine import deadlines
 from worker.runtime import Runtime
 from worker.store.models import RequestStatus, Scope
 from worker.surfaces import report, views
-from worker.surfaces.status_page import tasks
+from worker.surfaces.status_page import preview, tasks
 from worker.surfaces.status_page.html import (
     MET,
     days_left,
@@ -90,6 +90,7 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
         if cert["nothing_found"] else "",
         f'<p class="downloads">Certificate of erasure: <a href="/requests/{rid}/certificate.md" download>'
         f'Markdown</a> · <a href="/requests/{rid}/certificate.json" download>JSON</a></p>',
+        preview.button(request_id, cert["status"]),
         '<section aria-labelledby="systems"><h2 id="systems">Systems</h2>',
         table("Each system's outcome", ["System", "Kind", "Status", "Attempts", "Items erased", "Finished",
                                         "Reason or error"], system_rows(cert["systems"]), numeric=frozenset({3, 4})),

@@ -1,5 +1,6 @@
-"""The status page's routes: sign in and out, the two pages, the certificate downloads, the form that
-settles a manual system's task; kept out of the OpenAPI, which is for machines."""
+"""The status page's routes: sign in and out, the two pages, the certificate downloads, a request's
+preview (what its erasure would take, in counts), the form that settles a manual system's task; kept
+out of the OpenAPI, which is for machines."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from worker.engine import manual_tasks
-from worker.errors import InputError, NoSuchRequest, RefusedError
+from worker.errors import ConnectorError, InputError, NoSuchRequest, RefusedError, one_line
 from worker.runtime import Runtime
 from worker.surfaces import report
 from worker.surfaces.status_page.html import HEADERS, not_found_page, refused_page, sign_in_page
 from worker.surfaces.status_page.pages import listing_page, request_page
+from worker.surfaces.status_page.preview import preview_page
 from worker.surfaces.status_page.sessions import (
     REQUEST_ID,
     SESSION_SECONDS,
@@ -93,6 +95,22 @@ def router(rt: Runtime) -> APIRouter:
             return request_page(rt, request_id) if REQUEST_ID.fullmatch(request_id) else not_found_page()
         except NoSuchRequest:
             return not_found_page()
+
+    @routes.get("/requests/{request_id}/preview")
+    def preview(request: Request, request_id: str) -> Response:
+        """What the request's erasure would take now, in counts (a received or in-progress request)."""
+        if not signed_in(request):
+            return sign_in_page(f"/requests/{request_id}", 401)
+        if not REQUEST_ID.fullmatch(request_id):
+            return not_found_page()
+        try:
+            return preview_page(rt, request_id)
+        except NoSuchRequest:
+            return not_found_page()
+        except RefusedError as exc:
+            return refused_page(str(exc), 409)
+        except ConnectorError as exc:  # a resolver's system did not answer
+            return refused_page(one_line(exc), 502)
 
     @routes.get("/requests/{request_id}/certificate.{form}")
     def certificate(request: Request, request_id: str, form: str) -> Response:
