@@ -16,7 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos.py"
 
 def test_a_short_chaos_run_loses_nothing_and_changes_nothing_else(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    """90 s of load and faults (worker SIGKILL and SIGTERM, RabbitMQ and PostgreSQL restarts, targets cut
+    """Two minutes of load and faults (worker SIGKILL and SIGTERM, RabbitMQ and PostgreSQL restarts, targets cut
     off) over 150 subjects: `lost 0, wrong 0`, and every fault type was injected at least once."""
     for tool in ("rabbitmqctl", "pg_ctlcluster"):
         if shutil.which(tool) is None:
@@ -25,7 +25,8 @@ def test_a_short_chaos_run_loses_nothing_and_changes_nothing_else(tmp_path: Path
     assert spec is not None and spec.loader is not None
     chaos = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(chaos)
-    code = chaos.chaos_run(minutes=1.5, subjects=150, rate=3, seed=11, every=(6, 10), root=tmp_path)
+    # seed 3 draws all five fault types within the first five faults (about 80 s)
+    code = chaos.chaos_run(minutes=2, subjects=150, rate=3, seed=3, every=(6, 10), root=tmp_path)
     out = capsys.readouterr().out
     assert "lost 0, wrong 0," in out, out
     assert code == 0
