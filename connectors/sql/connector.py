@@ -15,18 +15,22 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from connectors.base import (
+    Checked,
     Connector,
     Outcome,
+    Part,
+    Patterns,
+    Preview,
     Retention,
     Subject,
     retry_blips,
 )
 from connectors.errors import PermanentError, TransientError, one_line
-from connectors.sql import rows
+from connectors.sql import edges, preview, probe, rows
 from connectors.sql.config import Lookup, Reference, SqlConfig, SqlTable, reference_order
 from connectors.sql.engine import create_engine
 from connectors.sql.masks import Masker, unfit
-from connectors.sql.match import Condition, bindable, conditions, folded, pending, statement, textual
+from connectors.sql.match import Condition, bindable, combine, equal, folded, pending, statement, stripped, textual
 
 TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
 
@@ -162,9 +166,7 @@ class SqlConnector(Connector):
         found: dict[str, None] = {}
         with self._errors(values, lookup.table), self.engine.connect() as conn:
             table = self._one_table(conn, lookup.table, (lookup.column, lookup.select))
-            column = table.c[lookup.column]
-            for match in conditions([(self._compared(conn, column, lookup), bindable(column, values))],
-                                     exact_text=conn.dialect.name == "mysql"):
+            for match in self._matching(conn, table.c[lookup.column], lookup, values):
                 for (value,) in conn.execute(sa.select(table.c[lookup.select]).where(match).distinct()):
                     if value is not None:
                         found[str(value)] = None
@@ -227,13 +229,12 @@ class SqlConnector(Connector):
         matches: list[list[Condition]] = [[] for _ in entries]
         for i in reference_order(entries):
             entry, table = entries[i], schema.tables[entries[i].name]
-            pairs = [
-                (self._compared(conn, table.c[column], ref), bindable(table.c[column], subject.values(ref.identifier)))
+            matches[i] = combine([
+                self._matching(conn, table.c[column], ref, subject.values(ref.identifier))
                 if ref.identifier
-                else (table.c[column], list(found[(ref.table, ref.column)]))
+                else equal(table.c[column], list(found[(ref.table, ref.column)]), conn.dialect.name == "mysql")
                 for column, ref in entry.where
-            ]
-            matches[i] = conditions(pairs, exact_text=conn.dialect.name == "mysql")
+            ])
             columns = [column for name, column in wanted if name == entry.name]
             if not columns:
                 continue
@@ -245,6 +246,25 @@ class SqlConnector(Connector):
                             if value is not None:
                                 found[(entry.name, column)][value] = None
         return matches
+
+    def _matching(self, conn: sa.Connection, column: sa.Column[Any], ref: Reference | Lookup,
+                  values: Iterable[str]) -> list[Condition]:
+        """The column equals one of a request's values (as its type, folded as they were): one condition per
+        chunk. Where the engine's case step is not Python's, the rows it would fold otherwise are decided
+        by Python's fold (edges.py)."""
+        dialect, typed = conn.dialect.name, bindable(column, values, conn.dialect.name)
+        compared = self._compared(conn, column, ref)
+        case = [step for step in ref.fold if step != "trim"]
+        if compared is column or not case or dialect not in ("postgresql", "mysql"):
+            return equal(compared, typed, dialect == "mysql")
+        nfc = self._unicode(conn)
+        collation = getattr(column.type, "collation", None) if dialect == "postgresql" else None
+        learned = edges.learn(conn, case[0], collation, nfc)
+        if learned is None:
+            raise PermanentError(f"sql system {self.config.name!r}: the database's {case[0]}() does not fold "
+                                 "one character at a time, so it cannot be compared with Python's")
+        return edges.decided(conn, column, ref.fold, compared, stripped(column, ref.fold, dialect, nfc), typed, learned,
+                             composed=dialect == "postgresql" and nfc)
 
     def _compared(self, conn: sa.Connection, column: sa.Column[Any], ref: Reference | Lookup) -> sa.ColumnElement[Any]:
         """The column as a request's value is compared with it: folded as the value was, if it holds text."""
@@ -272,6 +292,18 @@ class SqlConnector(Connector):
             kind = TransientError if transient else PermanentError
             error = kind(f"{place}: {_reason(exc, secrets)}")
             raise kind(one_line(error)) from exc
+
+    def preview(self, subject: Subject) -> Preview:
+        """Rows per table that erase() would change now, counted read-only by its own match (preview.py)."""
+        return retry_blips(preview.look)(self, subject)
+
+    def export(self, subject: Subject, *, contents: bool = False) -> Iterator[Part]:
+        """The subject's rows, table by table, read in a read-only transaction (preview.py)."""
+        return preview.read(self, subject)
+
+    def check(self, patterns: Patterns | None = None) -> Checked:
+        """Tables, columns, foreign keys and privileges as the config needs them, read-only (probe.py)."""
+        return probe.check(self, patterns)
 
 
 def _outcome(applied: list[dict[str, Any]], held: list[tuple[str, Retention, int]]) -> Outcome:
