@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import tenacity
 
-from connectors.errors import ConfigError, PermanentError, TransientError
+from connectors.errors import ConfigError, ConnectorError, PermanentError, TransientError
 from connectors.normalize import Fold
 
 T = TypeVar("T")
@@ -205,9 +205,12 @@ class Connector(ABC):
         """locate() for each subject, in order; a kind that batches does it in one pass."""
         return [self.locate(subject) for subject in subjects]
 
-    def erase_many(self, subjects: Sequence[Subject], journal: Journal | None = None) -> list[Outcome]:
+    def erase_many(self, subjects: Sequence[Subject],
+                   journal: Journal | None = None) -> Sequence[Outcome | ConnectorError]:
         """erase() for each subject, in order, each with its own counts; a kind that batches does it in one pass.
-        A kind that swaps files in tells `journal` before each swap; the others have nothing to tell."""
+        A subject the pass could not erase while the others could (its rows broke a set-based statement, say)
+        gets its error in its place; an error raised fails them all. A kind that swaps files in tells `journal`
+        before each swap; the others have nothing to tell."""
         return [self.erase(subject) for subject in subjects]
 
     def verify_many(self, subjects: Sequence[Subject]) -> list[int]:
@@ -241,6 +244,15 @@ class Connector(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def every_one(done: Sequence[Outcome | ConnectorError]) -> list[Outcome]:
+    """erase_many's outcomes where every subject must have been erased (a replay, a guard fix): the first
+    subject's error raised if any failed."""
+    for outcome in done:
+        if isinstance(outcome, ConnectorError):
+            raise outcome
+    return list(done)  # type: ignore[arg-type]
 
 
 def retry_blips(fn: Callable[..., T]) -> Callable[..., T]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Self
 
 from connectors.base import ConfigReader, Connector, Journal, Outcome, Preview, Subject, SystemConfig
-from connectors.errors import PermanentError, TransientError
+from connectors.errors import ConnectorError, PermanentError, TransientError
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,13 @@ class StubConfig(SystemConfig):
     delay_seconds: float = 0.0
     locked_for_seconds: float = 0.0
     batches: bool = False
+    refuse_values: tuple[str, ...] = ()  # a subject holding one fails alone in a pass of many
 
     @classmethod
     def read(cls, reader: ConfigReader) -> Self:
         """Parse `kind = "stub"`."""
         reader.only("name", "kind", "uses", "items", "fail_transiently", "fail_permanently", "delay_seconds",
-                    "locked_for_seconds", "batches")
+                    "locked_for_seconds", "batches", "refuse_values")
         uses = reader.require("uses", list)
         if not uses:
             raise reader.error("uses", "names no identifier type")
@@ -44,6 +45,7 @@ class StubConfig(SystemConfig):
             delay_seconds=float(delay),
             locked_for_seconds=float(locked),
             batches=reader.optional("batches", bool, False),
+            refuse_values=tuple(str(v) for v in reader.optional("refuse_values", list, [])),
         )
 
     @property
@@ -55,7 +57,8 @@ class StubConfig(SystemConfig):
 class StubConnector(Connector):
     """Pretends to erase `items` items per subject, once; fails as its knobs say. With
     `locked_for_seconds`, one more item is kept under a lock that long, reported as exempt.
-    With `batches`, the worker coalesces requests into one erase_many, whose sizes `passes` keeps."""
+    With `batches`, the worker coalesces requests into one erase_many, whose sizes `passes` keeps; a subject
+    holding one of `refuse_values` fails alone there, the others erased."""
 
     kind = "stub"
     config_class = StubConfig
@@ -93,10 +96,13 @@ class StubConnector(Connector):
                 items += 1
         return Outcome(items, {})
 
-    def erase_many(self, subjects: Sequence[Subject], journal: Journal | None = None) -> list[Outcome]:
+    def erase_many(self, subjects: Sequence[Subject],
+                   journal: Journal | None = None) -> Sequence[Outcome | ConnectorError]:
         """One pass over the subjects, its size kept in `passes`."""
         self.passes.append(len(subjects))
-        return super().erase_many(subjects, journal)
+        refused = PermanentError(f"stub {self.config.name} refuses this subject")
+        return [refused if subject.all_values() & set(self.config.refuse_values) else self.erase(subject)
+                for subject in subjects]
 
     def verify(self, subject: Subject) -> int:
         """The stub's items for a subject it holds and has not erased yet."""

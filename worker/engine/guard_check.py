@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import structlog
 
 from connectors import redact
-from connectors.base import Outcome, Subject
+from connectors.base import Outcome, Subject, every_one
 from connectors.snapshot.config import SnapshotConfig
 from connectors.snapshot.scan import SnapshotFolder, WhereBatch
 from connectors.vector.config import VectorConfig
@@ -207,7 +207,7 @@ def check(rt: Runtime, snapshot: str, fix: bool = False) -> Checked:
             return Checked(snapshot, found)
         subjects = list(found.subjects.values())
         with redact.values(v for s in subjects for v in s.all_values()):
-            outcomes = connector.erase_many(subjects)
+            outcomes = every_one(connector.erase_many(subjects))
         left = scan(connector, guard, owners, connector.files())
     rewritten = sorted({f["file"] for o in outcomes for f in o.evidence.get("files", ())})
     removed = found.rows - left.rows  # every row the pass removed held a guarded value: see above

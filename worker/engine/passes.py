@@ -100,22 +100,33 @@ def _erase_together(rt: Runtime, system: str, connector: Connector,
     ids, members = list(subjects), list(subjects.values())
     try:
         outcomes.record_hits(rt, system, dict(zip(ids, connector.locate_many(members), strict=True)))
-        done = connector.erase_many(members, functools.partial(outcomes.journal, rt, system, ids))
-        outcomes.record_hits(rt, system, {r: outcome.snapshots for r, outcome in zip(ids, done, strict=True)})
-        left = connector.verify_many(members)
+        done = dict(zip(ids, connector.erase_many(members, functools.partial(outcomes.journal, rt, system, ids)),
+                        strict=True))
+        erased = {r: outcome for r, outcome in done.items() if isinstance(outcome, Outcome)}
+        outcomes.record_hits(rt, system, {r: outcome.snapshots for r, outcome in erased.items()})
+        left = dict(zip(erased, connector.verify_many([subjects[r] for r in erased]), strict=True))
     except (TransientError, PermanentError) as exc:
-        failed = outcomes.Failed(one_line(exc), transient=isinstance(exc, TransientError),
-                                 retry_after=getattr(exc, "retry_after", None))
-        return dict.fromkeys(ids, failed)
+        return dict.fromkeys(ids, _failed(exc))
     except Exception as exc:  # a bug in a connector: fail the system, keep the worker
         # not the traceback's text: its last line is the message, which may carry an identifier
         log.error("system.crashed", system=system, requests=ids, error=type(exc).__name__, where=_frames(exc))
         return dict.fromkeys(ids, outcomes.Failed(f"internal error ({type(exc).__name__})", transient=False))
-    return {
-        request_id: outcomes.Failed(f"{remaining} items still present after erasure", transient=True)
-        if remaining and not outcome.exempt_reason else outcome  # an exemption has said what it keeps, and why
-        for request_id, outcome, remaining in zip(ids, done, left, strict=True)
-    }
+    results: dict[str, Outcome | outcomes.Failed] = {}
+    for request_id, outcome in done.items():
+        if not isinstance(outcome, Outcome):  # this subject alone failed; the pass erased the others
+            results[request_id] = _failed(outcome)
+        elif left[request_id] and not outcome.exempt_reason:  # an exemption has said what it keeps, and why
+            results[request_id] = outcomes.Failed(f"{left[request_id]} items still present after erasure",
+                                                  transient=True)
+        else:
+            results[request_id] = outcome
+    return results
+
+
+def _failed(exc: BaseException) -> outcomes.Failed:
+    """A connector's error as a failed attempt: transient or not, and how long the system asked to wait."""
+    return outcomes.Failed(one_line(exc), transient=isinstance(exc, TransientError),
+                           retry_after=getattr(exc, "retry_after", None))
 
 
 def _frames(exc: BaseException) -> list[str]:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors import redact
-from connectors.base import Connector, Subject
+from connectors.base import Connector, Subject, every_one
 from worker import keys
 from worker.engine import audit
 from worker.errors import InputError, PermanentError, TransientError, one_line
@@ -111,7 +111,7 @@ def _pass(rt: Runtime, system: str, connector: Connector, batch: Batch) -> tuple
     subjects = [s for _, s in batch]
     with redact.values(v for s in subjects for v in s.all_values()):
         try:
-            outcomes = connector.erase_many(subjects)
+            outcomes = every_one(connector.erase_many(subjects))
             left = connector.verify_many(subjects)
         except (TransientError, PermanentError) as exc:
             raise ReplayStopped(f"replay on {system} stopped: {one_line(exc)}; run it again, it is idempotent") \

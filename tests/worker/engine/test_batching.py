@@ -46,6 +46,23 @@ def test_waiting_requests_share_one_pass(make_runtime: MakeRuntime) -> None:
         assert status["systems"][0]["attempts"] == 1
 
 
+def test_a_subject_that_fails_alone_leaves_the_others_of_its_pass_erased(make_runtime: MakeRuntime) -> None:
+    """A pass of three where the connector could not erase one subject: that request's system fails with
+    the connector's reason, the other two are erased and completed by the same pass."""
+    rt = make_runtime(stub("snap", batches=True, items=2, refuse_values=["2"]), worker=NO_BATCH_WAIT)
+    ids = submit_all(rt, ["1", "2", "3"])
+
+    drain(rt)
+
+    assert pass_sizes(rt) == [3]
+    refused = systems(rt, ids[1])["snap"]
+    assert (refused["status"], refused["error"]) == ("failed", "stub snap refuses this subject")
+    for request_id in (ids[0], ids[2]):
+        assert views.status(rt, request_id)["status"] == "completed"
+        assert (systems(rt, request_id)["snap"]["status"], systems(rt, request_id)["snap"]["items_erased"]) == \
+            ("erased", 2)
+
+
 def test_batch_size_bounds_a_pass(make_runtime: MakeRuntime) -> None:
     """With batch_size = 2, five waiting requests take three passes of 2, 2 and 1."""
     rt = make_runtime(stub("snap", batches=True), worker={"batch_size": 2, "batch_wait_seconds": 0})
