@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from connectors.base import ConfigReader, SystemConfig
-from connectors.normalize import Fold
 from connectors.s3.config import ADDRESSING_STYLES, CHECKSUM_MODES, _choice, _endpoint_url, _region
-from connectors.snapshot.match import Key
+from connectors.snapshot.keyed import Keyed, folds_of
 
 FORMATS = ("parquet", "jsonl", "jsonl.gz", "csv", "csv.gz", "delta")
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -41,15 +40,12 @@ PARSED = ("exact", "folds")  # fields read from other keys (`match`, the identif
 
 
 @dataclass(frozen=True)
-class SnapshotConfig(SystemConfig):
+class SnapshotConfig(Keyed, SystemConfig):
     """A snapshot system: where its snapshots live, their format, which columns identify."""
 
     training: bool = field(default=True, kw_only=True)  # snapshots are what models are trained on
     location: str = ""
     format: str = "parquet"
-    where: tuple[tuple[str, str], ...] = ()  # (column or dotted path, identifier type), ANDed
-    exact: frozenset[str] = frozenset()  # where columns `match` says are compared as stored
-    folds: tuple[tuple[str, Fold], ...] = ()  # where columns whose type has steps; the others fold by NFC alone
     on_missing_column: str = "fail"  # or "skip": a file lacking a where column is left and listed
     retention_hours: float = 0.0  # delta only: how old a removed file must be to be vacuumed
     endpoint_url: str | None = None  # the rest: for s3:// locations
@@ -78,7 +74,7 @@ class SnapshotConfig(SystemConfig):
             format=fmt,
             where=where,
             exact=exact,
-            folds=tuple((column, fold) for column, t in where if column not in exact and (fold := reader.fold(t))),
+            folds=folds_of(reader, where, exact),
             on_missing_column=_choice(reader, "on_missing_column", ON_MISSING_COLUMN) or "fail",
             retention_hours=_retention_hours(reader, fmt),
             endpoint_url=_endpoint_url(reader),
@@ -88,17 +84,6 @@ class SnapshotConfig(SystemConfig):
             request_checksum_calculation=_choice(reader, "request_checksum_calculation", CHECKSUM_MODES),
             response_checksum_validation=_choice(reader, "response_checksum_validation", CHECKSUM_MODES),
         )
-
-    @property
-    def identifier_types(self) -> frozenset[str]:
-        """The identifier types named in `where`."""
-        return frozenset(t for _, t in self.where)
-
-    @property
-    def keys(self) -> tuple[Key, ...]:
-        """The where columns as matched: each with its identifier type and the fold of its stored text."""
-        folds = dict(self.folds)
-        return tuple(Key(c, t, None if c in self.exact else folds.get(c, ())) for c, t in self.where)
 
 
 def _where(reader: ConfigReader, fmt: str) -> tuple[tuple[str, str], ...]:

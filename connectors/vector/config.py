@@ -36,10 +36,9 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from connectors.base import ConfigReader, EnvSecret, Subject, SystemConfig
-from connectors.normalize import Fold
 from connectors.s3.config import _endpoint_url, _region
 from connectors.snapshot.config import BUCKET
-from connectors.snapshot.match import Key
+from connectors.snapshot.keyed import Keyed, folds_of
 
 BACKENDS = ("lancedb", "qdrant")
 FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a where field: a plain name
@@ -53,7 +52,7 @@ KEYS = {  # the keys each backend takes, beside name, kind, backend, where, matc
 
 
 @dataclass(frozen=True)
-class VectorConfig(SystemConfig):
+class VectorConfig(Keyed, SystemConfig):
     """A vector store's table or collection and the metadata fields that say whose a vector is."""
 
     training: bool = field(default=True, kw_only=True)  # embeddings are what models are built from
@@ -63,9 +62,6 @@ class VectorConfig(SystemConfig):
     path: str | None = None  # qdrant local mode: its folder
     url: str | None = None  # qdrant server
     api_key: EnvSecret | None = None  # qdrant server: the variable api_key_env names, read when erasing
-    where: tuple[tuple[str, str], ...] = ()  # (field, identifier type), ANDed
-    exact: frozenset[str] = frozenset()  # where fields `match` says are compared as stored
-    folds: tuple[tuple[str, Fold], ...] = ()  # where fields whose type has steps
     cleanup_older_than: int = 0  # lancedb: seconds an old version is kept before cleanup removes it
     endpoint_url: str | None = None  # lancedb on s3://: an S3-compatible store
     region: str | None = None
@@ -83,8 +79,8 @@ class VectorConfig(SystemConfig):
                 raise reader.error(key, f'is for backend = "{other}", not "{backend}"')
         where = _where(reader)
         exact = reader.exact_columns(column for column, _ in where)
-        folds = tuple((column, fold) for column, t in where if column not in exact and (fold := reader.fold(t)))
-        base = cls(name=reader.text("name"), kind="vector", backend=backend, where=where, exact=exact, folds=folds)
+        base = cls(name=reader.text("name"), kind="vector", backend=backend, where=where, exact=exact,
+                   folds=folds_of(reader, where, exact))
         if backend == "qdrant":
             path, url, api_key = _qdrant(reader)
             return replace(base, table=_name(reader, "collection"), path=path, url=url, api_key=api_key)
@@ -94,17 +90,6 @@ class VectorConfig(SystemConfig):
                                "is for an s3:// uri only")
         return replace(base, uri=uri, table=_name(reader, "table"), cleanup_older_than=_age(reader),
                        endpoint_url=_endpoint_url(reader), region=_region(reader))
-
-    @property
-    def identifier_types(self) -> frozenset[str]:
-        """The identifier types named in `where`."""
-        return frozenset(t for _, t in self.where)
-
-    @property
-    def keys(self) -> tuple[Key, ...]:
-        """The where fields as matched: each with its identifier type and the fold of its stored text."""
-        folds = dict(self.folds)
-        return tuple(Key(c, t, None if c in self.exact else folds.get(c, ())) for c, t in self.where)
 
     @property
     def target(self) -> str:
