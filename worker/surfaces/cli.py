@@ -12,19 +12,27 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from worker import config as settings
-from worker import keys, logs
-from worker.engine import audit, deadlines, exemptions, fanout, flags, guard_list, intake, lineage, suppression
+from worker import logs
+from worker.engine import audit, deadlines, exemptions, fanout, flags, intake, suppression
 from worker.errors import ConfigError, ErasureError, InputError, NoSuchRequest, RefusedError
-from worker.integrations import mlflow_lineage
 from worker.queue import (
     celery_app,
     dispatch,
     tasks,  # noqa: F401 - registers the tasks
 )
 from worker.queue.dispatch import celery_runtime
-from worker.runtime import Runtime, rotate_keys
 from worker.store.models import FlagState, Scope
-from worker.surfaces import check_cli, demo, discover_cli, locate_cli, report, tasks_cli, views
+from worker.surfaces import (
+    check_cli,
+    demo,
+    discover_cli,
+    keys_cli,
+    locate_cli,
+    report,
+    tasks_cli,
+    training_cli,
+    views,
+)
 from worker.surfaces.render import show_status, table
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -91,40 +99,6 @@ def cmd_stats(args: argparse.Namespace) -> None:
         return
     print(f"overdue   {counts['overdue']}\ndue soon  {counts['due_soon']}  (within {counts['due_within_days']} days)\n")
     print(table(["STATUS", "REQUESTS"], list(counts["by_status"].items())))
-
-
-def cmd_lineage_add(args: argparse.Namespace) -> None:
-    trained_at = None if args.trained_at is None else lineage.parse_time(args.trained_at)
-    rt = _runtime(args)
-    added = lineage.add(rt, args.model, args.version, args.snapshot, trained_at, screen=_guard_screen(rt),
-                        require_clean=args.require_clean)
-    print(f"{args.model} {args.version}: {added.new} snapshot(s) recorded")
-    for snapshot, rows in added.guarded.items():
-        print(f"flagged: {snapshot} holds {rows} row(s) of guarded subjects (trained after the subject's request); "
-              f"`erasure guard check {snapshot} --fix` removes them")
-    for snapshot in added.unchecked:
-        print(f"not checked by the guard: {snapshot} (a Delta table, or no files there)")
-
-
-def cmd_lineage_import_mlflow(args: argparse.Namespace) -> int | None:
-    rt = _runtime(args)
-    try:
-        done = mlflow_lineage.import_runs(rt, args.tracking_uri or rt.config.mlflow_tracking_uri,
-                                          screen=_guard_screen(rt), require_clean=args.require_clean)
-    except mlflow_lineage.MissingExtra as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    _print_json(done.to_json()) if args.json else print(done.show())
-    return 1 if done.refused else None
-
-
-def _guard_screen(rt: Runtime) -> lineage.Screen | None:
-    """The guard's check of the snapshots a lineage names, when the config has a snapshot system."""
-    if not any(s.kind == "snapshot" for s in rt.config.systems):
-        return None
-    from worker.engine import guard_check  # pyarrow and the snapshot kind: loaded for the commands that read them
-
-    return guard_check.screen(rt)
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -240,50 +214,6 @@ def cmd_replay(args: argparse.Namespace) -> None:
               f"{f', {done.still_present} still present' if done.still_present else ''}")
 
 
-def cmd_keys_new(args: argparse.Namespace) -> None:
-    if args.file:
-        print(keys.key_file_text([keys.new_secret()], keys.new_secret()), end="")
-    else:
-        print(keys.new_secret())
-
-
-def cmd_keys_rotate(args: argparse.Namespace) -> None:
-    counts = rotate_keys(_runtime(args))
-    print(f"sealed again under the newest key: {counts['requests']} request(s), "
-          f"{counts['suppressions']} suppression entr{'y' if counts['suppressions'] == 1 else 'ies'}; "
-          "older keys can now be dropped")
-
-
-def cmd_guard_export(args: argparse.Namespace) -> None:
-    done = guard_list.export(_runtime(args), args.out)
-    print(done.show())
-
-
-def cmd_guard_check(args: argparse.Namespace) -> int:
-    from worker.engine import guard_check  # pyarrow and the snapshot kind: loaded for this command only
-
-    checked = guard_check.check(_runtime(args), args.snapshot, fix=args.fix)
-    if args.json:
-        _print_json(checked.to_json())
-        return 0 if checked.clean else 1
-    found = checked.to_json()
-    if not found["rows"]:
-        print(f"{checked.snapshot}: clean, {found['files_checked']} file(s) checked")
-        return 0
-    print(f"{checked.snapshot}: {found['rows']} row(s) of guarded subjects in {len(found['files'])} "
-          f"of {found['files_checked']} file(s)\n")
-    print(table(["TYPE", "ROWS", "VALUES"], [[t, c["rows"], c["values"]] for t, c in found["types"].items()]) + "\n")
-    print(table(["FILE", "ROWS", "TYPES"], [[f["file"], f["rows"], " ".join(f"{t}={n}" for t, n in f["types"].items())]
-                                           for f in found["files"]]))
-    if checked.fixed is not None:
-        fixed = checked.fixed
-        models = ", ".join(f"{m['model']} {m['version']}" for m in fixed["models_flagged"]) or "none"
-        print(f"\nfixed: {fixed['rows_removed']} row(s) removed, {len(fixed['files_rewritten'])} file(s) rewritten, "
-              f"{fixed['rows_left']} left; model versions flagged: {models}")
-    print(f"\n{checked.snapshot}: {'clean now' if checked.clean else 'not clean'}")
-    return 0 if checked.clean else 1
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run()
 
@@ -381,47 +311,8 @@ def build_parser() -> Parser:
     discover_cli.add_parser(sub, common)
     check_cli.add_parser(sub, common, Parser)
     locate_cli.add_parser(sub, common)
-
-    lineage = sub.add_parser("lineage", help="training lineage of model versions")
-    lineage_sub = lineage.add_subparsers(dest="lineage_command", required=True, parser_class=Parser)
-    add = lineage_sub.add_parser("add", parents=[common], help="record a model version's training snapshots")
-    add.add_argument("--model", required=True)
-    add.add_argument("--version", required=True)
-    add.add_argument("--snapshot", action="append", required=True, metavar="SYSTEM:SNAPSHOT")
-    add.add_argument("--trained-at", metavar="ISO8601", help="when training started, with a timezone (default: now)")
-    add.add_argument("--require-clean", action="store_true",
-                     help="refuse (exit 1, nothing recorded) if a snapshot holds guarded subjects")
-    add.set_defaults(handler=cmd_lineage_add)
-    mlflow = lineage_sub.add_parser("import-mlflow", parents=[common],
-                                    help="record lineage from MLflow's registered model versions and their runs")
-    mlflow.add_argument("--tracking-uri", metavar="URI", help="default: the config's [mlflow] tracking_uri")
-    mlflow.add_argument("--json", action="store_true", help="print the summary as JSON")
-    mlflow.add_argument("--require-clean", action="store_true",
-                        help="record no version trained on a snapshot holding guarded subjects (exit 1)")
-    mlflow.set_defaults(handler=cmd_lineage_import_mlflow)
-
-    keys = sub.add_parser("keys", help="the keys that seal identifiers")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
-    new = keys_sub.add_parser("new", help="print a new random secret (for ERASURE_SECRET_KEY / ERASURE_SUBJECT_KEY)")
-    new.add_argument("--file", action="store_true", help="print a whole key file instead (for ERASURE_KEY_FILE)")
-    new.set_defaults(handler=cmd_keys_new)
-    rotate = keys_sub.add_parser("rotate", parents=[common],
-                                 help="seal every stored identifier again under the newest secret")
-    rotate.set_defaults(handler=cmd_keys_rotate)
-
-    guard = sub.add_parser("guard", help="the guard list: erased and objecting subjects, kept out of training")
-    guard_sub = guard.add_subparsers(dest="guard_command", required=True, parser_class=Parser)
-    export = guard_sub.add_parser("export", parents=[common],
-                                  help="write the guard list for training jobs (keyed hashes)")
-    export.add_argument("--out", required=True, metavar="FILE", help="the file to write (mode 0600)")
-    export.set_defaults(handler=cmd_guard_export)
-    gate = guard_sub.add_parser("check", parents=[common],
-                                help="a training gate: does a snapshot hold guarded subjects? (exit 0 clean, 1 not)")
-    gate.add_argument("snapshot", metavar="SYSTEM:SNAPSHOT")
-    gate.add_argument("--fix", action="store_true",
-                      help="erase the rows found, flag the models trained on the snapshot, record it")
-    gate.add_argument("--json", action="store_true", help="print the findings as JSON")
-    gate.set_defaults(handler=cmd_guard_check)
+    training_cli.add_parser(sub, common, Parser)
+    keys_cli.add_parser(sub, common, Parser)
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=Parser)
