@@ -30,6 +30,7 @@ AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
 TOKEN_HASH = re.compile(r"[0-9a-f]{64}")
 API_SCOPES = ("submit", "read", "operate")
+TOKEN_NAME_LIMIT = 100  # a token's name, which the audit trail records as who acted
 IMPLIED_SCOPES = {"operate": frozenset({"read"})}  # a token that settles manual tasks also reads what it settles
 EVERY_SYSTEM = ("retain", "training")  # keys of every [[systems]] table, whatever its kind
 PLAIN_QUERY = re.compile(  # a resolver query erasure can write itself, folding the stored side
@@ -139,10 +140,12 @@ def add_months(moment: datetime, months: int) -> datetime:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    """The HTTP API's tokens (SHA-256 hex of each token -> its scopes) and its body size cap."""
+    """The HTTP API's tokens (SHA-256 hex of each token -> its scopes), the names some are given (who
+    the audit trail says acted with one), and its body size cap."""
 
     tokens: Mapping[str, frozenset[str]] = field(default_factory=dict)
     max_body_bytes: int = 16384
+    names: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -271,21 +274,30 @@ def _models(reader: ConfigReader) -> ModelSettings:
 
 
 def _api(reader: ConfigReader) -> ApiSettings:
-    """The [api] table: `tokens` maps a token's SHA-256 (never the token) to its scopes."""
+    """The [api] table: `tokens` maps a token's SHA-256 (never the token) to its scopes, or to a table of
+    its scopes and a name (`{ scopes = ["operate"], name = "dpo-anna" }`)."""
     reader.only("tokens", "max_body_bytes")
     tokens = reader.child("tokens", reader.raw.get("tokens", {}))
-    found = {}
-    for index, (digest, scopes) in enumerate(tokens.raw.items()):
+    found, names = {}, {}
+    for index, (digest, given) in enumerate(tokens.raw.items()):
         if not TOKEN_HASH.fullmatch(digest):
             # the key may be a token pasted by mistake: name its place, never its text
             raise tokens.error(f"key {index + 1}", "must be the token's SHA-256 as 64 lowercase hex digits")
+        scopes = given
+        if isinstance(given, Mapping):
+            named = tokens.child(digest[:12] + "…", given)
+            named.only("scopes", "name")
+            scopes, name = named.raw.get("scopes"), named.text("name").strip()
+            if len(name) > TOKEN_NAME_LIMIT or not name.isprintable():
+                raise named.error("name", f"one line of at most {TOKEN_NAME_LIMIT} printable characters")
+            names[digest] = name
         if not isinstance(scopes, list) or not scopes or not all(s in API_SCOPES for s in scopes):
             raise tokens.error(digest[:12] + "…", f"a non-empty list of scopes among {', '.join(API_SCOPES)}")
         found[digest] = frozenset(scopes).union(*(IMPLIED_SCOPES.get(s, ()) for s in scopes))
     max_body = reader.optional("max_body_bytes", int, 16384)
     if not 1024 <= max_body <= 1_048_576:
         raise reader.error("max_body_bytes", "must be between 1024 and 1048576")
-    return ApiSettings(found, max_body)
+    return ApiSettings(found, max_body, names)
 
 
 def _mlflow_tracking_uri(top: ConfigReader, path: Path) -> str | None:

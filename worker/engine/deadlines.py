@@ -34,8 +34,9 @@ def is_overdue(request: Request, now: datetime) -> bool:
     return request.status in OPEN and request.deadline < now
 
 
-def extend(rt: Runtime, request_id: str, months: int, reason: str) -> Request:
-    """Move an open request's deadline by calendar months from the one it had, once, before it passes."""
+def extend(rt: Runtime, request_id: str, months: int, reason: str, by: str | None = None) -> Request:
+    """Move an open request's deadline by calendar months from the one it had, once, before it passes
+    (`by`, who decided, into the audit event)."""
     if months not in EXTENSION_MONTHS:
         raise InputError("--months: 1 or 2 (Art. 12(3) allows up to two further months)")
     reason = clean_text("--reason", reason) or ""
@@ -54,7 +55,7 @@ def extend(rt: Runtime, request_id: str, months: int, reason: str) -> Request:
                                "an extension must be decided before the deadline")
         request.original_deadline, request.deadline = request.deadline, add_months(request.deadline, months)
         request.extended_months, request.extended_reason, request.extended_at = months, reason, now
-        audit.record(session, "request.extended", request_id, months=months, reason=reason,
+        audit.record(session, "request.extended", request_id, months=months, reason=reason, by=by,
                      deadline=audit.stamp(request.deadline), original_deadline=audit.stamp(request.original_deadline))
     # the reason is the DPO's free text: kept in the store, never logged
     log.info("request.extended", request_id=request_id, subject_ref=request.subject_ref, months=months,

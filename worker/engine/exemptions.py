@@ -16,9 +16,10 @@ from worker.runtime import Runtime
 from worker.store.models import Request, RequestStatus, SystemStatus, SystemTask, utcnow
 
 
-def exempt(rt: Runtime, request_id: str, system: str, reason: str) -> str:
+def exempt(rt: Runtime, request_id: str, system: str, reason: str, by: str | None = None) -> str:
     """A DPO exempts one system of one request for good; refused once the system has been erased
-    or found empty, and while a worker runs it. Returns the request's status after settling."""
+    or found empty, and while a worker runs it (`by`: who, else "dpo", in the audit event).
+    Returns the request's status after settling."""
     why = check_reason(reason)
     with rt.transaction() as session:
         request = session.get(Request, request_id, with_for_update=True)
@@ -39,7 +40,7 @@ def exempt(rt: Runtime, request_id: str, system: str, reason: str) -> str:
             raise RefusedError(f"system {system} of request {request_id} is being erased right now: "
                                "try again once it has settled")
         move_system(task, SystemStatus.EXEMPT, reason=why, recheck_at=None, error=None, lease_until=None,
-                    finished_at=utcnow(), audit_data={"by": "dpo"})
+                    finished_at=utcnow(), audit_data={"by": by or "dpo"})
         if request.status == RequestStatus.FAILED and all(t.status != SystemStatus.FAILED for t in request.systems):
             move_request(request, RequestStatus.IN_PROGRESS, error=None)  # to settle again, as completed
     settle.settle(rt, request_id)

@@ -155,9 +155,10 @@ def fail_unstarted(rt: Runtime, request_id: str, error: str) -> None:
         move_request(request, RequestStatus.FAILED, error=error)
 
 
-def retry(rt: Runtime, request_id: str) -> list[str]:
+def retry(rt: Runtime, request_id: str, by: str | None = None) -> list[str]:
     """Put the failed systems of a failed request back to pending, with fresh attempts.
-    Each is marked as just sent, so the reconciler gives the new message time to arrive."""
+    Each is marked as just sent, so the reconciler gives the new message time to arrive.
+    `by`, who asked, goes into the audit event."""
     now = utcnow()
     with rt.transaction() as session:
         request = session.get(Request, request_id, with_for_update=True)
@@ -170,7 +171,7 @@ def retry(rt: Runtime, request_id: str) -> list[str]:
             move_system(task, SystemStatus.PENDING, attempts=0, error=None, finished_at=None,
                         queued_at=now, requeues=0)
         unstarted = request.error is not None
-        audit.record(session, "request.retried", request_id, systems=[t.system for t in failed])
+        audit.record(session, "request.retried", request_id, systems=[t.system for t in failed], by=by)
         move_request(request, RequestStatus.RECEIVED if unstarted else RequestStatus.IN_PROGRESS, error=None,
                      queued_at=now, requeues=0)
     if unstarted:

@@ -174,9 +174,10 @@ def check_reason(reason: str) -> str:
 
 
 def change(rt: Runtime, model: str, version: str, to: FlagState, reason: str,
-           request_id: str | None = None) -> list[tuple[str, str]]:
-    """Move every non-final flag of a model version (or only one request's) to `to`, recording why;
-    returns (request_id, previous state) of each flag moved. Refused whole if any flag cannot move."""
+           request_id: str | None = None, by: str | None = None) -> list[tuple[str, str]]:
+    """Move every non-final flag of a model version (or only one request's) to `to`, recording why (and
+    `by` whom, in the audit); returns (request_id, previous state) of each flag moved. Refused whole if
+    any flag cannot move."""
     why = check_reason(reason)
     name = f"model {model[:100]!r} version {version[:100]!r}"
     of_request = "" if request_id is None else f" of request {request_id[:100]!r}"
@@ -212,7 +213,7 @@ def change(rt: Runtime, model: str, version: str, to: FlagState, reason: str,
             flag.events.append(FlagEvent(from_state=previous, to_state=to, reason=why, at=now))
             log.info(f"flag.{to}", model=model, version=version, request_id=flag.request_id, previous=previous)
             audit.record(session, f"flag.{to}", flag.request_id, model=model, version=version, previous=previous,
-                         reason=why)
+                         reason=why, by=by)
             moved.append((flag.request_id, previous))
         tag_after_commit(rt, session, [(model, version)])
         return moved

@@ -184,10 +184,11 @@ def _failed(rt: Runtime, task: SystemTask, failed: Failed, connector: dict[str, 
     """Back to pending for another attempt (in how many seconds), or failed for good (None)."""
     settings = rt.config.worker
     if failed.transient and task.attempts < settings.max_attempts:
-        move_system(task, SystemStatus.PENDING, error=failed.error, lease_until=None)
-        wait = settings.backoff(task.attempts)
         # what the system asked for, within the longest backoff: a lease must not run out waiting
-        return max(wait, min(failed.retry_after or 0.0, settings.retry_backoff_max_seconds))
+        wait = max(settings.backoff(task.attempts), min(failed.retry_after or 0.0, settings.retry_backoff_max_seconds))
+        move_system(task, SystemStatus.PENDING, error=failed.error, lease_until=None,
+                    audit_data={"retry_in": round(wait, 1)})  # the wait `erasure explain` shows
+        return wait
     error = f"gave up after {task.attempts} attempts: {failed.error}" if failed.transient else failed.error
     move_system(task, SystemStatus.FAILED, error=error, lease_until=None, finished_at=utcnow(),
                 audit_data={"connector": connector})

@@ -84,9 +84,9 @@ def lose_attempt(task: SystemTask, max_attempts: int, now: datetime) -> bool:
     lost = f"attempt {task.attempts} lost: its worker's lease ran out"
     if task.attempts >= max_attempts:
         move_system(task, S.FAILED, error=f"gave up after {task.attempts} attempts: {lost}",
-                    lease_until=None, finished_at=now)
+                    lease_until=None, finished_at=now, audit_data={"lost": "lease"})
         return False
-    move_system(task, S.PENDING, error=lost, lease_until=None)
+    move_system(task, S.PENDING, error=lost, lease_until=None, audit_data={"lost": "lease"})
     return True
 
 

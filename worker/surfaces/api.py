@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from worker.config import MAX_VALUE_LENGTH, Config
-from worker.engine import intake, locate
+from worker.engine import explain, intake, locate
 from worker.errors import ConnectorError, InputError, NoSuchRequest, one_line
 from worker.runtime import Runtime
 from worker.store.engine import StoreUnavailable
@@ -36,7 +36,7 @@ PROBLEM = "application/problem+json"
 REQUEST_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 SUBMIT_FIELDS = ("subject", "requested_by", "idempotency_key", "scope")  # intake.submit's, in its order
 LOCATE_FIELDS = ("subject", "scope")  # locate.locate's, in its order
-TokenScope = Literal["submit", "read", "operate"]  # operate: settle manual tasks (the DPO page); reads too
+TokenScope = Literal["submit", "read", "operate"]  # operate: the DPO page's tasks and actions; reads too
 RequestId = Annotated[str, Path(pattern=REQUEST_ID)]
 
 
@@ -243,6 +243,11 @@ def create_app(rt: Runtime) -> FastAPI:
     def certificate(request_id: RequestId) -> dict[str, Any]:
         """The certificate of erasure of one request."""
         return dict(report.build(rt, request_id))
+
+    @app.get("/v1/requests/{request_id}/explain", dependencies=[need("read")], responses=problems(401, 403, 404, 422))
+    def explained(request_id: RequestId) -> dict[str, Any]:
+        """One request's story, oldest first, and what it waits for now and what to do (`erasure explain`)."""
+        return explain.explain(rt, request_id).to_json()
 
     @app.get("/v1/models", dependencies=[need("read")], responses=problems(401, 403, 422))
     def models(flagged: bool = False) -> list[dict[str, Any]]:

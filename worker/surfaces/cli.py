@@ -26,6 +26,7 @@ from worker.surfaces import (
     check_cli,
     demo,
     discover_cli,
+    explain_cli,
     keys_cli,
     locate_cli,
     report,
@@ -311,6 +312,7 @@ def build_parser() -> Parser:
     discover_cli.add_parser(sub, common)
     check_cli.add_parser(sub, common, Parser)
     locate_cli.add_parser(sub, common)
+    explain_cli.add_parser(sub, common)
     training_cli.add_parser(sub, common, Parser)
     keys_cli.add_parser(sub, common, Parser)
 

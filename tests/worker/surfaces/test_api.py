@@ -85,6 +85,16 @@ def test_config_reads_tokens_by_hash_with_scopes(rt: Runtime) -> None:
     assert rt.config.api.max_body_bytes == 16384
 
 
+def test_config_reads_a_token_given_a_name() -> None:
+    """A token may be a table of its scopes and a name, which the audit trail records as who acted."""
+    raw = {"identifiers": {"user_id": {"pattern": "^[0-9]+$"}},
+           "systems": [{"name": "crm", "kind": "stub", "uses": ["user_id"]}],
+           "api": {"tokens": {"a" * 64: {"scopes": ["operate"], "name": " dpo-anna "}, "b" * 64: ["read"]}}}
+    api = parse(raw, Path("erasure.toml")).api
+    assert api.tokens["b" * 64] == frozenset({"read"}) and "operate" in api.tokens["a" * 64]
+    assert api.names == {"a" * 64: "dpo-anna"}
+
+
 @pytest.mark.parametrize(("api", "names"), [
     ({"tokens": {"my-secret-token": ["read"]}}, "key 1"),
     ({"tokens": {"A" * 64: ["read"]}}, "key 1"),
@@ -93,6 +103,12 @@ def test_config_reads_tokens_by_hash_with_scopes(rt: Runtime) -> None:
     ({"tokens": {"a" * 64: "read"}}, "aaaaaaaaaaaa"),
     ({"max_body_bytes": 10}, "max_body_bytes"),
     ({"token": {}}, "token"),
+    ({"tokens": {"a" * 64: {"scopes": ["operate"]}}}, "name"),
+    ({"tokens": {"a" * 64: {"scopes": ["operate"], "name": " "}}}, "name"),
+    ({"tokens": {"a" * 64: {"scopes": ["operate"], "name": "anna\nroot"}}}, "name"),
+    ({"tokens": {"a" * 64: {"scopes": ["operate"], "name": "x" * 101}}}, "name"),
+    ({"tokens": {"a" * 64: {"scopes": ["operate"], "name": "anna", "role": "dpo"}}}, "role"),
+    ({"tokens": {"a" * 64: {"name": "anna"}}}, "aaaaaaaaaaaa"),
 ])
 def test_config_refuses_a_bad_api_table(api: dict[str, Any], names: str) -> None:
     """A key that is no lowercase SHA-256, an unknown or missing scope, a tiny cap: one line naming
@@ -416,7 +432,7 @@ def test_api_never_answers_5xx(rt: Runtime, mode: GenerationMode) -> None:
     scopes: no route answers a 5xx (schemathesis' not_a_server_error)."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(rt))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 8
+    assert len(operations) == 9
 
     for operation in operations:
         if mode == GenerationMode.NEGATIVE and not (operation.path_parameters or operation.query or operation.body):

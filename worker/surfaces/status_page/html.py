@@ -73,6 +73,8 @@ form.sign-in p{margin:.5rem 0}
 form.task{display:grid;grid-template-columns:max-content minmax(12rem,1fr);gap:.25rem .5rem;margin:0}
 form.task input{font:inherit;padding:.2rem .35rem;border:1px solid #6b7280;border-radius:4px}
 form.task .buttons{grid-column:1 / -1}
+form.task select{font:inherit;padding:.2rem .35rem;border:1px solid #6b7280;border-radius:4px;background:#fff}
+form.act{max-width:40rem;margin:.5rem 0 1.25rem;padding:.75rem 1rem;border:1px solid var(--line);border-radius:6px}
 """
 
 

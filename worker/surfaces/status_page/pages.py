@@ -13,7 +13,7 @@ from worker.engine import deadlines
 from worker.runtime import Runtime
 from worker.store.models import RequestStatus, Scope
 from worker.surfaces import report, views
-from worker.surfaces.status_page import preview, tasks
+from worker.surfaces.status_page import actions, preview, tasks
 from worker.surfaces.status_page.html import (
     MET,
     days_left,
@@ -65,8 +65,11 @@ def listing_page(rt: Runtime, csrf: str | None = None, task_error: str | None = 
     return html_page("Requests", "".join(body), signed_in=True, status=status)
 
 
-def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
-    """One request as its certificate has it, with the certificate to download."""
+def request_page(rt: Runtime, request_id: str, csrf: str | None = None, notice: str | None = None,
+                 error: str | None = None, status: int = 200) -> HTMLResponse:
+    """One request as its certificate has it, with the certificate to download; its actions' forms given
+    the session's `csrf` token (a session that may act); `notice`, what the last action did, or `error`,
+    why it was not done."""
     cert = report.build(rt, request_id)
     now, rid = datetime.now(UTC), escape(request_id)
     is_open = cert["status"] in deadlines.OPEN
@@ -83,6 +86,8 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
     body = [
         '<nav aria-label="Breadcrumb"><a href="/">All requests</a></nav>',
         f"<h1>Request <code>{rid}</code></h1>",
+        f'<p class="note" role="status" id="result">{escape(notice)}</p>' if notice else "",
+        f'<p class="error" role="alert" id="result">Not done: {escape(error)}</p>' if error else "",
         '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
         f'<p class="note">{with_code(report.kept_on_purpose_text(cert["skipped_systems"]))}</p>'
         if cert["scope"] == Scope.TRAINING else "",
@@ -91,6 +96,7 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
         f'<p class="downloads">Certificate of erasure: <a href="/requests/{rid}/certificate.md" download>'
         f'Markdown</a> · <a href="/requests/{rid}/certificate.json" download>JSON</a></p>',
         preview.button(request_id, cert["status"]),
+        actions.section(cert, csrf),
         '<section aria-labelledby="systems"><h2 id="systems">Systems</h2>',
         table("Each system's outcome", ["System", "Kind", "Status", "Attempts", "Items erased", "Finished",
                                         "Reason or error"], system_rows(cert["systems"]), numeric=frozenset({3, 4})),
@@ -106,4 +112,4 @@ def request_page(rt: Runtime, request_id: str) -> HTMLResponse:
              "</section>", '<section aria-labelledby="audit"><h2 id="audit">Audit trail</h2>',
              f"<p>{cert['audit']['events']} events of this request; the trail's head is event "
              f"{cert['audit']['head_seq']}, <code>{escape(str(cert['audit']['head']))}</code>.</p></section>"]
-    return html_page(f"Request {request_id}", "".join(body), signed_in=True)
+    return html_page(f"Request {request_id}", "".join(body), signed_in=True, status=status)

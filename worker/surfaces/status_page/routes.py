@@ -1,6 +1,6 @@
 """The status page's routes: sign in and out, the two pages, the certificate downloads, a request's
-preview (what its erasure would take, in counts), the form that settles a manual system's task; kept
-out of the OpenAPI, which is for machines."""
+preview (what its erasure would take, in counts), the forms that settle a manual system's task and that
+act on a request (actions.py); kept out of the OpenAPI, which is for machines."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from worker.engine import manual_tasks
 from worker.errors import ConnectorError, InputError, NoSuchRequest, RefusedError, one_line
 from worker.runtime import Runtime
 from worker.surfaces import report
+from worker.surfaces.status_page import actions
 from worker.surfaces.status_page.html import HEADERS, not_found_page, refused_page, sign_in_page
 from worker.surfaces.status_page.pages import listing_page, request_page
 from worker.surfaces.status_page.preview import preview_page
@@ -31,8 +32,6 @@ from worker.surfaces.status_page.sessions import (
 
 log = structlog.get_logger("erasure.status_page")
 TASK_FORM_FIELDS = 8  # csrf, outcome, items, evidence, by, and room for a browser's extra
-
-
 
 
 def router(rt: Runtime) -> APIRouter:
@@ -52,22 +51,31 @@ def router(rt: Runtime) -> APIRouter:
         scopes = sessions.scopes(request.cookies.get(cookie_name(request)), time.time())
         return sign_in_page("/") if scopes is None else listing_page(rt, operator_csrf(request, scopes))
 
-    @routes.post("/requests/{request_id}/tasks/{system}")
-    async def settle_task(request: Request, request_id: str, system: str) -> Response:
-        """A manual system's task settled from its form: only with the session's CSRF token and a token
-        that has `operate`; anything else is refused and changes nothing."""
+    async def operator_form(request: Request, fields: int) -> tuple[dict[str, str], str, str] | Response:
+        """A POSTed form, the SHA-256 of its session's token and the session's CSRF token, if the form
+        carries that CSRF token and the token has `operate`; else the answer that refuses it, nothing changed."""
         cookie = request.cookies.get(cookie_name(request))
-        scopes = sessions.scopes(cookie, time.time())
-        if cookie is None or scopes is None:
+        held = sessions.holder(cookie, time.time())
+        if cookie is None or held is None:
             return sign_in_page("/", 401)
-        form = await read_form(request, TASK_FORM_FIELDS)
+        form = await read_form(request, fields)
         if cross_site(request) or form is None or not sessions.csrf_ok(cookie, form.get("csrf")):
             log.warning("status_page.form_refused", why="no or wrong CSRF token")
             return refused_page("The form did not come from this page, or its session has changed: "
                                 "reload the page and try again.")
-        if "operate" not in scopes:
+        if "operate" not in held[1]:
             log.warning("status_page.form_refused", why="no operate scope")
-            return refused_page("This session's token lacks the operate scope that settling a task needs.")
+            return refused_page("This session's token lacks the operate scope that this form needs.")
+        return form, held[0], sessions.csrf(cookie)
+
+    @routes.post("/requests/{request_id}/tasks/{system}")
+    async def settle_task(request: Request, request_id: str, system: str) -> Response:
+        """A manual system's task settled from its form: only with the session's CSRF token and a token
+        that has `operate`; anything else is refused and changes nothing."""
+        gate = await operator_form(request, TASK_FORM_FIELDS)
+        if isinstance(gate, Response):
+            return gate
+        form, _, csrf = gate
         if not REQUEST_ID.fullmatch(request_id):
             return not_found_page()
         try:
@@ -83,16 +91,46 @@ def router(rt: Runtime) -> APIRouter:
             return not_found_page()
         except (InputError, RefusedError) as exc:
             status = 422 if isinstance(exc, InputError) else 409
-            return await run_in_threadpool(listing_page, rt, operator_csrf(request, scopes),
-                                           f"{system[:100]} of {request_id}: not recorded: {exc}", status)
+            why = f"{system[:100]} of {request_id}: not recorded: {exc}"
+            return await run_in_threadpool(listing_page, rt, csrf, why, status)
         return RedirectResponse("/#tasks", 303, headers=HEADERS)
+
+    @routes.post("/requests/{request_id}/{action}")
+    async def act(request: Request, request_id: str, action: str) -> Response:
+        """An action on a request from its form (actions.py): only with the session's CSRF token and a token
+        that has `operate`; a refused one is the request's page with one line saying why, nothing changed;
+        a done one redirects to the request's page, which shows the result."""
+        gate = await operator_form(request, actions.FORM_FIELDS)
+        if isinstance(gate, Response):
+            return gate
+        form, token_hash, csrf = gate
+        if action not in actions.DONE or not REQUEST_ID.fullmatch(request_id):
+            return not_found_page()
+        who = actions.by(rt, token_hash)
+        try:
+            try:
+                await run_in_threadpool(actions.run, rt, action, request_id, form, who)
+            except (InputError, RefusedError) as exc:  # bad input may be found before the request is looked up
+                log.info("status_page.action_refused", action=action, request_id=request_id, by=who,
+                         why=type(exc).__name__)
+                return await run_in_threadpool(request_page, rt, request_id, csrf, None,
+                                               one_line(exc).removeprefix("--"),
+                                               422 if isinstance(exc, InputError) else 409)
+        except NoSuchRequest:
+            return not_found_page()
+        log.info("status_page.acted", action=action, request_id=request_id, by=who)
+        return RedirectResponse(f"/requests/{request_id}?done={action}", 303, headers=HEADERS)
 
     @routes.get("/requests/{request_id}")
     def one(request: Request, request_id: str) -> Response:
-        if not signed_in(request):
+        scopes = sessions.scopes(request.cookies.get(cookie_name(request)), time.time())
+        if scopes is None:
             return sign_in_page(f"/requests/{request_id}", 401)
+        if not REQUEST_ID.fullmatch(request_id):
+            return not_found_page()
         try:
-            return request_page(rt, request_id) if REQUEST_ID.fullmatch(request_id) else not_found_page()
+            return request_page(rt, request_id, operator_csrf(request, scopes),
+                                actions.DONE.get(request.query_params.get("done", "")))
         except NoSuchRequest:
             return not_found_page()
 

@@ -43,6 +43,11 @@ class Sessions:
     def scopes(self, cookie: str | None, now: float) -> frozenset[str] | None:
         """The scopes configured now for the token a cookie was issued for, if it is unexpired and that
         token can read (`operate` can); None otherwise."""
+        held = self.holder(cookie, now)
+        return None if held is None else held[1]
+
+    def holder(self, cookie: str | None, now: float) -> tuple[str, frozenset[str]] | None:
+        """The SHA-256 and the scopes of the token a cookie was issued for, as `scopes` finds them."""
         version, _, rest = (cookie or "").partition(".")
         expires, _, mac = rest.partition(".")
         if version != "v1" or not expires.isdigit() or len(expires) > 12 or int(expires) <= now:
@@ -50,7 +55,7 @@ class Sessions:
         found = None
         for token_hash, scopes in self._rt.config.api.tokens.items():  # no early exit, as api.Tokens
             if hmac.compare_digest(self._mac(int(expires), token_hash).encode(), mac.encode()) and "read" in scopes:
-                found = scopes
+                found = (token_hash, scopes)
         return found
 
     def csrf(self, cookie: str) -> str:
