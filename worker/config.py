@@ -198,6 +198,14 @@ def log_format() -> str | None:
     return os.environ.get("ERASURE_LOG_FORMAT") or None
 
 
+def otlp_endpoint() -> str | None:
+    """Where traces go, if anywhere: $OTEL_EXPORTER_OTLP_ENDPOINT (or its _TRACES_ form), OTLP over HTTP;
+    none when $OTEL_SDK_DISABLED is true (the OpenTelemetry SDK reads its other variables itself)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
+
+
 def secret_key_text() -> str | None:
     """The key for subject references from $ERASURE_SECRET_KEY, if set."""
     return os.environ.get("ERASURE_SECRET_KEY") or None

@@ -22,6 +22,7 @@ import structlog
 
 from connectors import redact
 from worker import config as settings
+from worker import tracing
 
 
 def access_fields(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -39,6 +40,7 @@ def access_fields(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
 
 SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
+    tracing.log_fields,  # a request's trace id, when tracing is on
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -80,6 +82,7 @@ def configure(level: str = "INFO", fmt: str | None = None) -> None:
     warnings.showwarning = _show_warning
     sys.excepthook = _uncaught
     threading.excepthook = _uncaught_in_thread
+    tracing.announce()
 
 
 def write_now(logger: str, event: str, level: int = logging.INFO) -> None:

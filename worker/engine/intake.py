@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connectors import redact
 from connectors.base import Subject, SystemConfig
+from worker import tracing
 from worker.config import Config
 from worker.engine import audit
 from worker.engine.state import record_skipped
@@ -142,12 +143,17 @@ def applicable(config: Config, clean: Subject, scope: Scope) -> tuple[list[Syste
 def submit(rt: Runtime, subject: Any, requested_by: Any = None, idempotency_key: Any = None,
            scope: Any = None) -> Submitted:
     """Validate, record and enqueue one request; a known idempotency key answers the first."""
-    clean = clean_subject(rt.config, subject)
-    with redact.values(clean.all_values()):
-        return _record(rt, clean, requested_by, idempotency_key, clean_scope(scope))
+    request_id = str(uuid.uuid4())  # first: it is the id of the trace that follows the request from here
+    with tracing.intake(request_id):
+        clean = clean_subject(rt.config, subject)
+        with redact.values(clean.all_values()):
+            done = _record(rt, request_id, clean, requested_by, idempotency_key, clean_scope(scope))
+        tracing.note(request_id=done.request_id, duplicate=done.duplicate)
+        return done
 
 
-def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any, scope: Scope) -> Submitted:
+def _record(rt: Runtime, request_id: str, clean: Subject, requested_by: Any, idempotency_key: Any,
+            scope: Scope) -> Submitted:
     config = rt.config
     requested_by = clean_text("requested_by", requested_by)
     idempotency_key = clean_text("idempotency_key", idempotency_key)
@@ -159,7 +165,6 @@ def _record(rt: Runtime, clean: Subject, requested_by: Any, idempotency_key: Any
         if known is not None:
             return known
     received = utcnow()
-    request_id = str(uuid.uuid4())
     deadline = config.deadline.after(received)
     try:
         with rt.transaction() as session:  # statements, not objects: intake is the hot path of every request

@@ -13,6 +13,7 @@ import structlog
 
 from connectors import context, redact
 from connectors.base import Connector, Outcome, Subject
+from worker import tracing
 from worker.engine import claims, fanout, manual_tasks, outcomes
 from worker.errors import PermanentError, TransientError, one_line
 from worker.runtime import Runtime
@@ -92,6 +93,7 @@ def _pass(rt: Runtime, system: str, connector: Connector, subjects: dict[str, Su
         fanout.send(rt, claims.hand_back(rt, left, "its pass ran past a quarter of the lease"))
 
 
+@tracing.erasures  # an `erasure.system` span for each request, when tracing is on
 def _erase_together(rt: Runtime, system: str, connector: Connector,
                     subjects: dict[str, Subject]) -> dict[str, Outcome | outcomes.Failed]:
     """Locate, erase and verify the subjects in one go; each request's outcome, or one failure for all."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy.orm import Session
 
+from worker import tracing
 from worker.engine import guard_list, lineage, suppression
 from worker.engine.state import move_request, nothing_found
 from worker.runtime import Runtime
@@ -28,6 +29,7 @@ def settle(rt: Runtime, request_id: str) -> bool:
 def settle_locked(rt: Runtime, session: Session, requests: Sequence[Request]) -> list[Request]:
     """settle() for requests whose rows this transaction holds locked, their models flagged and their
     suppression entries and guard list digests written together; those that moved."""
+    began = tracing.now()
     ready = [r for r in requests if r.status in (RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED)
              and all(task.status in SETTLED for task in r.systems)]
     lineage.flag_models(rt, session, [r for r in ready if r.status == RequestStatus.IN_PROGRESS])
@@ -49,4 +51,5 @@ def settle_locked(rt: Runtime, session: Session, requests: Sequence[Request]) ->
     completed = [r for r in ready if r.status == RequestStatus.COMPLETED]
     guard_list.add(rt, session, completed)  # before keep drops the identifiers it hashes
     suppression.keep(rt, session, completed)
+    tracing.settled(moved, began)
     return moved

@@ -11,7 +11,7 @@ from celery import Task
 from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from worker import logs
+from worker import logs, tracing
 from worker.engine import fanout, intake, passes, reconcile
 from worker.errors import InputError, TransientError, one_line
 from worker.integrations import mlflow_lineage, notify
@@ -53,7 +53,8 @@ def start(self: Task, request_id: str) -> None:
     """Resolve one request and fan it out; a resolver that is briefly down is retried."""
     rt = dispatch.current()
     try:
-        fanout.start(rt, request_id, redelivered=bool((self.request.delivery_info or {}).get("redelivered")))
+        with tracing.span("erasure.start", request_id, attempt=self.request.retries + 1):
+            fanout.start(rt, request_id, redelivered=bool((self.request.delivery_info or {}).get("redelivered")))
     except TransientError as exc:
         attempts = self.request.retries + 1
         settings = rt.config.worker
