@@ -115,6 +115,9 @@ class Connector(ABC):
     kind: ClassVar[str]
     config_class: ClassVar[type[SystemConfig]]
     batches: bool = False  # shares one pass among many subjects: the worker coalesces requests
+    # a pass that batches waits `batch_wait_seconds` for more requests to join: worth it where a pass is costly
+    # (a snapshot rewrite reads every file); a kind whose pass is cheap (sql) takes those waiting now
+    batch_waits: bool = True
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -1,14 +1,14 @@
 """The sql connector: deletes or anonymizes a subject's rows in any SQLAlchemy database,
 every listed table in one transaction, in an order that satisfies foreign keys (children first,
-so a delete_unreferenced table is judged once the rows that referred to it are gone)."""
+so a delete_unreferenced table is judged once the rows that referred to it are gone); many
+subjects at once with statements over the group (sets.py), one subject as a group of one."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,20 +17,21 @@ from sqlalchemy import exc as sa_exc
 from connectors.base import (
     Checked,
     Connector,
+    Journal,
     Outcome,
     Part,
     Patterns,
     Preview,
-    Retention,
     Subject,
+    every_one,
     retry_blips,
 )
-from connectors.errors import PermanentError, TransientError, one_line
-from connectors.sql import edges, preview, probe, rows
+from connectors.errors import ConnectorError, PermanentError, TransientError, one_line
+from connectors.sql import edges, preview, probe, rows, sets
 from connectors.sql.config import Lookup, Reference, SqlConfig, SqlTable, reference_order
 from connectors.sql.engine import create_engine
 from connectors.sql.masks import Masker, unfit
-from connectors.sql.match import Condition, bindable, combine, equal, folded, pending, statement, stripped, textual
+from connectors.sql.match import CHUNK, Condition, bindable, combine, equal, folded, pending, stripped, textual
 
 TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
 
@@ -49,6 +50,8 @@ class SqlConnector(Connector):
     """Deletes or anonymizes a subject's rows in one SQL database, all or nothing."""
 
     kind = "sql"
+    batches = True
+    batch_waits = False  # a pass is a few statements: it takes the requests waiting now, none waits for more
     config_class = SqlConfig
     config: SqlConfig
 
@@ -74,39 +77,14 @@ class SqlConnector(Connector):
     def erase(self, subject: Subject) -> Outcome:
         """Apply every table's action to the subject's rows in one transaction. A table under a
         retention is left as it is: its rows are counted and the system reported exempt."""
-        applied: list[dict[str, Any]] = []
-        held: list[tuple[str, Retention, int]] = []
-        now = datetime.now(UTC)
-        with self._errors(subject.all_values()), self.engine.begin() as conn:
-            schema = self._reflect(conn)
-            matches = self._match(conn, schema, subject)
-            for i in schema.apply_order:
-                entry, table = self.config.tables[i], schema.tables[self.config.tables[i].name]
-                if entry.retain and entry.retain.holds(now):
-                    kept = self._left(conn, table, entry, matches[i], subject)
-                    applied.append({"table": entry.name, "action": "retain", "rows": 0, "rows_kept": kept,
-                                    "retained": entry.retain.to_json()})
-                    held += [(entry.name, entry.retain, kept)] if kept else []
-                    continue
-                with self._errors(subject.all_values(), entry.name):
-                    applied.append(self._apply(conn, schema, entry, matches[i]))
-        return _outcome(applied, held)
+        return every_one(sets.erase(self, [subject]))[0]
 
-    def _apply(self, conn: sa.Connection, schema: Schema, entry: SqlTable, matches: list[Condition]) -> dict[str, Any]:
-        """One table's action on the subject's rows, and its evidence: counts, never values."""
-        table, deleted = schema.tables[entry.name], 0
-        if entry.action == "delete_unreferenced":
-            refs = schema.referrers[table.fullname]
-            deleted = sum(rows.delete_unreferenced(conn, table, match, refs) for match in matches)
-        if entry.masks:
-            masker = self._masker()
-            changed = sum(rows.anonymize(conn, table, entry, match, masker) for match in matches)
-        else:
-            changed = sum(conn.execute(statement(table, entry, match)).rowcount for match in matches)
-        if entry.action != "delete_unreferenced":
-            return {"table": entry.name, "action": entry.action, "rows": changed}
-        return {"table": entry.name, "action": entry.action, "rows": deleted + changed, "rows_deleted": deleted,
-                "rows_anonymized": changed}
+    @retry_blips
+    def erase_many(self, subjects: Sequence[Subject],
+                   journal: Journal | None = None) -> Sequence[Outcome | ConnectorError]:
+        """erase() for many subjects with statements that take them all at once, in one transaction, each
+        subject with its own counts; a subject whose rows fail the batch gets its error in its place (sets.py)."""
+        return sets.erase(self, list(subjects))
 
     def _masker(self) -> Masker:
         """The masks' maker, under the key the worker gave; PermanentError if it gave none."""
@@ -119,14 +97,12 @@ class SqlConnector(Connector):
     def verify(self, subject: Subject) -> int:
         """Rows still matching: any in a delete table, those not yet anonymized in the others
         (a table under a retention keeps its rows: not counted)."""
-        left, now = 0, datetime.now(UTC)
-        with self._errors(subject.all_values()), self.engine.connect() as conn:
-            schema = self._reflect(conn)
-            matches = self._match(conn, schema, subject)
-            for i, entry in enumerate(self.config.tables):
-                if not (entry.retain and entry.retain.holds(now)):
-                    left += self._left(conn, schema.tables[entry.name], entry, matches[i], subject)
-        return left
+        return sets.verify(self, [subject])[0]
+
+    @retry_blips
+    def verify_many(self, subjects: Sequence[Subject]) -> list[int]:
+        """verify() for many subjects with statements that take them all at once (sets.py)."""
+        return sets.verify(self, list(subjects))
 
     def _left(self, conn: sa.Connection, table: sa.Table, entry: SqlTable, matches: list[Condition],
               subject: Subject) -> int:
@@ -248,23 +224,32 @@ class SqlConnector(Connector):
         return matches
 
     def _matching(self, conn: sa.Connection, column: sa.Column[Any], ref: Reference | Lookup,
-                  values: Iterable[str]) -> list[Condition]:
+                  values: Iterable[str], chunk_size: int = CHUNK) -> list[Condition]:
         """The column equals one of a request's values (as its type, folded as they were): one condition per
         chunk. Where the engine's case step is not Python's, the rows it would fold otherwise are decided
         by Python's fold (edges.py)."""
         dialect, typed = conn.dialect.name, bindable(column, values, conn.dialect.name)
-        compared = self._compared(conn, column, ref)
+        compared, learned = self._edges(conn, column, ref)
+        if learned is None:
+            return equal(compared, typed, dialect == "mysql", chunk_size)
+        nfc = self._unicode(conn)
+        return edges.decided(conn, column, ref.fold, compared, stripped(column, ref.fold, dialect, nfc), typed, learned,
+                             composed=dialect == "postgresql" and nfc)
+
+    def _edges(self, conn: sa.Connection, column: sa.Column[Any],
+               ref: Reference | Lookup) -> tuple[sa.ColumnElement[Any], edges.Edges | None]:
+        """The column as a request's value is compared with it, and where the engine's case step is not
+        Python's, what it does otherwise (None: the engine's comparison is all)."""
+        dialect, compared = conn.dialect.name, self._compared(conn, column, ref)
         case = [step for step in ref.fold if step != "trim"]
         if compared is column or not case or dialect not in ("postgresql", "mysql"):
-            return equal(compared, typed, dialect == "mysql")
-        nfc = self._unicode(conn)
+            return compared, None
         collation = getattr(column.type, "collation", None) if dialect == "postgresql" else None
-        learned = edges.learn(conn, case[0], collation, nfc)
+        learned = edges.learn(conn, case[0], collation, self._unicode(conn))
         if learned is None:
             raise PermanentError(f"sql system {self.config.name!r}: the database's {case[0]}() does not fold "
                                  "one character at a time, so it cannot be compared with Python's")
-        return edges.decided(conn, column, ref.fold, compared, stripped(column, ref.fold, dialect, nfc), typed, learned,
-                             composed=dialect == "postgresql" and nfc)
+        return compared, learned
 
     def _compared(self, conn: sa.Connection, column: sa.Column[Any], ref: Reference | Lookup) -> sa.ColumnElement[Any]:
         """The column as a request's value is compared with it: folded as the value was, if it holds text."""
@@ -304,18 +289,6 @@ class SqlConnector(Connector):
     def check(self, patterns: Patterns | None = None) -> Checked:
         """Tables, columns, foreign keys and privileges as the config needs them, read-only (probe.py)."""
         return probe.check(self, patterns)
-
-
-def _outcome(applied: list[dict[str, Any]], held: list[tuple[str, Retention, int]]) -> Outcome:
-    """The erase's outcome: exempt if a retained table kept some of the subject's rows, rechecked
-    when the first retention with an end is over."""
-    items = sum(a["rows"] for a in applied)
-    if not held:
-        return Outcome(items, {"tables": applied})
-    reason = "; ".join(f"table {name} {retain.describe()} ({kept} row{'' if kept == 1 else 's'} kept)"
-                       for name, retain, kept in held)
-    ends = [retain.ends_at for _, retain, _ in held if retain.ends_at]
-    return Outcome(items, {"tables": applied}, exempt_reason=reason, recheck_at=min(ends, default=None))
 
 
 def _reason(exc: sa_exc.SQLAlchemyError, secrets: Iterable[str]) -> str:

@@ -92,7 +92,7 @@ def decided(conn: sa.Connection, column: sa.Column[Any], fold: Fold, folded_colu
     dialect = conn.dialect.name
     exact_text, edgy = dialect == "mysql", edges.found_in(before_case, dialect, column if composed else None)
     theirs: dict[str, dict[Any, Any]] = {}  # Python's fold -> {stored value, as compared: the engine's fold}
-    stored = _stored(column, dialect)
+    stored = stored_text(column, dialect)
     for value, text, engine_fold in _edge_rows(conn, stored, folded_column, edgy, values, edges):
         theirs.setdefault(fold_text(text, fold), {})[value] = engine_fold
     found = []
@@ -108,7 +108,7 @@ def decided(conn: sa.Connection, column: sa.Column[Any], fold: Fold, folded_colu
     return found
 
 
-def _stored(column: sa.Column[Any], dialect: str) -> sa.ColumnElement[Any]:
+def stored_text(column: sa.Column[Any], dialect: str) -> sa.ColumnElement[Any]:
     """The stored text as compared byte for byte: as UTF-8 bytes on MySQL and MariaDB (whose collations ignore
     case), as text in the C collation on PostgreSQL (a citext or a nondeterministic collation ignores it too)."""
     if dialect == "mysql":

@@ -1,6 +1,6 @@
 """Which rows are a subject's: `column IN (values)` with each value as the column's own type (written as
 that type writes it, and within the column's range), the stored text folded as the request's value was
-(normalize.py), byte-exact on MySQL and MariaDB, in chunks; and the DELETE or UPDATE of the matched rows.
+(normalize.py), byte-exact on MySQL and MariaDB, in chunks (sets.py changes the matched rows).
 Never LIKE: `_` and `%` are literals. Where an engine's case rules are not Python's, edges.py decides."""
 
 from __future__ import annotations
@@ -89,8 +89,21 @@ def bindable(column: sa.Column[Any], values: Iterable[str], dialect: str) -> lis
     """The values a column may equal, as its type; one not written as that type writes it, or out of the
     column's range, is dropped (it matches nothing), so an engine never casts "42abc" into 42, nor "1.50"
     into 1.5. Other columns take the string."""
-    converted = (_as_type(column.type, value, dialect) for value in values)
-    return list(dict.fromkeys(v for v in converted if v is not None))
+    convert = converter(column.type, dialect)
+    return list(dict.fromkeys(v for v in map(convert, values) if v is not None))
+
+
+def converter(kind: sa.types.TypeEngine[Any], dialect: str) -> Callable[[str], Any]:
+    """How one value becomes the column's type, as bindable takes it (None: it is none of the column's)."""
+    if not isinstance(kind, sa.Integer):
+        return lambda value: _as_type(kind, value, dialect)
+    low, high = integer_range(kind, dialect)  # once per column: a batch converts thousands of values
+
+    def integer(value: str) -> int | None:
+        number = int(value) if INTEGER.fullmatch(value) else None
+        return number if number is not None and low <= number <= high else None
+
+    return integer
 
 
 def _as_type(kind: sa.types.TypeEngine[Any], value: str, dialect: str) -> Any:
@@ -160,13 +173,14 @@ def _as_moment(parse: Callable[[str], Any], value: str, zoned: bool) -> Any:
     return moment if offset is None else None
 
 
-def equal(expr: sa.ColumnElement[Any], values: list[Any], exact_text: bool = False) -> list[Condition]:
+def equal(expr: sa.ColumnElement[Any], values: list[Any], exact_text: bool = False,
+          chunk_size: int = CHUNK) -> list[Condition]:
     """`expr IN (values)`, one condition per chunk; [] for no value. With exact_text (MySQL, MariaDB), text
     must also be equal byte for byte: their default collations ignore case and trailing spaces, so `a@b.c`
     would also take `A@B.C `."""
     found: list[Condition] = []
-    for i in range(0, len(values), CHUNK):
-        chunk = values[i : i + CHUNK]
+    for i in range(0, len(values), chunk_size):
+        chunk = values[i : i + chunk_size]
         parts: list[Condition] = [expr.in_(_bind(expr, chunk, expanding=True))]
         if exact_text and all(isinstance(v, str) for v in chunk):
             parts.append(_same_bytes(expr, chunk))
@@ -205,11 +219,3 @@ def _bind(column: sa.ColumnElement[Any], value: Any, expanding: bool = False) ->
     """A bound parameter of the column's own type, not one guessed from the Python value."""
     return sa.bindparam(None, value, type_=column.type, expanding=expanding)
 
-
-def statement(table: sa.Table, entry: SqlTable, match: Condition) -> sa.Executable:
-    """The DELETE or UPDATE of the matched rows (an UPDATE, for anonymize and the rows delete_unreferenced
-    keeps, sets the literal values and skips rows already anonymized)."""
-    if entry.action == "delete":
-        return sa.delete(table).where(match)
-    values = {table.c[column]: value for column, value in entry.literals}
-    return sa.update(table).where(match, *pending(table, entry)).values(values)

@@ -65,7 +65,7 @@ def delete_unreferenced(conn: sa.Connection, table: sa.Table, match: Condition, 
         free = sa.select(*key).where(match, *(~ref.refers_to(table) for ref in refs)).with_for_update()
         rows = [tuple(row) for row in conn.execute(free)]
         for i in range(0, len(rows), CHUNK):
-            deleted += conn.execute(sa.delete(table).where(match, _keyed(key, rows[i : i + CHUNK]))).rowcount
+            deleted += conn.execute(sa.delete(table).where(match, keyed(key, rows[i : i + CHUNK]))).rowcount
         if not rows or not self_referring:
             return deleted
 
@@ -105,7 +105,7 @@ def _rows(table: sa.Table, entry: SqlTable, match: Condition) -> sa.Select[Any]:
     return sa.select(*table.primary_key.columns, *(table.c[c] for c, _ in entry.masks), pending).where(match)
 
 
-def _keyed(key: list[sa.Column[Any]], rows: list[tuple[Any, ...]]) -> Condition:
+def keyed(key: list[sa.Column[Any]], rows: list[tuple[Any, ...]]) -> Condition:
     """The rows with these primary keys."""
     if len(key) == 1:
         return key[0].in_(sa.bindparam(None, [r[0] for r in rows], type_=key[0].type, expanding=True))

@@ -113,13 +113,13 @@ def _take(rt: Runtime, tasks: Sequence[SystemTask], now: datetime, lease_until: 
     return taken
 
 
-def claim_waiting(rt: Runtime, system: str, wanted: int) -> Claimed:
+def claim_waiting(rt: Runtime, system: str, wanted: int, wait: bool = True) -> Claimed:
     """For a kind that batches: claim up to `wanted` more requests' first attempts at this system,
-    waiting up to `batch_wait_seconds` for that many of them."""
+    waiting up to `batch_wait_seconds` for that many of them (with `wait`; else those waiting now)."""
     if wanted < 1:
         return {}
     waiting = _waiting(system)
-    until = time.monotonic() + rt.config.worker.batch_wait_seconds
+    until = time.monotonic() + (rt.config.worker.batch_wait_seconds if wait else 0.0)
     while time.monotonic() < until:
         with rt.transaction() as session:
             if len(session.scalars(waiting.with_only_columns(SystemTask.id).limit(wanted)).all()) >= wanted:

@@ -46,7 +46,7 @@ def erase_system(rt: Runtime, request_id: str, system: str, also: Sequence[str] 
     batch = claims.claim(rt, rows[0], system, rows[1:], len(rows) if connector.batches else most)
     try:
         if batch and connector.batches:
-            batch |= claims.claim_waiting(rt, system, settings.batch_size - len(batch))
+            batch |= claims.claim_waiting(rt, system, settings.batch_size - len(batch), connector.batch_waits)
         if batch:
             with redact.values(v for subject in batch.values() for v in subject.all_values()):
                 _pass(rt, system, connector, dict(batch))

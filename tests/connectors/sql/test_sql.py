@@ -11,41 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connectors.base import Subject
 from connectors.errors import ConfigError, PermanentError, TransientError
 from connectors.sql.config import SqlConfig
-from connectors.sql.connector import SqlConnector
-from tests.helpers import sql_connector, system_config
-
-# The acceptance world's config: users deleted, their orders anonymized, those orders' items deleted.
-TABLES: list[dict[str, Any]] = [
-    {"name": "users", "where": {"id": "user_id"}, "action": "delete"},
-    {
-        "name": "orders",
-        "where": {"user_id": "user_id"},
-        "action": "anonymize",
-        "set": {"email": "", "shipping_address": "", "user_id": "null"},
-    },
-    {"name": "order_items", "where": {"order_id": "orders.id"}, "action": "delete"},
-]
-USERS = [(4, "xa@b.c"), (42, "a@b.c"), (420, "a@b.c.d"), (5, "o'brien@x.io"), (6, "obrien@x.io")]
-ORDERS = [(1, 42, "a@b.c"), (2, 42, "a@b.c"), (3, 4, "xa@b.c"), (4, 420, "a@b.c.d")]
-ITEMS = [(1, 1), (2, 2), (3, 2), (4, 3), (5, 4)]  # user 42: 2 orders, with 1 and 2 items
-
-
-def connector(url: str, tables: list[dict[str, Any]] = TABLES) -> SqlConnector:
-    """A connector for the `app-db` system with these tables."""
-    return sql_connector({"name": "app-db", "kind": "sql", "url": url, "tables": tables})
-
-
-def subject(**identifiers: str | tuple[str, ...]) -> Subject:
-    """A subject from keyword identifiers; a tuple gives several values of one type."""
-    return Subject({k: v if isinstance(v, tuple) else (v,) for k, v in identifiers.items()})
-
-
-def key() -> sa.Column[int]:
-    """An integer primary key whose values the test chooses."""
-    return sa.Column("id", sa.Integer, primary_key=True, autoincrement=False)
+from tests.helpers import system_config
+from tests.helpers.sql_world import ITEMS, ORDERS, TABLES, USERS, connector, dump, key, subject
 
 
 @pytest.fixture
@@ -78,15 +47,6 @@ def world(sql_url: str) -> Iterator[sa.Engine]:
         conn.execute(items.insert(), [{"id": i, "order_id": o} for i, o in ITEMS])
     yield engine
     engine.dispose()
-
-
-def dump(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, ordered by id."""
-    with engine.connect() as conn:
-        return {
-            t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id"))]  # noqa: S608
-            for t in ("users", "orders", "order_items")
-        }
 
 
 def test_erase_deletes_anonymizes_and_follows_references(world: sa.Engine, sql_url: str) -> None:
