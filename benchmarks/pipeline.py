@@ -1,9 +1,9 @@
 """Load: erasure requests per second through real worker processes, against bare Celery on the same broker.
 
-    python benchmarks/pipeline.py [--requests 5000] [--embedded-requests 500]
+    python benchmarks/pipeline.py [--requests 5000] [--embedded-requests 500] [--burst 10000]
 
-(a quick run: --requests 200 --embedded-requests 100). Needs RabbitMQ with `rabbitmqctl` on this
-machine and PostgreSQL (--amqp-url, --pg-url). Three runs, one after the other:
+(a quick run: --requests 200 --embedded-requests 100 --burst 300). Needs RabbitMQ with `rabbitmqctl`
+on this machine and PostgreSQL (--amqp-url, --pg-url). Four runs, one after the other:
 
 1. erasure on RabbitMQ + PostgreSQL: a RabbitMQ vhost and a PostgreSQL database of the run's own
    (both removed afterwards), a config of three stub systems (no I/O), two `erasure worker`
@@ -26,6 +26,15 @@ machine and PostgreSQL (--amqp-url, --pg-url). Three runs, one after the other:
    p50/p99 are per task.
 3. the embedded default: SQLite store and kombu's sqla+sqlite broker, one `erasure worker`
    (with its built-in reconciler, as the embedded default runs), --embedded-requests requests.
+4. a burst (--burst requests, 0 skips it): on a vhost and a database of its own, the requests are
+   all submitted at once while no worker runs (the backlog a vendor's account closure or a first
+   run over a year of tickets leaves: every request recorded, every start message queued); then
+   the two workers of run 1 are started and the clock runs from their launch to the last
+   `request.completed`. The store's transactions per request are PostgreSQL's xact_commit deltas
+   for the run's database: intake's (read after the submitting process has exited) and the
+   workers' (read after they have exited, less this script's own polls), each divided by the
+   requests; and the workers' transactions ended by ROLLBACK (a read on a bare SQLAlchemy
+   connection, as a start that finds its request started along by another makes).
 
 The target compares task rates: erasure's tasks/s (4 a request) against at least half of bare
 Celery's, which is the same as requests/s against bare tasks/s / 4 (its request-equivalent).
@@ -148,14 +157,21 @@ def database(pg_url: str, name: str) -> Iterator[str]:
 
 def committed(store_url: str) -> int:
     """Transactions committed in the store's database so far (PostgreSQL's statistics)."""
+    return transactions(store_url)[0]
+
+
+def transactions(store_url: str) -> tuple[int, int]:
+    """Transactions committed, and rolled back, in the store's database so far (PostgreSQL's statistics;
+    SQLAlchemy ends a read on a bare connection with a ROLLBACK)."""
     import psycopg
     from sqlalchemy import make_url
 
     name = make_url(store_url).database
     with psycopg.connect(libpq(store_url), autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
-    return int(row[0]) if row else 0
+        row = conn.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s",
+                           (name,)).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -430,6 +446,136 @@ def embedded_run(args: argparse.Namespace, folder: Path) -> Run:
     return measure("erasure, embedded SQLite", workers, drive_erasure, config, args.embedded_requests, args, None)
 
 
+@dataclass
+class Burst:
+    """What the burst measured."""
+
+    requests: int
+    submit_seconds: float
+    start_seconds: float  # from the workers' launch to their being ready
+    seconds: float  # from the workers' launch to the last completion
+    completed: int
+    failed: int
+    intake_tx: int
+    worker_tx: int
+    worker_rollbacks: int
+    worker_cpu: float
+    busy: float
+    tasks: dict[str, int]
+    load: tuple[float, float]  # the 1-minute load average when the workers were launched, and at the end
+
+
+def migrate_store(config_path: str) -> None:
+    """Bring the store's schema up to date (in a process of its own), so intake's count holds intake alone."""
+    from worker.config import load
+    from worker.queue.dispatch import celery_runtime
+
+    rt = celery_runtime(load(Path(config_path)))
+    rt.engine  # noqa: B018 - migrated on first use
+    rt.close()
+
+
+def submit_burst(config_path: str, requests: int, publishers: int) -> dict[str, Any]:
+    """Submit the requests through intake while no worker runs (in a process of its own)."""
+    from connectors.errors import ErasureError
+    from worker import logs
+    from worker.config import load
+    from worker.engine import intake
+    from worker.queue.dispatch import celery_runtime
+
+    logs.configure(level="WARNING")
+    rt = celery_runtime(load(Path(config_path)))
+
+    def submit(i: int) -> bool:
+        try:
+            intake.submit(rt, {"user_id": str(2_000_000 + i)})
+        except ErasureError:
+            return False
+        return True
+
+    got = send_all(requests, publishers, submit)
+    rt.close()
+    return got
+
+
+def burst_run(args: argparse.Namespace, folder: Path) -> Burst:
+    """--burst requests submitted at once with no worker running, then drained by two workers."""
+    import psycopg
+
+    name = f"erasure-bench-burst-{os.getpid()}"
+    with vhost(args.amqp_url, name) as broker, database(args.pg_url, name.replace("-", "_")) as store:
+        config = folder / "burst.toml"
+        config.write_text(CONFIG.format(store=store, broker=broker))
+        print(f"burst: {args.burst:,} requests submitted at once, no worker running ...", flush=True)
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            pool.submit(migrate_store, str(config)).result()
+            before = committed(store)
+            got = pool.submit(submit_burst, str(config), args.burst, args.publishers).result()
+        submitted = transactions(store)
+        print(f"burst: submitted in {got['publish_seconds']:.1f} s; two workers draining ...", flush=True)
+        load_then, (busy, total), launched = os.getloadavg()[0], cores_busy(), time.time()
+        workers = Workers([erasure_worker(config)] * 2, folder, "burst")
+        polls = 0
+        try:
+            workers.wait_ready()
+            ready = time.time()
+            with psycopg.connect(libpq(store), autocommit=True) as conn:
+                def settled() -> int:
+                    nonlocal polls
+                    polls += 1
+                    row = conn.execute("SELECT count(*) FROM requests WHERE status IN ('completed', 'failed')")
+                    return int(row.fetchone()[0])  # type: ignore[index]
+
+                wait_finished(settled, got["sent"], args.stall)
+                grouped = conn.execute("SELECT status, count(*) FROM requests GROUP BY status").fetchall()
+                counts: dict[str, int] = {str(status): int(n) for status, n in grouped}
+            polls += 1
+            busy2, total2 = cores_busy()
+            cpu = workers.cpu()
+        finally:
+            workers.stop()
+        after = transactions(store)
+    times = completion_times(workers.logs)
+    last = max(times.values(), default=launched)
+    return Burst(got["sent"], got["publish_seconds"], ready - launched, last - launched,
+                 int(counts.get("completed", 0)), int(counts.get("failed", 0)), submitted[0] - before,
+                 after[0] - submitted[0] - polls, after[1] - submitted[1], cpu,
+                 (busy2 - busy) / (total2 - total) if total2 > total else 0.0,
+                 tasks_run(workers.logs), (load_then, os.getloadavg()[0]))
+
+
+def print_burst(burst: Burst) -> None:
+    """The burst's figures."""
+    n = burst.requests or 1
+    lost = burst.requests - burst.completed - burst.failed
+    print(f"\nburst of {burst.requests:,} requests against {len(SYSTEMS)} stub systems, RabbitMQ + PostgreSQL,"
+          f" 2 workers x {THREADS} threads:")
+    rows = [
+        ("submitted at once (intake, no worker running)", f"{burst.submit_seconds:.1f} s",
+         f"{burst.requests / burst.submit_seconds:,.1f} requests/s" if burst.submit_seconds else ""),
+        ("all completed, from the workers' launch", f"{burst.seconds:.1f} s",
+         f"{burst.completed / burst.seconds:,.1f} requests/s" if burst.seconds else ""),
+        ("  of which the workers' start", f"{burst.start_seconds:.1f} s", ""),
+        ("all completed, from the workers being ready", f"{burst.seconds - burst.start_seconds:.1f} s",
+         f"{burst.completed / (burst.seconds - burst.start_seconds):,.1f} requests/s"
+         if burst.seconds > burst.start_seconds else ""),
+        ("store transactions per request: intake", f"{burst.intake_tx / n:.2f}", f"{burst.intake_tx:,} commits"),
+        ("store transactions per request: workers", f"{burst.worker_tx / n:.2f}", f"{burst.worker_tx:,} commits"),
+        ("store transactions per request: total", f"{(burst.intake_tx + burst.worker_tx) / n:.2f}", ""),
+        ("  and the workers' reads ended by ROLLBACK, per request", f"{burst.worker_rollbacks / n:.2f}",
+         f"{burst.worker_rollbacks:,} rollbacks"),
+        ("worker CPU per request", f"{burst.worker_cpu * 1000 / n:.2f} ms", f"cores busy {burst.busy:.0%}"),
+        ("completed / failed / lost", f"{burst.completed:,} / {burst.failed:,} / {lost:,}", ""),
+        ("Celery tasks run", f"{sum(burst.tasks.values()):,}",
+         ", ".join(f"{task} {k:,}" for task, k in sorted(burst.tasks.items()))),
+        ("load average (1 min) at the workers' launch, at the end", f"{burst.load[0]:.2f}, {burst.load[1]:.2f}", ""),
+    ]
+    width = max(len(label) for label, _, _ in rows)
+    value = max(len(v) for _, v, _ in rows)
+    for label, v, note in rows:
+        print(f"  {label.ljust(width)}  {v.rjust(value)}  {note}".rstrip())
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) of values, 0 if none."""
     if len(values) < 2:
@@ -476,9 +622,12 @@ def print_table(erasure: Run, bare: Run, embedded: Run | None) -> None:
 def main() -> None:
     """Set up, run, print, tear down."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=5000, help="requests on RabbitMQ + PostgreSQL (default 5000)")
+    parser.add_argument("--requests", type=int, default=5000, help="requests on RabbitMQ + PostgreSQL, against "
+                        "bare Celery (default 5000; 0 skips both runs, and the embedded one)")
     parser.add_argument("--embedded-requests", type=int, default=500, help="requests on the embedded default "
                         "(default 500; 0 skips it)")
+    parser.add_argument("--burst", type=int, default=10_000, help="requests of the burst, submitted at once "
+                        "before the workers start (default 10000; 0 skips it)")
     parser.add_argument("--publishers", type=int, default=4, help="threads submitting or publishing (default 4)")
     parser.add_argument("--stall", type=float, default=120.0, help="seconds without progress before the "
                         "unfinished count as lost (default 120)")
@@ -498,13 +647,17 @@ def main() -> None:
     load_before = os.getloadavg()
     folder = Path(tempfile.mkdtemp(prefix="erasure-pipeline-bench-"))
     try:
-        erasure, bare = rabbitmq_runs(args, folder)
-        embedded = embedded_run(args, folder) if args.embedded_requests else None
+        erasure, bare = rabbitmq_runs(args, folder) if args.requests else (None, None)
+        embedded = embedded_run(args, folder) if args.embedded_requests and args.requests else None
+        burst = burst_run(args, folder) if args.burst else None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"\n{os.cpu_count()} cores; load average before {' '.join(f'{x:.2f}' for x in load_before)},"
           f" after {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    print_table(erasure, bare, embedded)
+    if erasure and bare:
+        print_table(erasure, bare, embedded)
+    if burst:
+        print_burst(burst)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How the s3 connector erases a prefix of object versions, against the naive way.
 
-    python benchmarks/s3_erase.py [--versions 10000]
+    python benchmarks/s3_erase.py [--versions 10000] [--subjects 100 --objects 10]
 
 Starts moto's S3 server (a ThreadedMotoServer, in a child process so it has a core of its
 own) on a free loopback port, with fake credentials. Two versioned buckets get the same
@@ -11,6 +11,14 @@ DeleteObject per version. Prints versions per second and API calls per 1,000 ver
 each, and their ratios; API calls are counted with a botocore `before-call` hook. Listing
 time is shown apart: moto copies the whole bucket for every ListObjectVersions page, so at
 this size listing dominates the connector's time, which real S3 would not.
+
+Then K subjects (`--subjects`, each with `--objects` objects under its own prefix; 0 skips this
+part) are erased twice from two buckets seeded alike: one erase() per subject (each its own
+DeleteObjects call, as before the connector batched), and one erase_many() pass (each subject
+listed on its own, the deletes shared, 1,000 keys a call). Prints the calls of each kind, the
+time of each way and the time spent in each kind of call, and their ratios. On moto a listing
+costs the whole bucket, not the prefix: one by one, each subject's listing comes after the
+others' deletes and finds a smaller bucket, so compare the deleting seconds, not the totals.
 Figures only; nothing is asserted.
 """
 
@@ -105,11 +113,61 @@ def measure(way: str, client: Any, erase: Callable[[], int], check: Callable[[],
     return way, erased, elapsed, seconds["ListObjectVersions"], sum(calls.values()), check()
 
 
+def seed_subjects(client: Any, bucket: str, subjects: int, objects: int) -> list[str]:
+    """A bucket with `objects` objects under each of `subjects` users' prefixes; their user ids."""
+    client.create_bucket(Bucket=bucket)
+    ids = [str(2000 + i) for i in range(subjects)]
+    keys = [f"avatars/{user_id}/{n:03}.png" for user_id in ids for n in range(objects)]
+    with ThreadPoolExecutor(SEED_THREADS) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b"x"), keys))
+    return ids
+
+
+def shared_calls(endpoint: str, client: Any, subjects: int, objects: int) -> None:
+    """K subjects erased one erase() at a time, then (from a bucket seeded alike) in one erase_many() pass."""
+    from connectors.base import ConfigReader, Outcome, Subject
+    from connectors.s3.config import S3Config
+    from connectors.s3.connector import S3Connector
+
+    print(f"\nseeding 2 x {subjects:,} subjects x {objects:,} objects ...", flush=True)
+    rows = []
+    for way, bucket in (("one erase() per subject", "bench-one-by-one"), ("one erase_many() pass", "bench-shared")):
+        ids = seed_subjects(client, bucket, subjects, objects)
+        raw = {"name": "uploads", "kind": "s3", "bucket": bucket, "endpoint_url": endpoint,
+               "region": "us-east-1", "prefixes": ["avatars/{user_id}/"]}
+        config = S3Config.read(ConfigReader("bench", "system 'uploads'", raw, frozenset({"user_id"})))
+        people = [Subject({"user_id": (user_id,)}) for user_id in ids]
+        with S3Connector(config) as connector:
+            calls, seconds = metered(connector.client)
+            start = time.perf_counter()
+            if bucket == "bench-shared":
+                done = connector.erase_many(people)
+            else:
+                done = [connector.erase(person) for person in people]
+            elapsed = time.perf_counter() - start
+        erased = sum(o.items_erased for o in done if isinstance(o, Outcome))
+        rows.append((way, erased, elapsed, calls["ListObjectVersions"], seconds["ListObjectVersions"],
+                     calls["DeleteObjects"], seconds["DeleteObjects"]))
+    lines = [("", "versions", "seconds", "ListObjectVersions", "listing s", "DeleteObjects", "deleting s")]
+    lines += [(way, f"{n:,}", f"{t:.2f}", f"{lists:,}", f"{ls:.2f}", f"{deletes:,}", f"{ds:.2f}")
+              for way, n, t, lists, ls, deletes, ds in rows]
+    (_, _, t1, _, _, d1, ds1), (_, _, t2, _, _, d2, ds2) = rows
+    lines.append(("one pass vs one by one", "", f"{t1 / t2:,.1f}x faster", "", "",
+                  f"{d1 / max(d2, 1):,.1f}x fewer", f"{ds1 / max(ds2, 1e-9):,.1f}x faster"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for line in lines:
+        cells = [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
+        print("  ".join([line[0].ljust(widths[0]), *cells]).rstrip())
+
+
 def main() -> None:
     """Seed, erase both ways, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=10_000, help="versions per way (default 10000)")
-    keys = max(1, parser.parse_args().versions // VERSIONS_PER_KEY)
+    parser.add_argument("--subjects", type=int, default=100, help="subjects of the shared-call case (0: skip it)")
+    parser.add_argument("--objects", type=int, default=10, help="objects per subject in that case (default 10)")
+    args = parser.parse_args()
+    keys = max(1, args.versions // VERSIONS_PER_KEY)
 
     os.environ.update(FAKE_AWS)
     for real in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
@@ -146,10 +204,13 @@ def main() -> None:
         naive = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
         rows.append(measure("naive delete_object", naive, lambda: erase_naively(naive, "bench-naive"),
                             lambda: len(listed(client, "bench-naive"))))
+        print_table(rows)
+        if args.subjects > 0:
+            shared_calls(endpoint, client, args.subjects, max(1, args.objects))
     finally:
         server.terminate()
         server.join()
-    print_table(rows)
+    print(f"\nload average: {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
 
 
 def print_table(rows: list[Row]) -> None:

@@ -1,8 +1,14 @@
 """The `s3` kind: deletes every version and delete marker under a subject's prefixes and
 at a subject's exact keys, in one bucket of S3 or an S3-compatible store.
 
+Many subjects share one pass (`batches`): each subject's templates are rendered and listed on
+their own, then the versions of them all are deleted together, in DeleteObjects calls of up to
+1,000 keys. Each subject gets its own counts and evidence, as if erased alone: a version two
+subjects both list (they share a value: the same person asked twice) is sent once and counts for
+each. A version the store refuses fails only the subjects that listed it; the others are erased.
+
 A version under an Object Lock (COMPLIANCE or GOVERNANCE retention, or a legal hold) is kept
-and reported as an exemption with the date to try again; everything else is deleted.
+and reported as an exemption with the date to try again (locks.py); everything else is deleted.
 The credentials need s3:ListBucketVersions, s3:DeleteObject, s3:DeleteObjectVersion, and, to
 learn why a version was refused, s3:GetObjectVersion, s3:GetObjectRetention and
 s3:GetObjectLegalHold (plus s3:BypassGovernanceRetention with `bypass_governance = true`).
@@ -15,32 +21,34 @@ How to reach the bucket (endpoint, region, addressing, profile, checksums) is in
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from connectors.aws import (
-    BATCH,
-    GONE_CODES,
-    TRANSIENT_CODES,
-    entry_error,
-    http_status,
-    make_client,
-    map_botocore_errors,
-    translate,
+from connectors.aws import BATCH, GONE_CODES, TRANSIENT_CODES, entry_error, make_client, map_botocore_errors, translate
+from connectors.base import (
+    Checked,
+    Connector,
+    Journal,
+    Outcome,
+    Part,
+    Patterns,
+    Preview,
+    Subject,
+    Template,
+    every_one,
 )
-from connectors.base import Checked, Connector, Outcome, Part, Patterns, Preview, Subject, Template, retry_blips
-from connectors.errors import PermanentError, TransientError
+from connectors.errors import ConnectorError, TransientError
 from connectors.s3 import preview, probe
 from connectors.s3.config import S3Config
+from connectors.s3.locks import Lock, exempt_reason, lock_on
 
+PASS_ATTEMPTS = 3  # passes over the subjects a blip failed, as retry_blips gives one erase
 DELETE_ATTEMPTS = 3
 NOT_REPORTED = "NotReported"  # DeleteObjects named the version neither deleted nor failed
-LOCK_MODES = frozenset({"COMPLIANCE", "GOVERNANCE"})
+VersionKey = tuple[str, str]  # (key, version id): one version, whoever listed it
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,11 @@ class _Version:
     version_id: str
     delete_marker: bool
 
+    @property
+    def id(self) -> VersionKey:
+        """The version as the store names it."""
+        return self.key, self.version_id
+
     def templated_key(self, subject: Subject) -> str:
         """The key with the identifier's value written as its placeholder."""
         if self.target.exact:
@@ -77,30 +90,14 @@ class _Version:
         }
 
 
-@dataclass(frozen=True)
-class _Lock:
-    """Why the store kept a version: a retention mode until a date, a legal hold, or both."""
+@dataclass
+class _Deletes:
+    """What one pass's DeleteObjects calls did: the versions deleted, those refused with AccessDenied
+    (perhaps an Object Lock), and the error of every other refusal."""
 
-    mode: str | None
-    retain_until: datetime | None
-    legal_hold: bool
-
-    @property
-    def label(self) -> str:
-        """'legal hold', 'COMPLIANCE retention', or both joined by 'and'."""
-        parts = ["legal hold"] if self.legal_hold else []
-        if self.mode:
-            parts.append(f"{self.mode} retention")
-        return " and ".join(parts)
-
-    def recheck_at(self, hold_recheck: datetime) -> datetime:
-        """When deleting may succeed: the retention's end, a legal hold's next look, whichever is later."""
-        ends = [end for end in (hold_recheck if self.legal_hold else None, self.retain_until) if end]
-        return max(ends)
-
-    def evidence(self) -> dict[str, Any]:
-        """The lock as proof."""
-        return {"lock": self.label, "retain_until": _iso(self.retain_until) if self.retain_until else None}
+    deleted: set[VersionKey]
+    denied: list[VersionKey]
+    errors: dict[VersionKey, ConnectorError]
 
 
 def _redacted(text: str, subject: Subject) -> str:
@@ -113,11 +110,13 @@ def _redacted(text: str, subject: Subject) -> str:
 
 
 class S3Connector(Connector):
-    """Deletes every version and delete marker of a subject's objects in one bucket."""
+    """Deletes every version and delete marker of subjects' objects in one bucket, many subjects a pass."""
 
     kind = "s3"
     config_class = S3Config
     config: S3Config
+    batches = True
+    batch_waits = False  # a pass lists and deletes: it takes the requests waiting now, none waits for more
 
     def __init__(self, config: S3Config) -> None:
         super().__init__(config)
@@ -139,22 +138,81 @@ class S3Connector(Connector):
 
     def erase(self, subject: Subject) -> Outcome:
         """Delete every version and delete marker under the subject's prefixes and keys."""
-        removed: dict[tuple[str, str], _Version] = {}  # kept across retries: a retry lists only what is left
-        return retry_blips(self._erase)(subject, removed)
+        return every_one(self.erase_many([subject]))[0]
 
     def verify(self, subject: Subject) -> int:
         """How many versions and delete markers are still there."""
         with self._boundary("verify"):
             return len(self._versions(subject))
 
-    def _erase(self, subject: Subject, removed: dict[tuple[str, str], _Version]) -> Outcome:
-        with self._boundary("erase"):
-            versions = self._versions(subject)
-            denied: list[_Version] = []
-            for start in range(0, len(versions), BATCH):
-                denied += self._delete(versions[start : start + BATCH], removed)
-            # Asked only for the few versions refused, not for every version beforehand.
-            kept = [(version, self._lock_on(version)) for version in denied]
+    def erase_many(self, subjects: Sequence[Subject],
+                   journal: Journal | None = None) -> list[Outcome | ConnectorError]:
+        """Each subject's versions listed on its own, then all of them deleted together, 1,000 a call: an
+        outcome each, as if erased alone, or the error of a subject some of whose versions the store refused.
+        A subject a blip failed is tried again (what is left of it), as is the whole pass when a call fails."""
+        removed: list[dict[VersionKey, _Version]] = [{} for _ in subjects]  # kept across tries: each lists what is left
+        done: dict[int, Outcome | ConnectorError] = {}
+        pending = list(range(len(subjects)))
+        for attempt in range(1, PASS_ATTEMPTS + 1):
+            try:
+                with self._boundary("erase"):
+                    results = self._erase_pass([subjects[i] for i in pending], [removed[i] for i in pending])
+            except TransientError:
+                if attempt == PASS_ATTEMPTS:
+                    raise
+            else:
+                done.update(zip(pending, results, strict=True))
+                pending = [i for i in pending if isinstance(done[i], TransientError)]
+                if not pending or attempt == PASS_ATTEMPTS:
+                    break
+            time.sleep(min(2.0, 0.2 * 2**attempt))
+        return [done[i] for i in range(len(subjects))]
+
+    def _erase_pass(self, subjects: Sequence[Subject],
+                    removed: list[dict[VersionKey, _Version]]) -> list[Outcome | ConnectorError]:
+        """List each subject, delete every version listed (each once, whoever listed it), then ask why the store
+        kept each version it refused; each subject's outcome, or the first error met by one of its versions."""
+        listed = [{v.id: v for v in self._versions(subject)} for subject in subjects]
+        owners: dict[VersionKey, list[int]] = {}
+        first: dict[VersionKey, _Version] = {}
+        for i, versions in enumerate(listed):
+            for vid, version in versions.items():
+                owners.setdefault(vid, []).append(i)
+                first.setdefault(vid, version)
+        order = list(first.values())
+        deletes = _Deletes(set(), [], {})
+        try:
+            for start in range(0, len(order), BATCH):
+                self._delete(order[start : start + BATCH], deletes)
+        finally:  # even when a call fails: a try again counts what went before it
+            for i, versions in enumerate(listed):  # each subject's own versions, in its own listing's order;
+                # one two subjects listed (the same person asked twice) counts for the first, as if erased in turn
+                removed[i].update((vid, v) for vid, v in versions.items()
+                                  if vid in deletes.deleted and owners[vid][0] == i)
+        failed: dict[int, ConnectorError] = {}
+        for vid, error in deletes.errors.items():
+            for i in owners[vid]:
+                failed.setdefault(i, error)
+        kept: dict[int, list[tuple[_Version, Lock]]] = {}
+        for vid in deletes.denied:
+            standing = [i for i in owners[vid] if i not in failed]
+            if not standing:
+                continue  # asked only for the few versions refused, and only for subjects still standing
+            try:
+                with self._boundary("erase"):
+                    lock = self._lock_on(first[vid])
+            except ConnectorError as exc:
+                failed.update((i, exc) for i in standing)
+                continue
+            for i in standing:
+                kept.setdefault(i, []).append((listed[i][vid], lock))
+        hold_recheck = datetime.now(UTC) + timedelta(hours=self.config.legal_hold_recheck_hours)
+        return [failed[i] if i in failed else self._outcome(subject, removed[i], kept.get(i, []), hold_recheck)
+                for i, subject in enumerate(subjects)]
+
+    def _outcome(self, subject: Subject, removed: dict[VersionKey, _Version], kept: list[tuple[_Version, Lock]],
+                 hold_recheck: datetime) -> Outcome:
+        """One subject's outcome: the versions it lost, and those a lock keeps, with when to look again."""
         evidence = {
             "bucket": self.config.bucket,
             "objects": [v.evidence(subject) for v in removed.values()],
@@ -162,11 +220,10 @@ class S3Connector(Connector):
         }
         if not kept:
             return Outcome(len(removed), evidence)
-        hold_recheck = datetime.now(UTC) + timedelta(hours=self.config.legal_hold_recheck_hours)
         return Outcome(
             len(removed),
             evidence,
-            exempt_reason=_exempt_reason(kept, subject),
+            exempt_reason=exempt_reason([(v.templated_key(subject), lock) for v, lock in kept]),
             recheck_at=min(lock.recheck_at(hold_recheck) for _, lock in kept),
         )
 
@@ -181,7 +238,7 @@ class S3Connector(Connector):
 
     def _versions(self, subject: Subject) -> list[_Version]:
         """Every version and delete marker at the subject's targets, each listed once."""
-        found: dict[tuple[str, str], _Version] = {}
+        found: dict[VersionKey, _Version] = {}
         paginator = self.client.get_paginator("list_object_versions")
         for target in self._targets(subject):
             for page in paginator.paginate(Bucket=self.config.bucket, Prefix=target.rendered):
@@ -191,13 +248,12 @@ class S3Connector(Connector):
                     if target.exact and entry["Key"] != target.rendered:
                         continue  # `42.zip` must never take `42.zip.bak`
                     version = _Version(target, entry["Key"], entry.get("VersionId") or "null", marker)
-                    found.setdefault((version.key, version.version_id), version)
+                    found.setdefault(version.id, version)
         return list(found.values())
 
-    def _delete(self, batch: list[_Version], removed: dict[tuple[str, str], _Version]) -> list[_Version]:
-        """Delete one batch, adding what went to `removed`; return the versions refused with AccessDenied.
-        Throttled versions are retried; any other refusal fails for good, naming the template."""
-        denied: list[_Version] = []
+    def _delete(self, batch: list[_Version], deletes: _Deletes) -> None:
+        """Delete one batch of at most 1,000 versions, telling `deletes` what became of each. Throttled
+        versions are tried again, a few times; any other refusal is the error of its version, naming the template."""
         bypass = {"BypassGovernanceRetention": True} if self.config.bypass_governance else {}
         pending = batch
         for attempt in range(1, DELETE_ATTEMPTS + 1):
@@ -209,52 +265,30 @@ class S3Connector(Connector):
             retry: list[tuple[_Version, str]] = []
             for version, error in _fates(pending, response):
                 if not error:
-                    removed[version.key, version.version_id] = version
+                    deletes.deleted.add(version.id)
                     continue
                 code, message = error.get("Code") or "Unknown", error.get("Message") or ""
                 if code == "AccessDenied" and "mfa" not in message.lower():
-                    denied.append(version)  # perhaps an Object Lock: _lock_on tells
+                    deletes.denied.append(version.id)  # perhaps an Object Lock: _lock_on tells
                 elif code in TRANSIENT_CODES or code == NOT_REPORTED:
                     retry.append((version, code))
                 elif code not in GONE_CODES:
-                    raise translate(self._deleting(version), entry_error(error))
+                    deletes.errors[version.id] = translate(self._deleting(version), entry_error(error))
             if not retry:
-                break
-            version, code = retry[0]
+                return
             if attempt == DELETE_ATTEMPTS:
-                raise TransientError(f"{self._deleting(version)}: still failing after {attempt} tries: {code}")
+                for version, code in retry:
+                    deletes.errors[version.id] = TransientError(
+                        f"{self._deleting(version)}: still failing after {attempt} tries: {code}")
+                return
             time.sleep(0.2 * attempt)
             pending = [v for v, _ in retry]
-        return denied
 
-    def _lock_on(self, version: _Version) -> _Lock:
-        """The Object Lock that kept a refused version; PermanentError when none explains it.
-
-        One HeadObject per refused version: it carries retention and legal hold together
-        (GetObjectRetention would take a second call, and moto does not serve it)."""
-        where = self._deleting(version)
-        if version.delete_marker:
-            raise PermanentError(f"{where} failed: AccessDenied on a delete marker, which no lock can hold")
-        try:
-            head = self.client.head_object(Bucket=self.config.bucket, Key=version.key, VersionId=version.version_id)
-        except ClientError as exc:
-            status = http_status(exc)
-            if status == 404:
-                raise TransientError(f"{where}: a refused version vanished; listing again") from exc
-            if 400 <= status < 500 and status != 429:
-                raise PermanentError(
-                    f"{where} failed: AccessDenied, and its object lock cannot be read (HeadObject: HTTP {status})"
-                ) from exc
-            raise  # 429, 5xx: the boundary tells
-        hold = head.get("ObjectLockLegalHoldStatus") == "ON"
-        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
-        bypassed = mode == "GOVERNANCE" and self.config.bypass_governance
-        if mode not in LOCK_MODES or until is None or bypassed:
-            mode, until = None, None
-        if not hold and mode is None:
-            hint = " (GOVERNANCE bypass refused: is s3:BypassGovernanceRetention granted?)" if bypassed else ""
-            raise PermanentError(f"{where} failed: AccessDenied, and no object lock explains it{hint}")
-        return _Lock(mode, _utc(until) if until else None, hold)
+    def _lock_on(self, version: _Version) -> Lock:
+        """The Object Lock that kept a refused version (locks.py); PermanentError when none explains it."""
+        return lock_on(self.client, self.config.bucket, version.key, version.version_id,
+                       delete_marker=version.delete_marker, bypass_governance=self.config.bypass_governance,
+                       where=self._deleting(version))
 
     def _deleting(self, version: _Version) -> str:
         return f"s3 system {self.config.name!r}: deleting under {version.target.template.text!r}"
@@ -294,34 +328,3 @@ def _fates(batch: list[_Version], response: dict[str, Any]) -> list[tuple[_Versi
         else:
             fates.append((version, {"Code": NOT_REPORTED}))
     return fates
-
-
-def _exempt_reason(kept: list[tuple[_Version, _Lock]], subject: Subject) -> str:
-    """One line naming each lock, its dates, how many versions it keeps, and their keys as templates."""
-    groups: dict[str, list[tuple[_Version, _Lock]]] = {}
-    for version, lock in kept:
-        groups.setdefault(lock.label, []).append((version, lock))
-    parts = []
-    for label, members in sorted(groups.items()):
-        untils = sorted(lock.retain_until for _, lock in members if lock.retain_until)
-        when = f" until {_iso(untils[0])}" if untils else ""
-        if untils and untils[-1] != untils[0]:
-            when = f" until between {_iso(untils[0])} and {_iso(untils[-1])}"
-        keys = sorted({version.templated_key(subject) for version, _ in members})
-        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more keys" if len(keys) > 3 else "")
-        parts.append((len(members), f"under {label}{when} ({shown})"))
-    if len(parts) == 1:
-        return f"S3 Object Lock keeps {_count(len(kept))} {parts[0][1]}"
-    return f"S3 Object Lock keeps {_count(len(kept))}: " + "; ".join(f"{n} {text}" for n, text in parts)
-
-
-def _count(n: int) -> str:
-    return f"{n} version" + ("" if n == 1 else "s")
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -302,3 +302,43 @@ def test_an_unreachable_endpoint_is_transient_for_both(credentials: None) -> Non
     ]
 
     assert_alike(errors, TransientError, "endpoint unreachable")
+
+
+def one_person_refused(entry_code: str) -> Script:
+    """A store with one version at every prefix listed, whose DeleteObjects refuses with `entry_code` each key
+    holding 987654 and deletes every other."""
+
+    def script(request: Request) -> tuple[int, bytes]:
+        if request.method == "GET" and "versions" in request.query:
+            return one_old_version(entry_code)(request)
+        if request.method == "POST" and "delete" in request.query:
+            keys = [e.text or "" for e in ET.fromstring(request.body).iter() if e.tag.endswith("Key")]
+            fates = "".join(
+                f"<Error><Key>{escape(k)}</Key><VersionId>v1</VersionId><Code>{entry_code}</Code></Error>"
+                if "987654" in k else f"<Deleted><Key>{escape(k)}</Key><VersionId>v1</VersionId></Deleted>"
+                for k in keys
+            )
+            return 200, f"<DeleteResult>{fates}</DeleteResult>".encode()
+        return 501, error_xml("NotImplemented")
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("entry_code", "expected"), [("InvalidArgument", PermanentError), ("SlowDownWrite", TransientError)],
+    ids=["permanent", "throttled"],
+)
+def test_a_refused_delete_entry_fails_only_the_subject_it_belongs_to(
+    store: ScriptedStore, entry_code: str, expected: type[ConnectorError]
+) -> None:
+    """Three subjects share one DeleteObjects call; the keys of one are refused: that subject alone gets the error
+    in its place (a throttled one after its tries), the others their outcomes."""
+    store.script = one_person_refused(entry_code)
+
+    with s3_connector(uploads_raw("uploads", store.endpoint)) as connector:
+        one_try_per_call(connector.client)
+        done = connector.erase_many([user("111"), user("987654"), user("222")])
+
+    assert [type(outcome).__name__ for outcome in done] == ["Outcome", expected.__name__, "Outcome"]
+    assert [getattr(outcome, "items_erased", None) for outcome in done] == [2, None, 2]
+    assert entry_code in str(done[1]) and "987654" not in str(done[1])
