@@ -3,7 +3,8 @@
     pip install -e '.[bench]'
     python benchmarks/snapshot_erase.py --rows 10000000 --files 8 --ks 1,100,1000 --data /var/tmp/snapshot-bench
 
-(a quick run: --rows 400000 --ks 1,10 --repeat 1). The snapshot is generated once and kept in --data
+(a quick run: --rows 400000 --ks 1,10 --repeat 1). `--scale-out` runs the scale-out run instead (below).
+The snapshot is generated once and kept in --data
 (default: erasure-snapshot-bench in the temp folder), reused while its parameters match:
 Parquet files of user_id int64, event string, ts timestamp, value float64 and a 40-byte
 payload, zstd, row groups of 131,072 rows. Each user_id has four rows; each file
@@ -22,6 +23,16 @@ seconds are the median. Its peak memory is the RSS high-water mark (VmHWM, reset
 the erasure), "above start" what it grew beyond the RSS it had then, and "Arrow" the most
 Arrow's memory pool held at once (not DuckDB's: it has its own); the largest of the runs.
 The load average is printed before and after. Figures only; nothing is asserted.
+
+The scale-out run (`--scale-out`, e.g. `--scale-out --rows 6400000 --files 32 --ks 64 --repeat 3`): the
+same snapshot (--files, 32 for the issue's figure) erased for K requests (spread over all files) by
+real `erasure worker` processes (`--concurrency 1`, the snapshot queue only, unpinned) on PostgreSQL
+and RabbitMQ: one worker with the pass unsplit (today's pass in one process), one worker with the pass
+split a part per file (`snapshot_part_mb = 0`), and two workers on the split pass. Each run has its own
+store database, vhost and fresh copy; the requests are submitted and started in this process once the
+workers are ready, and the clock runs from the start to the last request completed. Files per second
+each, the cores the workers used meanwhile (their CPU time over the run's), and two workers' throughput
+over one's (the aim: at least 1.7x on 2 cores).
 """
 
 from __future__ import annotations
@@ -275,6 +286,159 @@ def measure(way: str, paths: list[Path], location: Path, ids: list[int], affecte
     return case
 
 
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+SCALE_OUT = (("1 worker, one pass", 1, 1_000_000), ("1 worker, parts", 1, 0), ("2 workers, parts", 2, 0))
+
+
+def scale_out(paths: list[Path], ids: list[int], scratch: Path, repeat: int) -> None:
+    """Each way of the scale-out run `repeat` times, taking turns; the median seconds, files per second and ratio."""
+    import sqlalchemy as sa  # the scale-out run alone needs the store's and the worker's packages
+    from sqlalchemy.pool import NullPool
+
+    os.environ.setdefault("ERASURE_SECRET_KEY", "bench-" + os.urandom(24).hex())
+    runs: dict[str, list[float]] = {name: [] for name, _, _ in SCALE_OUT}
+    used: dict[str, list[float]] = {name: [] for name, _, _ in SCALE_OUT}
+    for attempt in range(repeat):
+        for name, workers, part_mb in SCALE_OUT:
+            tag = f"bench_scale_{os.getpid()}_{attempt}_{workers}_{part_mb}"
+            location = scratch / "location"
+            rels = fresh_copy(paths, location)
+            admin = sa.create_engine(PG_ADMIN, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE {tag}")
+            subprocess_run(["rabbitmqctl", "-q", "add_vhost", tag])
+            subprocess_run(["rabbitmqctl", "-q", "set_permissions", "-p", tag, "guest", ".*", ".*", ".*"])
+            vhost_up(f"amqp://guest:guest@127.0.0.1:5672/{tag}")
+            try:
+                with multiprocessing.get_context("spawn").Pool(1) as pool:  # each run its own Celery app
+                    seconds, cores = pool.apply(scale_out_once, (scratch, tag, location, ids, workers, part_mb))
+            finally:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)")
+                subprocess_run(["rabbitmqctl", "-q", "delete_vhost", tag])
+            left = sum(matches(location, rels, ids).values())
+            runs[name].append(seconds)
+            used[name].append(cores)
+            print(f"  {name:<20} {seconds:7.2f} s  {len(paths) / seconds:6.2f} files/s  {cores:4.2f} cores used  "
+                  f"left {left}; {load()}", flush=True)
+            shutil.rmtree(location)
+    median = {name: statistics.median(times) for name, times in runs.items()}
+    lines = [("way", "seconds", "files/s", "cores used", "runs")]
+    for name, _, _ in SCALE_OUT:
+        lines.append((name, f"{median[name]:.2f}", f"{len(paths) / median[name]:.2f}",
+                      f"{statistics.median(used[name]):.2f}", " ".join(f"{t:.2f}" for t in runs[name])))
+    print()
+    print_aligned(lines, left=1)
+    two, one = median["2 workers, parts"], median["1 worker, parts"]
+    verdict = "PASS" if one / two >= 1.7 else "MISS"
+    print(f"\n2 workers / 1 worker (parts): {one / two:.2f}x throughput (aim >= 1.7x: {verdict}); "
+          f"one pass / parts, 1 worker: {median['1 worker, one pass'] / one:.2f}x; {load()}")
+
+
+def scale_out_once(scratch: Path, tag: str, location: Path, ids: list[int], workers: int,
+                   part_mb: int) -> tuple[float, float]:
+    """One run: workers started and ready, the requests submitted and started here; seconds until all
+    completed, and the cores the workers used meanwhile (their CPU seconds over those seconds)."""
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    from worker import logs
+    from worker.config import load
+    from worker.engine import fanout, intake
+    from worker.queue.dispatch import celery_runtime
+
+    logs.configure(level="WARNING")  # each request's events, here and in the workers' logs, are not the figure
+
+    store = f"postgresql+psycopg://postgres@127.0.0.1:5432/{tag}"
+    config = scratch / f"{tag}.toml"
+    config.write_text(f"""store_url = "{store}"
+broker_url = "amqp://guest:guest@127.0.0.1:5672/{tag}"
+
+[worker]
+snapshot_part_mb = {part_mb}
+batch_wait_seconds = 0
+group_size = 1000
+
+[identifiers]
+user_id = {{ pattern = '^[0-9]{{1,18}}$' }}
+
+[[systems]]
+name = "clickstream"
+kind = "snapshot"
+location = "{location}"
+format = "parquet"
+where = {{ user_id = "user_id" }}
+""")
+    rt = celery_runtime(load(config))
+    rt.check()  # the store migrated before any worker opens it
+    logs = [scratch / f"{tag}-{n}.log" for n in range(workers)]
+    procs = [subprocess.Popen([sys.executable, "-m", "worker", "worker", "--config", str(config), "--no-beat",
+                               "--concurrency", "1", "--queues", "erasure.snapshot"],
+                              stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**os.environ, "ERASURE_LOG_FORMAT": "json"})
+             for log in logs]
+    try:
+        deadline = time.monotonic() + 120
+        while not all(" ready." in log.read_text() for log in logs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise SystemExit(f"a worker did not start: see {logs}")
+            time.sleep(0.2)
+        request_ids = [intake.submit(rt, {"user_id": str(i)}).request_id for i in ids]
+        engine = sa.create_engine(store, poolclass=NullPool)
+        cpu_before = sum(cpu_seconds(proc.pid) for proc in procs)
+        start = time.perf_counter()
+        fanout.start(rt, request_ids[0])  # starts them all (group_size), one message to the snapshot queue
+        while True:
+            with engine.connect() as conn:
+                done = conn.exec_driver_sql("SELECT count(*) FROM requests WHERE status IN ('completed', 'failed')")
+                if done.scalar() == len(ids):
+                    break
+            if time.monotonic() > deadline + 3600 or any(p.poll() is not None for p in procs):
+                raise SystemExit(f"the erasure did not finish: see {logs}")
+            time.sleep(0.05)
+        seconds = time.perf_counter() - start
+        cores = (sum(cpu_seconds(proc.pid) for proc in procs) - cpu_before) / seconds
+        with engine.connect() as conn:
+            failed = conn.exec_driver_sql("SELECT count(*) FROM requests WHERE status = 'failed'").scalar()
+        if failed:
+            raise SystemExit(f"{failed} request(s) failed: see {logs}")
+        return seconds, cores
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, 15)
+            proc.wait(60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vhost_up(url: str) -> None:
+    """Wait until a new vhost takes connections (on a busy machine it may not at once)."""
+    from kombu import Connection
+
+    for _ in range(100):
+        try:
+            with Connection(url) as connection:
+                connection.connect()
+                return
+        except Exception:  # noqa: BLE001 - not yet there
+            time.sleep(0.3)
+    raise SystemExit(f"{url}: the vhost never came up")
+
+
+def subprocess_run(argv: list[str]) -> None:
+    """Run a command, failing on error."""
+    import subprocess
+
+    subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+
 def main() -> None:
     """Generate or reuse the snapshot, run every case, print the table and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -286,6 +450,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="cores every way is pinned to (default: all this process may use)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each case, the median kept (default 3)")
+    parser.add_argument("--scale-out", action="store_true",
+                        help="the scale-out run instead: 1 and 2 worker processes (needs PostgreSQL and RabbitMQ)")
     args = parser.parse_args()
     ks = sorted({int(k) for k in args.ks.split(",")})
     ranges = id_ranges(args.rows, args.files)
@@ -303,6 +469,14 @@ def main() -> None:
           f"the snapshot {sizes['snapshot'] / MB:,.0f} MB; {len(cores)} core(s); {load()}\n", flush=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="cases-", dir=args.data))
+    if args.scale_out:
+        try:
+            k = max(ks[0], args.files)  # a subject in every file: every file rewritten
+            print(f"scale-out: K={k:,} requests spread over {args.files} files", flush=True)
+            scale_out(paths, subject_sets(ranges, k)["spread"], scratch, args.repeat)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     results: dict[tuple[str, int, str], Case] = {}
     try:
         for k in ks:

@@ -95,6 +95,7 @@ class WorkerSettings:
     reconcile_seconds: float = 60.0
     batch_size: int = 1000  # most requests one pass of a batching kind (snapshot) erases together
     batch_wait_seconds: float = 1.0  # how long the first request waits for others to join its pass
+    snapshot_part_mb: float = 128.0  # a snapshot pass over more is spread over workers, in parts of about this
     group_size: int = 50  # most requests one pass of any other kind takes along, each erased on its own
     shutdown_grace_seconds: float = 25.0  # after SIGTERM, how long running tasks may finish before handed back
     quorum_queues: bool = False  # RabbitMQ only: declare the queues as quorum queues
@@ -446,7 +447,7 @@ def _deadline(top: ConfigReader) -> Deadline:
 def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
     reader.only("max_attempts", "lease_seconds", "retry_backoff_seconds", "retry_backoff_max_seconds",
                 "reconcile_seconds", "batch_size", "batch_wait_seconds", "group_size", "shutdown_grace_seconds",
-                "quorum_queues", "guard_watch_seconds", "task_reminder_days")
+                "quorum_queues", "guard_watch_seconds", "task_reminder_days", "snapshot_part_mb")
     lease_seconds = reader.optional("lease_seconds", int, 600)
     settings = WorkerSettings(
         max_attempts=reader.optional("max_attempts", int, 5),
@@ -457,6 +458,7 @@ def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
         batch_size=reader.optional("batch_size", int, 1000),
         batch_wait_seconds=float(reader.optional("batch_wait_seconds", (int, float), 1.0)),  # type: ignore[arg-type]
         group_size=reader.optional("group_size", int, 50),
+        snapshot_part_mb=float(reader.optional("snapshot_part_mb", (int, float), 128.0)),  # type: ignore[arg-type]
         shutdown_grace_seconds=float(reader.optional("shutdown_grace_seconds", (int, float),  # type: ignore[arg-type]
                                                      min(25.0, lease_seconds / 2))),
         quorum_queues=reader.optional("quorum_queues", bool, False),
@@ -481,6 +483,8 @@ def _worker(reader: ConfigReader, broker_url: str) -> WorkerSettings:
         raise reader.error("batch_wait_seconds", "must be under half of lease_seconds")
     if not 1 <= settings.group_size <= 1000:
         raise reader.error("group_size", "must be between 1 and 1000")
+    if not 0 <= settings.snapshot_part_mb <= 1_000_000:
+        raise reader.error("snapshot_part_mb", "must be between 0 (a part per file) and 1000000")
     if not 0 <= settings.shutdown_grace_seconds < settings.lease_seconds:
         # a task still running when its lease ends may be claimed by a second worker
         raise reader.error("shutdown_grace_seconds", "must be 0 or more and under lease_seconds")

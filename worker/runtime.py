@@ -34,6 +34,9 @@ class Dispatch(Protocol):
     def tag(self, model: str, version: str) -> None:
         """Enqueue the MLflow tagging of one flagged model version."""
 
+    def part(self, part_id: int, countdown: float | None = None) -> None:
+        """Enqueue one part of a snapshot pass spread over workers."""
+
 
 GROUP_SECONDS = 0.5  # a pass of a kind that erases one subject at a time takes along what it erases in about this
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import errno
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -31,6 +32,16 @@ PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Rewritten:
+    """What rewriting files did: per file, rows removed and older versions deleted per subject (in the
+    order of the subjects given); and the files left for lacking a where column."""
+
+    removed: dict[str, list[int]]
+    purged: dict[str, list[int]]
+    skipped: list[dict[str, Any]]
+
+
 class SnapshotConnector(Connector):
     """Removes subjects' rows from every snapshot, rewriting only the files that hold them."""
 
@@ -43,6 +54,7 @@ class SnapshotConnector(Connector):
         super().__init__(config)
         self._location: Location | None = None
         self._delta: Any = None
+        self._last_sought: tuple[tuple[Subject, ...], Sought] | None = None
 
     @property
     def location(self) -> Location:
@@ -67,14 +79,14 @@ class SnapshotConnector(Connector):
         """For each subject, the snapshots holding their rows; each file is read once for all."""
         if self.config.format == "delta":
             return list(self._engine().locate_many(subjects))
-        counts = self._counts(Sought(self.config.keys, subjects), [])
+        counts = self._counts(self._sought(subjects), [])
         return [self._hits({rel: n[i] for rel, n in counts.items() if n[i]}) for i in range(len(subjects))]
 
     def verify_many(self, subjects: Sequence[Subject]) -> list[int]:
         """For each subject, how many of their rows are left; each file is read once for all."""
         if self.config.format == "delta":
             return list(self._engine().verify_many(subjects))
-        counts = self._counts(Sought(self.config.keys, subjects), [])
+        counts = self._counts(self._sought(subjects), [])
         return [sum(n[i] for n in counts.values()) for i in range(len(subjects))]
 
     def erase_many(self, subjects: Sequence[Subject], journal: Journal | None = None) -> list[Outcome]:
@@ -82,18 +94,66 @@ class SnapshotConnector(Connector):
         `journal` hears of each file's removed rows before the file is swapped in."""
         if self.config.format == "delta":
             return list(self._engine().erase_many(subjects))
-        sought = Sought(self.config.keys, subjects)
-        removed: dict[str, list[int]] = {}
-        purged: dict[str, list[int]] = {}
-        skipped: list[dict[str, Any]] = []
-        if not sought.nobody:
-            self._check_location()
-            with self._errors("location"), self.location.locked():
-                for rel in self._files():
-                    if rows := self._rewrite(rel, sought, journal, skipped):
-                        removed[rel] = rows
-                    purged[rel] = self._purge(rel, sought, skipped)
-        return [self._outcome(i, removed, purged, skipped) for i in range(len(subjects))]
+        return self.outcomes(len(subjects), self._erase(self._sought(subjects), None, journal))
+
+    def split(self, most_bytes: int) -> list[list[str]]:
+        """The location's data files, in order, in parts of up to `most_bytes` each (a larger file
+        is a part alone), for passes spread over workers; a Delta table is never split: []."""
+        if self.config.format == "delta":
+            return []
+        self._check_location()
+        parts: list[list[str]] = []
+        size = 0
+        for rel in self._files():
+            with self._errors(rel):
+                n = self.location.size(rel)
+            if parts and size + n <= most_bytes:
+                parts[-1].append(rel)
+                size += n
+            else:
+                parts.append([rel])
+                size = n
+        return parts
+
+    def locate_files(self, subjects: Sequence[Subject], files: Sequence[str]) -> list[tuple[SnapshotHit, ...]]:
+        """locate_many() over those of `files` still there."""
+        counts = self._counts(self._sought(subjects), [], files)
+        return [self._hits({rel: n[i] for rel, n in counts.items() if n[i]}) for i in range(len(subjects))]
+
+    def erase_files(self, subjects: Sequence[Subject], files: Sequence[str],
+                    journal: Journal | None = None) -> Rewritten:
+        """erase_many() over those of `files` still there, each under its own file lock (other workers
+        rewrite other files meanwhile); what it did, per file and subject."""
+        return self._erase(self._sought(subjects), files, journal)
+
+    def verify_files(self, subjects: Sequence[Subject], files: Sequence[str]) -> list[int]:
+        """verify_many() over those of `files` still there."""
+        counts = self._counts(self._sought(subjects), [], files)
+        return [sum(n[i] for n in counts.values()) for i in range(len(subjects))]
+
+    def outcomes(self, subjects: int, done: Rewritten) -> list[Outcome]:
+        """Each subject's outcome of what rewrites did (one pass's, or its parts' put together)."""
+        return [self._outcome(i, done.removed, done.purged, done.skipped) for i in range(subjects)]
+
+    def _erase(self, sought: Sought, files: Sequence[str] | None, journal: Journal | None) -> Rewritten:
+        """Rewrite every file (under the location's lock), or those of `files` still there (each under
+        its own), without the sought rows, and delete their older versions holding them."""
+        done = Rewritten({}, {}, [])
+        if sought.nobody:
+            return done
+        self._check_location()
+        with self._errors("location"), self.location.locked() if files is None else nullcontext():
+            for rel in self._files() if files is None else self._present(files):
+                with nullcontext() if files is None else self.location.locked_file(rel):
+                    if rows := self._rewrite(rel, sought, journal, done.skipped):
+                        done.removed[rel] = rows
+                    done.purged[rel] = self._purge(rel, sought, done.skipped)
+        return done
+
+    def _present(self, files: Sequence[str]) -> list[str]:
+        """Those of `files` the location still lists (retention may have deleted some since)."""
+        there = set(self._files())
+        return [rel for rel in files if rel in there]
 
     def close(self) -> None:
         """Release the Delta engine, if one was opened."""
@@ -124,6 +184,15 @@ class SnapshotConnector(Connector):
                 found.setdefault(folder, []).append(rel)
         return found
 
+    def _sought(self, subjects: Sequence[Subject]) -> Sought:
+        """The values the subjects are sought by; the last one made is kept (with the typed values it
+        works out per file schema), as a pass's locate, erase and verify, and each part of a pass
+        spread over workers, seek the same subjects."""
+        key, last = tuple(subjects), self._last_sought
+        if last is None or last[0] != key:
+            last = self._last_sought = (key, Sought(self.config.keys, subjects))
+        return last[1]
+
     def _check_location(self) -> None:
         with self._errors("location"):
             there = self.location.exists()
@@ -134,13 +203,14 @@ class SnapshotConnector(Connector):
         with self._errors("location"):
             return self.location.data_files(suffixes(self.config.format))
 
-    def _counts(self, sought: Sought, skipped: list[dict[str, Any]]) -> dict[str, list[int]]:
-        """Each file's rows per subject, reading each file once, changing nothing."""
+    def _counts(self, sought: Sought, skipped: list[dict[str, Any]],
+                files: Sequence[str] | None = None) -> dict[str, list[int]]:
+        """Each file's (or each of `files` still there) rows per subject, reading each file once, changing nothing."""
         self._check_location()
         if sought.nobody:
             return {}
         counts = {}
-        for rel in self._files():
+        for rel in self._files() if files is None else self._present(files):
             with self._errors(rel), self._unless_missing(rel, skipped), self.location.reading(rel) as path:
                 counts[rel] = format_of(self.config.format, rel).count(path, sought)
         return counts

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from worker.engine import fanout, intake, passes
+from worker.engine import fanout, intake, parts, passes
 from worker.integrations import mlflow_lineage
 from worker.runtime import Runtime
 from worker.store.models import Request
@@ -35,6 +35,10 @@ class ListDispatch:
         """Keep an erasure.tag_mlflow message."""
         self.sent.append(("tag", model, version))
 
+    def part(self, part_id: int, countdown: float | None = None) -> None:
+        """Keep an erasure.snapshot_part message."""
+        self.sent.append(("part", part_id, countdown))
+
 
 def drain(rt: Runtime, limit: int = 500) -> int:
     """Run every kept message (and those they send) the way a worker would; returns how many."""
@@ -45,6 +49,8 @@ def drain(rt: Runtime, limit: int = 500) -> int:
         message = dispatch.sent.pop(0)
         if message[0] == "start":
             fanout.start(rt, message[1])
+        elif message[0] == "part":
+            parts.run_part(rt, message[1])
         elif message[0] == "tag":  # Celery's retries, played at once
             attempt = 1
             while mlflow_lineage.tag(rt, message[1], message[2], attempt) is not None:

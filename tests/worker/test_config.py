@@ -310,6 +310,8 @@ def test_unknown_key_in_worker_is_refused(good_config: dict[str, Any]) -> None:
     ("group_size", 0, "between 1 and 1000"),
     ("group_size", 1001, "between 1 and 1000"),
     ("group_size", "50", "must be"),
+    ("snapshot_part_mb", -1, "between 0 (a part per file) and 1000000"),
+    ("snapshot_part_mb", "128", "must be"),
 ])
 def test_batch_bounds_out_of_range_are_refused(good_config: dict[str, Any], key: str, value: int, problem: str) -> None:
     """A batch size, wait or group size out of range (or not a number) stops start-up, naming the key."""

@@ -12,8 +12,8 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload
 
 from connectors import registry
 from connectors.base import Outcome
@@ -24,6 +24,7 @@ from worker.runtime import Runtime
 from worker.store.models import Request, SnapshotHit, SystemStatus, SystemTask, utcnow
 
 log = structlog.get_logger("erasure.pipeline")
+HIT_TRIES = 3  # a snapshot hit's row made by another part at once: found on the next try
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,23 +58,38 @@ def _outlasting_store_outages(write: Callable[..., None]) -> Callable[..., None]
 
 @_outlasting_store_outages
 def record_hits(rt: Runtime, system: str, found: dict[str, tuple]) -> None:  # type: ignore[type-arg]
-    """The snapshots each request's subject was found in, in one transaction."""
+    """The snapshots each request's subject was found in, in one transaction (the parts of a pass spread over
+    workers record theirs at once: one that loses the race to insert a row finds it made and tries again)."""
+    if not any(found.values()):
+        return
+    for attempt in range(1, HIT_TRIES + 1):
+        try:
+            with rt.transaction() as session:
+                record_hits_locked(session, system, found)
+            return
+        except IntegrityError:
+            if attempt == HIT_TRIES:
+                raise
+
+
+def record_hits_locked(session: Session, system: str, found: dict[str, tuple]) -> None:  # type: ignore[type-arg]
+    """record_hits() within a transaction the caller holds."""
     found = {request_id: hits for request_id, hits in found.items() if hits}
     if not found:
         return
-    with rt.transaction() as session:
-        earlier = session.scalars(select(SnapshotHit).where(SnapshotHit.request_id.in_(found)))
-        known = {(h.request_id, h.snapshot): h for h in earlier}
-        for request_id, hits in found.items():
-            for hit in hits:
-                row = known.get((request_id, hit.snapshot))
-                if row is None:
-                    known[(request_id, hit.snapshot)] = row = SnapshotHit(
-                        request_id=request_id, system=system, snapshot=hit.snapshot, rows=hit.rows,
-                        files=list(hit.files), found_at=utcnow())
-                    session.add(row)
-                else:
-                    row.rows, row.files = max(row.rows, hit.rows), sorted(set(row.files) | set(hit.files))
+    earlier = session.scalars(select(SnapshotHit).where(SnapshotHit.request_id.in_(found))
+                              .order_by(SnapshotHit.id).with_for_update())  # merged, not overwritten, by two parts
+    known = {(h.request_id, h.snapshot): h for h in earlier}
+    for request_id, hits in found.items():
+        for hit in hits:
+            row = known.get((request_id, hit.snapshot))
+            if row is None:
+                known[(request_id, hit.snapshot)] = row = SnapshotHit(
+                    request_id=request_id, system=system, snapshot=hit.snapshot, rows=hit.rows,
+                    files=list(hit.files), found_at=utcnow())
+                session.add(row)
+            else:
+                row.rows, row.files = max(row.rows, hit.rows), sorted(set(row.files) | set(hit.files))
 
 
 def journal(rt: Runtime, system: str, request_ids: list[str], rel: str, rows: list[int]) -> None:
@@ -126,9 +142,18 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
     the system's: the order settle() and `erasure exempt` lock in, so passes never deadlock."""
     if not results:
         return
+    with rt.transaction() as session:
+        retries = record_locked(rt, session, system, results)
+    send_retries(rt, system, retries)
+
+
+def record_locked(rt: Runtime, session: Session, system: str,
+                  results: dict[str, Outcome | Failed]) -> list[tuple[str, str, float]]:
+    """record() within a transaction the caller holds; the retries (request, kind, in seconds) to send
+    once it commits."""
     retries: list[tuple[str, str, float]] = []
     connector = origin(rt, system)
-    with rt.transaction() as session:
+    if results:
         requests = session.scalars(select(Request).where(Request.id.in_(results)).order_by(Request.id)
                                    .with_for_update().options(selectinload(Request.systems))).all()
         tasks = {t.request_id: t for t in session.scalars(
@@ -151,6 +176,11 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
             else:
                 settled.append(request)
         settle.settle_locked(rt, session, settled)  # the last system to settle settles the request, here
+    return retries
+
+
+def send_retries(rt: Runtime, system: str, retries: list[tuple[str, str, float]]) -> None:
+    """Send each failed attempt's retry, once its outcome is committed."""
     for request_id, kind, retry_in in retries:
         log.info("system.retry_scheduled", request_id=request_id, system=system, in_seconds=round(retry_in, 1))
         rt.dispatch.erase(request_id, system, kind, countdown=retry_in)

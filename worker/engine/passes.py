@@ -14,7 +14,7 @@ import structlog
 from connectors import context, redact
 from connectors.base import Connector, Outcome, Subject
 from worker import tracing
-from worker.engine import claims, fanout, manual_tasks, outcomes
+from worker.engine import claims, fanout, manual_tasks, outcomes, parts
 from worker.errors import PermanentError, TransientError, one_line
 from worker.runtime import Runtime
 
@@ -75,6 +75,9 @@ def _pass(rt: Runtime, system: str, connector: Connector, subjects: dict[str, Su
             del subjects[request_id]
     if len(subjects) > 1:
         log.info("system.batch", system=system, requests=len(subjects))
+    if connector.batches and parts.spread(rt, system, connector, subjects):
+        outcomes.record(rt, system, results)  # the parts' tasks erase the others, the last settles them
+        return
     if connector.batches:
         results |= _erase_together(rt, system, connector, subjects)
     else:

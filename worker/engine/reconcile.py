@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 
 from worker.config import WorkerSettings
-from worker.engine import deadlines, manual_tasks, settle
+from worker.engine import deadlines, manual_tasks, part_passes, settle
 from worker.engine.state import lose_attempt, move_system
 from worker.runtime import Runtime
 from worker.store.models import SETTLED, Counter, Request, RequestStatus, SystemStatus, SystemTask, utcnow
@@ -166,6 +166,7 @@ def recheck_exemptions(rt: Runtime) -> int:
 def reconcile(rt: Runtime) -> dict[str, int]:
     """One pass of every reconciliation step, counted; counts by step."""
     done = {
+        "parts_resent": part_passes.reconcile(rt, grace(rt.config.worker)),  # first: it renews its passes' leases
         "leases_expired": expire_leases(rt),
         "settled": settle_unsettled(rt),  # after the leases: a last attempt lost may settle a request
         "rechecked": recheck_exemptions(rt),

@@ -38,6 +38,11 @@ class CeleryDispatch:
                                  kwargs={"also": list(also)} if also else {},
                                  queue=celery_app.queue_for(kind), countdown=countdown)
 
+    def part(self, part_id: int, countdown: float | None = None) -> None:
+        """Send erasure.snapshot_part to the snapshot queue."""
+        celery_app.app.send_task("erasure.snapshot_part", args=[part_id], queue=celery_app.queue_for("snapshot"),
+                                 countdown=countdown)
+
     def tag(self, model: str, version: str) -> None:
         """Send erasure.tag_mlflow to its own queue."""
         celery_app.app.send_task("erasure.tag_mlflow", args=[model, version], queue=celery_app.MLFLOW_QUEUE)

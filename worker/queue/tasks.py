@@ -12,7 +12,7 @@ from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from worker import logs, tracing
-from worker.engine import fanout, intake, passes, reconcile
+from worker.engine import fanout, intake, parts, passes, reconcile
 from worker.errors import InputError, TransientError, one_line
 from worker.integrations import mlflow_lineage, notify
 from worker.queue import dispatch
@@ -69,6 +69,12 @@ def start(self: Task, request_id: str) -> None:
 def erase_system(request_id: str, system: str, *, also: list[str] | None = None) -> None:
     """Erase one system of one request, and of the requests `also` names (a start's group)."""
     passes.erase_system(dispatch.current(), request_id, system, also or ())
+
+
+@app.task(name="erasure.snapshot_part", ignore_result=True, **OUTAGE_RETRY)
+def snapshot_part(part_id: int) -> None:
+    """Erase one part of a snapshot pass spread over workers; the last part recorded settles the pass."""
+    parts.run_part(dispatch.current(), part_id)
 
 
 @app.task(name="erasure.tag_mlflow", bind=True, ignore_result=True, **OUTAGE_RETRY)

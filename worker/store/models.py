@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -209,6 +210,58 @@ class SnapshotHit(Base):
     rows: Mapped[int]
     files: Mapped[list[Any]]
     found_at: Mapped[datetime]
+
+
+class PartStatus(StrEnum):
+    """Where one part of a spread snapshot pass stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # for good: the pass failed with it
+    DROPPED = "dropped"  # another part failed the pass first: never run
+
+
+class SnapshotPass(Base):
+    """A snapshot system's pass over its files for some requests, spread over parts that any worker
+    may take; settled (each request's outcome recorded) in the transaction that records its last part."""
+
+    __tablename__ = "snapshot_passes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    system: Mapped[str] = mapped_column(String(100))
+    requests: Mapped[list[Any]]  # request ids, in the order claimed: the index of each part's per-request lists
+    parts: Mapped[int]
+    parts_done: Mapped[int] = mapped_column(default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, if a part failed for good
+    created_at: Mapped[datetime]
+    settled_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class SnapshotPart(Base):
+    """Some files of a spread pass, erased for every request of the pass by whichever worker claims it.
+    Per-file lists hold one number per request of the pass, in its order."""
+
+    __tablename__ = "snapshot_parts"
+    __table_args__ = (Index("ix_snapshot_parts_status", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pass_id: Mapped[str] = mapped_column(ForeignKey("snapshot_passes.id"), index=True)
+    seq: Mapped[int]
+    files: Mapped[list[Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    lease_until: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]  # when its message was last sent
+    # file -> rows removed per request, written before the file is swapped in: a part killed after the
+    # swap is redone without losing the count
+    journal: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    removed: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # file -> rows per request
+    purged: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # file -> older versions per request
+    skipped: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))  # files lacking a where column
+    left_rows: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))  # rows left per request (verify)
+    error: Mapped[str | None] = mapped_column(Text)
+    transient: Mapped[bool | None] = mapped_column(Boolean)  # whether the last error may pass
 
 
 class Lineage(Base):

@@ -1,5 +1,6 @@
 """What every snapshot location is (a local folder, an S3 prefix): it lists the data files under
-its snapshot folders, hands out a local path to read each one, holds a rewrite lock, replaces a
+its snapshot folders (and their sizes), hands out a local path to read each one, holds a rewrite
+lock (the whole location's, or one file's beside other files'), replaces a
 file atomically (write beside, then swap), and deletes the older versions of a file that still
 hold a subject, if the store keeps any."""
 
@@ -42,8 +43,15 @@ class Location(Protocol):
         """Write a new version of the file and swap it in atomically; write's result, given to
         `before_swap` once the new version is whole and before it is swapped in."""
 
+    def size(self, rel: str) -> int:
+        """The file's size in bytes."""
+
     def locked(self) -> AbstractContextManager[None]:
         """Hold the location's rewrite lock."""
+
+    def locked_file(self, rel: str) -> AbstractContextManager[None]:
+        """Hold one file's rewrite lock: other files may be rewritten meanwhile (by other workers'
+        parts of a pass), never while another holds the location's lock."""
 
     def purge_history(self, rel: str, holds: Callable[[str], bool]) -> int:
         """Delete the file's older versions whose content (a local path) holds a subject; how many."""

@@ -1,17 +1,22 @@
-"""A snapshot location on a local disk (or a mounted bucket): files read in place, a file lock,
-replaced by writing beside and swapping in; a folder keeps no older versions."""
+"""A snapshot location on a local disk (or a mounted bucket): files read in place, a file lock
+(`flock`: the location's taken exclusive by a whole pass, shared by a part of a pass beside a lock
+of each file it rewrites, under `.erasure.locks/`), replaced by writing beside and swapping in; a
+folder keeps no older versions."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from connectors.snapshot.locations.base import LOCK_FILE, TEMP_SUFFIX, in_snapshot
+
+FILE_LOCKS = ".erasure.locks"  # a hidden folder: no snapshot's, and no reader's
 
 T = TypeVar("T")
 
@@ -45,16 +50,24 @@ class LocalFolder:
         """The file's own path: a folder needs no copy to be read."""
         yield self.path(relative)
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
+    def size(self, relative: str) -> int:
+        """The file's size in bytes."""
+        return (self.root / relative).stat().st_size
+
+    def locked(self) -> AbstractContextManager[None]:
         """Hold the location's rewrite lock: two erasures rewriting one file at once would
         each start from the old file, and the second to finish would bring back the first's rows."""
-        with open(self.root / LOCK_FILE, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return _flock(self.root / LOCK_FILE, fcntl.LOCK_EX)
+
+    @contextmanager
+    def locked_file(self, relative: str) -> Iterator[None]:
+        """Hold the location's lock shared and the file's own exclusive: parts rewriting other files
+        go on, a whole pass waits (and is waited for)."""
+        folder = self.root / FILE_LOCKS
+        folder.mkdir(exist_ok=True)
+        with _flock(self.root / LOCK_FILE, fcntl.LOCK_SH), \
+                _flock(folder / hashlib.sha256(relative.encode()).hexdigest()[:32], fcntl.LOCK_EX):
+            yield
 
     def replace(self, relative: str, write: Callable[[BinaryIO], T],
                 before_swap: Callable[[T], None] | None = None) -> T:
@@ -83,3 +96,14 @@ class LocalFolder:
     def purge_history(self, relative: str, holds: Callable[[str], bool]) -> int:
         """Nothing to delete: a folder keeps no older versions of a file."""
         return 0
+
+
+@contextmanager
+def _flock(path: Path, how: int) -> Iterator[None]:
+    """Hold an flock on a file (made if missing) while the context lasts."""
+    with open(path, "a") as lock:
+        fcntl.flock(lock, how)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

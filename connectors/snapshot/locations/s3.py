@@ -88,6 +88,7 @@ class S3Folder:
         self._versions: dict[str, list[str]] | None = None  # noncurrent version ids per key, in a pass
         self._relist: set[str] = set()  # keys replaced since that listing
         self._in_pass = False
+        self._sizes: dict[str, int] = {}  # bytes of each object, from the last listing
 
     @property
     def client(self) -> Any:
@@ -119,7 +120,16 @@ class S3Folder:
                     relative = entry["Key"][len(self.prefix) :]
                     if in_snapshot(relative, endings):
                         found.append(relative)
+                        self._sizes[relative] = entry.get("Size", 0)
         return sorted(found)
+
+    def size(self, relative: str) -> int:
+        """The object's size in bytes, as last listed (or asked for)."""
+        if relative not in self._sizes:
+            with self._boundary(f"reading {relative}"):
+                self._sizes[relative] = self.client.head_object(Bucket=self.bucket, Key=self.prefix + relative)[
+                    "ContentLength"]
+        return self._sizes[relative]
 
     @contextmanager
     def reading(self, relative: str) -> Iterator[str]:
@@ -165,6 +175,13 @@ class S3Folder:
             # Left behind, the lock only delays the next pass by its lease: never fail an erasure for it.
             with suppress(ClientError, BotoCoreError):
                 self._delete_lock(version)
+
+    @contextmanager
+    def locked_file(self, relative: str) -> Iterator[None]:
+        """No lock object per file: a part's upload, conditional on the object it read, fails
+        (TransientError, and the part is tried again) rather than bring rows back, should another
+        pass have rewritten the object meanwhile."""
+        yield
 
     def purge_history(self, relative: str, holds: Callable[[str], bool]) -> int:
         """Delete the object's older versions whose content holds a subject; how many went."""
