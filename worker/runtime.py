@@ -78,6 +78,7 @@ class Runtime:
         self._keys: keys.KeyRing | None = None
         self._lock = threading.Lock()  # the worker runs tasks in threads
         self._claims: dict[tuple[str, str], datetime] = {}  # (request, system) -> lease_until, held here
+        self._journaled: dict[tuple[str, str], set[str]] = {}  # what each held claim's attempt journaled
         self.pace = Pace()
 
     @property
@@ -144,6 +145,17 @@ class Runtime:
         with self._lock:
             for request_id in request_ids:
                 self._claims.pop((request_id, system), None)
+                self._journaled.pop((request_id, system), None)
+
+    def note_journaled(self, request_id: str, system: str, key: str) -> None:
+        """Note that this process's attempt at a claim journaled `key` (outcomes.journal)."""
+        with self._lock:
+            self._journaled.setdefault((request_id, system), set()).add(key)
+
+    def journaled(self, request_id: str, system: str) -> frozenset[str]:
+        """What this process's attempt at a claim journaled: the rest of its journal is earlier attempts'."""
+        with self._lock:
+            return frozenset(self._journaled.get((request_id, system), ()))
 
     def held(self) -> dict[tuple[str, str], datetime]:
         """The claims of passes still running in this process."""

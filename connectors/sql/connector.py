@@ -33,6 +33,7 @@ from connectors.sql.engine import create_engine
 from connectors.sql.masks import Masker, unfit
 from connectors.sql.match import CHUNK, Condition, bindable, combine, equal, folded, pending, stripped, textual
 
+JOURNAL_KEY = "rows"  # what erase_many tells the journal its changes as (one transaction at a time)
 TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
 
 
@@ -83,8 +84,17 @@ class SqlConnector(Connector):
     def erase_many(self, subjects: Sequence[Subject],
                    journal: Journal | None = None) -> Sequence[Outcome | ConnectorError]:
         """erase() for many subjects with statements that take them all at once, in one transaction, each
-        subject with its own counts; a subject whose rows fail the batch gets its error in its place (sets.py)."""
-        return sets.erase(self, list(subjects))
+        subject with its own counts; a subject whose rows fail the batch gets its error in its place (sets.py).
+        `journal` hears each transaction's rows per subject before it commits (as JOURNAL_KEY), so that a
+        worker killed between the commit and the store's record loses no count."""
+        if journal is None:
+            return sets.erase(self, list(subjects))
+        told = journal
+
+        def tell(first: int, rows: list[int]) -> None:
+            told(JOURNAL_KEY, [0] * first + rows + [0] * (len(subjects) - first - len(rows)))
+
+        return sets.erase(self, list(subjects), tell)
 
     def _masker(self) -> Masker:
         """The masks' maker, under the key the worker gave; PermanentError if it gave none."""

@@ -14,7 +14,7 @@ each half settled on its own, down to the subject that fails alone, whose error 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -61,16 +61,21 @@ class Split(Exception):  # noqa: N818 - a signal: the batch is rolled back and s
         self.error = error
 
 
-def erase(sql: Sql, subjects: list[Subject]) -> list[Outcome | ConnectorError]:
+Tell = Callable[[int, list[int]], None]  # before a commit: the first subject's index, and each subject's rows
+
+
+def erase(sql: Sql, subjects: list[Subject], tell: Tell | None = None,
+          first: int = 0) -> list[Outcome | ConnectorError]:
     """Each subject's outcome, or its error where it alone failed; an error that is no statement's (the
-    database unreachable, a table missing) is raised for all."""
+    database unreachable, a table missing) is raised for all. `tell` hears each transaction's rows per
+    subject just before it commits (`first`: where these subjects start among those erase_many was given)."""
     if not subjects:
         return []
     try:
         try:
-            return list(_batch(sql, subjects, alone=False))
+            return list(_batch(sql, subjects, alone=False, tell=tell, first=first))
         except Unattributed:  # the engine compares otherwise than Python: the safe way, subject by subject
-            return list(_batch(sql, subjects, alone=True))
+            return list(_batch(sql, subjects, alone=True, tell=tell, first=first))
     except Split as split:
         cause = split.error.__cause__
         if getattr(cause, "connection_invalidated", False) or isinstance(cause, sa_exc.InterfaceError):
@@ -78,7 +83,7 @@ def erase(sql: Sql, subjects: list[Subject]) -> list[Outcome | ConnectorError]:
         if len(subjects) == 1:
             return [split.error]
         half = len(subjects) // 2
-        return [*erase(sql, subjects[:half]), *erase(sql, subjects[half:])]
+        return [*erase(sql, subjects[:half], tell, first), *erase(sql, subjects[half:], tell, first + half)]
 
 
 def verify(sql: Sql, subjects: list[Subject]) -> list[int]:
@@ -95,8 +100,10 @@ def verify(sql: Sql, subjects: list[Subject]) -> list[int]:
         return [sum(table[s] for table in per_table) for s in range(len(subjects))]
 
 
-def _batch(sql: Sql, subjects: list[Subject], alone: bool) -> list[Outcome]:
-    """The batch erased in one transaction: set-based, or (alone) each subject in turn as if by itself."""
+def _batch(sql: Sql, subjects: list[Subject], alone: bool, tell: Tell | None = None,
+           first: int = 0) -> list[Outcome]:
+    """The batch erased in one transaction: set-based, or (alone) each subject in turn as if by itself;
+    `tell` hears the rows it changed per subject before it commits."""
     now, secrets, everyone = datetime.now(UTC), _secrets(subjects), list(range(len(subjects)))
     applied: list[list[dict[str, Any]]] = [[] for _ in subjects]
     held: list[list[tuple[str, Retention, int]]] = [[] for _ in subjects]
@@ -121,6 +128,8 @@ def _batch(sql: Sql, subjects: list[Subject], alone: bool) -> list[Outcome]:
                     raise Split(error) from error
                 for s, evidence in zip(at, done, strict=True):
                     applied[s].append(evidence)
+        if tell is not None:  # inside the transaction: told before the commit, so a kill after it loses no count
+            tell(first, [sum(a["rows"] for a in each) for each in applied])
     return [_outcome(a, h) for a, h in zip(applied, held, strict=True)]
 
 

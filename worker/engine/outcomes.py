@@ -113,6 +113,7 @@ def journal(rt: Runtime, system: str, request_ids: list[str], rel: str, rows: li
                     raise ClaimLost(f"the claim on {request_id} lapsed before {rel} was swapped in; "
                                     "another attempt erases it")
                 task.progress = {**(task.progress or {}), rel: removed}
+                rt.note_journaled(request_id, system, rel)
     except SQLAlchemyError as exc:
         raise TransientError(f"store unavailable before swapping in {rel} ({type(exc).__name__})") from None
 
@@ -121,18 +122,23 @@ class ClaimLost(TransientError):
     """A claim that lapsed while its pass ran: the pass stops before it changes anything more."""
 
 
-def _with_journaled(task: SystemTask, outcome: Outcome) -> Outcome:
-    """The outcome, plus the rows of files an earlier attempt swapped in (journaled) that this one
-    found already without the subject's rows."""
+def _with_journaled(task: SystemTask, outcome: Outcome, ours: frozenset[str] = frozenset()) -> Outcome:
+    """The outcome, plus what an earlier attempt journaled and then did (a file swapped in, a transaction
+    committed) that this one found already done: the journal's keys this attempt did not journal itself
+    (`ours`) nor count (a file it rewrote). A snapshot's are files, added to its `files`; another kind's
+    (sql: "rows") are listed under `by_an_earlier_attempt`."""
     files = list(outcome.evidence.get("files", []))
-    rewritten = {f["file"] for f in files if f.get("rows_removed")}
-    swapped_before = {rel: n for rel, n in (task.progress or {}).items() if rel not in rewritten}
-    if not swapped_before:
+    redone = ours | {f["file"] for f in files if f.get("rows_removed")}
+    before = {key: n for key, n in (task.progress or {}).items() if key not in redone}
+    if not before:
         return outcome
-    files += [{"file": rel, "rows_removed": n, "by_an_earlier_attempt": True}
-              for rel, n in sorted(swapped_before.items())]
-    return dataclasses.replace(outcome, items_erased=outcome.items_erased + sum(swapped_before.values()),
-                               evidence={**outcome.evidence, "files": files})
+    evidence = dict(outcome.evidence)
+    if "files" in evidence:
+        evidence["files"] = files + [{"file": rel, "rows_removed": n, "by_an_earlier_attempt": True}
+                                     for rel, n in sorted(before.items())]
+    else:
+        evidence["by_an_earlier_attempt"] = dict(sorted(before.items()))
+    return dataclasses.replace(outcome, items_erased=outcome.items_erased + sum(before.values()), evidence=evidence)
 
 
 @_outlasting_store_outages
@@ -170,7 +176,7 @@ def record_locked(rt: Runtime, session: Session, system: str,
             if isinstance(result, Failed):
                 retry_in = _failed(rt, task, result, connector)
             else:
-                erased(task, result, {"connector": connector})
+                erased(task, result, {"connector": connector}, rt.journaled(request.id, system))
             if retry_in is not None:
                 retries.append((request.id, task.kind, retry_in))
             else:
@@ -195,10 +201,10 @@ def origin(rt: Runtime, system: str) -> dict[str, str]:
         return {}
 
 
-def erased(task: SystemTask, outcome: Outcome, audit_data: dict[str, Any]) -> None:
+def erased(task: SystemTask, outcome: Outcome, audit_data: dict[str, Any], ours: frozenset[str] = frozenset()) -> None:
     """Settled: erased, not found, or exempt; `audit_data` goes into the audit event (the connector that
-    erased it, or the person who settled a manual system's task)."""
-    outcome, task.progress = _with_journaled(task, outcome), None
+    erased it, or the person who settled a manual system's task); `ours`: what this attempt journaled."""
+    outcome, task.progress = _with_journaled(task, outcome, ours), None
     items, evidence = _with_earlier_passes(task, outcome)
     if outcome.exempt_reason:
         move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,
