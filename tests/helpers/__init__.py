@@ -3,9 +3,10 @@ every test that writes an erasure.toml uses (config), the runtime played without
 what the worker's tests erase from (worlds) and the sql connector's tests (sql_world), one factory per
 connector kind (kinds), the fake service the http kind calls (http_service), real `erasure` processes
 and the poison sent to them (processes), what the deploy tests read under deploy/ (deploy) and how they
-read PromQL and a scrape (promql), and the hostile input the generated tests of tests/hostile draw from
-(hostile). Fixtures live in the conftest files; a test module imports this package and no other module
-of tests/ (tests/test_imports.py checks it)."""
+read PromQL and a scrape (promql), Chromium and a served app for the browser tests (browser), and the
+hostile input the generated tests of tests/hostile draw from (hostile). Fixtures live in the conftest
+files; a test module imports this package and no other module of tests/ (tests/test_imports.py checks
+it)."""
 
 from tests.helpers.config import (  # noqa: F401
     FAST_RETRIES,

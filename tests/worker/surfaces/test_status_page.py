@@ -8,17 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
-from tests.helpers import ROOT, MakeRuntime, api_tokens, drain, free_port, sign_in, stub
+from tests.helpers import ROOT, MakeRuntime, api_tokens, drain, sign_in, stub
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, serving
 from worker.engine import exemptions, flags, intake
 from worker.runtime import Runtime
 from worker.store.models import FlagState, Lineage, ModelFlag, Request, SystemTask, utcnow
@@ -36,9 +35,6 @@ USER_ID, EMAIL = "4242991377", "zed.secret@example.com"  # a subject's values: n
 HOLD = "legal hold on the 2026 accounts (case 17-B) until 2027-03-31"
 NO_SUCH = "00000000-0000-4000-8000-000000000000"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -346,22 +342,9 @@ def browser_missing(reason: str) -> None:
 
 @pytest.fixture
 def served(rt: Runtime) -> Iterator[str]:
-    """The API served by uvicorn on a free loopback port, in a thread; its base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=free_port(), log_config=None,
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        threading.Event().wait(0.05)
-    else:
-        pytest.fail("uvicorn did not start")
-    yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    """The API served on a free loopback port, in a thread; its base URL."""
+    with serving(create_app(rt)) as url:
+        yield url
 
 
 def test_a_dpo_signs_in_and_reads_a_request_in_chromium(rt: Runtime, served: str) -> None:

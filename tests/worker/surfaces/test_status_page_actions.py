@@ -10,19 +10,17 @@ import dataclasses
 import hashlib
 import os
 import re
-import threading
-import time
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
 from connectors.stub import StubConnector
-from tests.helpers import ROOT, MakeRuntime, api_tokens, drain, free_port, sign_in, stub
+from tests.helpers import ROOT, MakeRuntime, api_tokens, drain, sign_in, stub
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, serving
 from worker.engine import intake
 from worker.runtime import Runtime
 from worker.store.models import AuditEvent, Lineage, ModelFlag, Request, utcnow
@@ -39,9 +37,6 @@ BY = "dpo-anna"  # the operate token's name in [api.tokens], which the audit tra
 USER_ID = "4242991377"  # the subject's value: never on a page
 NO_SUCH = "00000000-0000-4000-8000-000000000000"
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ACTION_FIELDS = {  # a valid form of each action (on the `failed` request)
     "retry": {},
     "extend": {"months": "1", "reason": "the archive holds many records to check"},
@@ -390,20 +385,9 @@ def test_an_unknown_request_or_action_is_404_and_changes_nothing(
 
 @pytest.fixture
 def served(rt: Runtime) -> Iterator[str]:
-    """The API served by uvicorn on a free loopback port, in a thread; its base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=free_port(), log_config=None,
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    """The API served on a free loopback port, in a thread; its base URL."""
+    with serving(create_app(rt)) as url:
+        yield url
 
 
 def test_a_dpo_retries_a_failed_request_in_chromium(rt: Runtime, failed: str, served: str) -> None:

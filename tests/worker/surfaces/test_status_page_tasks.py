@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-import time
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, MakeRuntime, Recorder, api_tokens, drain, free_port, sign_in, stub, system_table
+from tests.helpers import ROOT, MakeRuntime, Recorder, api_tokens, drain, sign_in, stub, system_table
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, serving
 from worker.engine import intake, manual_tasks
 from worker.runtime import Runtime
 from worker.surfaces import views
@@ -30,9 +28,6 @@ READ, OPERATE, SUBMIT = "read-only-token", "operate-only-token", "submit-only-to
 INSTRUCTIONS = "Search the customer in the helpdesk; delete their tickets <b>and</b> the user."
 EMAIL = "zed.secret@example.com"
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -195,20 +190,9 @@ def test_a_task_settled_meanwhile_is_409(client: TestClient, rt: Runtime, reques
 
 @pytest.fixture
 def served(rt: Runtime) -> Iterator[str]:
-    """The API served by uvicorn on a free loopback port, in a thread; its base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=free_port(), log_config=None,
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    """The API served on a free loopback port, in a thread; its base URL."""
+    with serving(create_app(rt)) as url:
+        yield url
 
 
 def test_a_person_settles_a_task_in_chromium(rt: Runtime, request_id: str, served: str) -> None:
