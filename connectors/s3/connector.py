@@ -20,8 +20,9 @@ How to reach the bucket (endpoint, region, addressing, profile, checksums) is in
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,7 @@ from connectors.s3.config import S3Config
 from connectors.s3.locks import Lock, exempt_reason, lock_on
 
 PASS_ATTEMPTS = 3  # passes over the subjects a blip failed, as retry_blips gives one erase
+JOURNAL_KEY = "objects"  # what erase_many tells the journal its deletes as
 DELETE_ATTEMPTS = 3
 NOT_REPORTED = "NotReported"  # DeleteObjects named the version neither deleted nor failed
 VersionKey = tuple[str, str]  # (key, version id): one version, whoever listed it
@@ -154,9 +156,10 @@ class S3Connector(Connector):
         done: dict[int, Outcome | ConnectorError] = {}
         pending = list(range(len(subjects)))
         for attempt in range(1, PASS_ATTEMPTS + 1):
+            tell = None if journal is None else functools.partial(_told, journal, len(subjects), tuple(pending))
             try:
                 with self._boundary("erase"):
-                    results = self._erase_pass([subjects[i] for i in pending], [removed[i] for i in pending])
+                    results = self._erase_pass([subjects[i] for i in pending], [removed[i] for i in pending], tell)
             except TransientError:
                 if attempt == PASS_ATTEMPTS:
                     raise
@@ -168,10 +171,11 @@ class S3Connector(Connector):
             time.sleep(min(2.0, 0.2 * 2**attempt))
         return [done[i] for i in range(len(subjects))]
 
-    def _erase_pass(self, subjects: Sequence[Subject],
-                    removed: list[dict[VersionKey, _Version]]) -> list[Outcome | ConnectorError]:
+    def _erase_pass(self, subjects: Sequence[Subject], removed: list[dict[VersionKey, _Version]],
+                    tell: Callable[[list[int]], None] | None = None) -> list[Outcome | ConnectorError]:
         """List each subject, delete every version listed (each once, whoever listed it), then ask why the store
-        kept each version it refused; each subject's outcome, or the first error met by one of its versions."""
+        kept each version it refused; each subject's outcome, or the first error met by one of its versions.
+        `tell` hears, before each call, how many versions each subject will have lost once it is answered."""
         listed = [{v.id: v for v in self._versions(subject)} for subject in subjects]
         owners: dict[VersionKey, list[int]] = {}
         first: dict[VersionKey, _Version] = {}
@@ -181,8 +185,11 @@ class S3Connector(Connector):
                 first.setdefault(vid, version)
         order = list(first.values())
         deletes = _Deletes(set(), [], {})
+        first_owner = [owners[v.id][0] for v in order]  # a version two subjects list counts for the first
         try:
             for start in range(0, len(order), BATCH):
+                if tell is not None:
+                    tell([len(r) + first_owner[: start + BATCH].count(i) for i, r in enumerate(removed)])
                 self._delete(order[start : start + BATCH], deletes)
         finally:  # even when a call fails: a try again counts what went before it
             for i, versions in enumerate(listed):  # each subject's own versions, in its own listing's order;
@@ -328,3 +335,13 @@ def _fates(batch: list[_Version], response: dict[str, Any]) -> list[tuple[_Versi
         else:
             fates.append((version, {"Code": NOT_REPORTED}))
     return fates
+
+
+def _told(journal: Journal, subjects: int, pending: tuple[int, ...], counts: list[int]) -> None:
+    """Tell the journal, before a DeleteObjects call, each subject's versions gone once it is answered (those
+    of a try's pending subjects, placed among all of erase_many's subjects): a worker killed after the call
+    and before the store's record loses no count."""
+    everyone = [0] * subjects
+    for i, n in zip(pending, counts, strict=True):
+        everyone[i] = n
+    journal(JOURNAL_KEY, everyone)
