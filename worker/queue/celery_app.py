@@ -38,6 +38,11 @@ def visibility_timeout(settings: WorkerSettings) -> float:
 
 def configure(config: Config) -> Celery:
     """Point the app at the config's broker with durable queues and late acknowledgement."""
+    if app.conf.broker_url not in (None, config.broker_url):
+        # pointed elsewhere before: the connection and producer pools Celery keeps were made for that
+        # broker, and a publish would still go there (a process that loads a second config: tests, tools)
+        app._pool = None
+        app.amqp._producer_pool = None
     quorum = config.worker.quorum_queues
     # quorum queues delay a countdown inside RabbitMQ, which needs a topic exchange; with a direct
     # one the worker would hold each delayed message and could stall until it is due
