@@ -343,7 +343,6 @@ def scale_out_once(scratch: Path, tag: str, location: Path, ids: list[int], work
     import sys
 
     import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
 
     from worker import logs
     from worker.config import load
@@ -387,7 +386,7 @@ where = {{ user_id = "user_id" }}
                 raise SystemExit(f"a worker did not start: see {logs}")
             time.sleep(0.2)
         request_ids = [intake.submit(rt, {"user_id": str(i)}).request_id for i in ids]
-        engine = sa.create_engine(store, poolclass=NullPool)
+        engine = sa.create_engine(store, pool_size=1)  # one connection polls: a new one each poll loads the cores
         cpu_before = sum(cpu_seconds(proc.pid) for proc in procs)
         start = time.perf_counter()
         fanout.start(rt, request_ids[0])  # starts them all (group_size), one message to the snapshot queue
