@@ -14,7 +14,6 @@ import errno
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -27,19 +26,10 @@ from connectors.snapshot.formats import format_of, suffixes
 from connectors.snapshot.locations import open_location
 from connectors.snapshot.locations.base import Location
 from connectors.snapshot.match import Malformed, MissingColumn, Sought
+from connectors.spreading import Rewritten
 
 PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Rewritten:
-    """What rewriting files did: per file, rows removed and older versions deleted per subject (in the
-    order of the subjects given); and the files left for lacking a where column."""
-
-    removed: dict[str, list[int]]
-    purged: dict[str, list[int]]
-    skipped: list[dict[str, Any]]
 
 
 class SnapshotConnector(Connector):

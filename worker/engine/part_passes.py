@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from connectors.spreading import Rewritten, Splits
 from worker.engine import outcomes
 from worker.runtime import Runtime
 from worker.store.models import PartStatus, SnapshotPart, SnapshotPass, SystemStatus, SystemTask, utcnow
@@ -23,10 +24,9 @@ LIMIT = 500  # open passes the reconciler looks at in one transaction
 Retries = list[tuple[str, str, float]]  # (request, kind, in seconds): failed attempts to send again
 
 
-def settle(rt: Runtime, session: Session, the_pass: SnapshotPass) -> Retries:
-    """Every request's outcome from all the parts put together, recorded as outcomes.record does."""
-    from connectors.snapshot.connector import Rewritten  # pyarrow: only a snapshot worker settles a pass
-
+def settle(rt: Runtime, session: Session, the_pass: SnapshotPass, connector: Splits) -> Retries:
+    """Every request's outcome from all the parts put together (by the system's connector), recorded as
+    outcomes.record does."""
     n, left = len(the_pass.requests), [0] * len(the_pass.requests)
     done = Rewritten({}, {}, [])
     for part in parts_of(session, the_pass):
@@ -34,7 +34,7 @@ def settle(rt: Runtime, session: Session, the_pass: SnapshotPass) -> Retries:
         done.purged.update(part.purged or {})
         done.skipped.extend(part.skipped or [])
         left = [a + b for a, b in zip(left, part.left_rows or [0] * n, strict=True)]
-    erased = rt.connector(the_pass.system).outcomes(n, done)  # type: ignore[attr-defined]
+    erased = connector.outcomes(n, done)
     results: dict[str, Any] = {
         request_id: outcomes.Failed(f"{remaining} items still present after erasure", transient=True)
         if remaining and not outcome.exempt_reason else outcome

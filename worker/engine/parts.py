@@ -14,7 +14,6 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -22,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connectors import redact
 from connectors.base import Connector, Subject
+from connectors.spreading import Rewritten, Splits, splits
 from worker.engine import outcomes, part_passes
 from worker.errors import PermanentError, TransientError, one_line
 from worker.runtime import Runtime
@@ -29,6 +29,16 @@ from worker.store.models import PartStatus, Request, SnapshotPart, SnapshotPass,
 
 log = structlog.get_logger("erasure.pipeline")
 MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a part did: its files' rewrites, each request's rows left in them, and the connector that
+    tells the outcomes once every part is done."""
+
+    connector: Splits
+    rewritten: Rewritten
+    left: list[int]
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,11 @@ class Claimed:
 def spread(rt: Runtime, system: str, connector: Connector, subjects: dict[str, Subject]) -> bool:
     """Split a claimed pass of a kind that splits (snapshot files) into parts sent to the snapshot queue,
     if it makes more than one; whether it did. Its requests' system tasks stay running until it settles."""
-    split = getattr(connector, "split", None)
-    if split is None or not subjects:
+    spreads = splits(connector)
+    if spreads is None or not subjects:
         return False
     try:
-        files: list[list[str]] = split(int(rt.config.worker.snapshot_part_mb * MB))
+        files = spreads.split(int(rt.config.worker.snapshot_part_mb * MB))
     except Exception:  # noqa: BLE001 - the pass in one process meets it again, and records it
         return False
     if len(files) < 2:
@@ -77,23 +87,24 @@ def run_part(rt: Runtime, part_id: int) -> None:
     claimed = _claim(rt, part_id)
     if claimed is None:
         return
-    connector = rt.connector(claimed.system)
-    failure: Exception | None = None
-    done, left = None, None
+    connector = splits(rt.connector(claimed.system))
+    result: Done | Exception
     try:
+        if connector is None:  # the config gave the system another kind since the pass was spread
+            raise PermanentError(f"system {claimed.system}: its kind does not spread a pass over parts")
         with redact.values(v for subject in claimed.subjects for v in subject.all_values()):
             ids, subjects, files = claimed.requests, claimed.subjects, claimed.files
-            outcomes.record_hits(rt, claimed.system, dict(zip(ids, connector.locate_files(subjects, files),  # type: ignore[attr-defined]
+            outcomes.record_hits(rt, claimed.system, dict(zip(ids, connector.locate_files(subjects, files),
                                                               strict=True)))
             journal = functools.partial(_journal, rt, part_id, claimed.lease_until)
-            done = connector.erase_files(subjects, files, journal)  # type: ignore[attr-defined]
-            left = connector.verify_files(subjects, files)  # type: ignore[attr-defined]
+            rewritten = connector.erase_files(subjects, files, journal)
+            result = Done(connector, rewritten, connector.verify_files(subjects, files))
     except (TransientError, PermanentError) as exc:
-        failure = exc
+        result = exc
     except Exception as exc:  # a bug in the connector: the pass fails, the worker goes on
         log.error("snapshot.part_crashed", system=claimed.system, part=part_id, error=type(exc).__name__)
-        failure = PermanentError(f"internal error ({type(exc).__name__})")
-    _record(rt, claimed, done, left, failure)
+        result = PermanentError(f"internal error ({type(exc).__name__})")
+    _record(rt, claimed, result)
 
 
 def _claim(rt: Runtime, part_id: int) -> Claimed | None:
@@ -139,7 +150,7 @@ def _journal(rt: Runtime, part_id: int, lease_until: datetime, rel: str, rows: l
         raise TransientError(f"store unavailable before swapping in {rel} ({type(exc).__name__})") from None
 
 
-def _record(rt: Runtime, claimed: Claimed, done: Any, left: list[int] | None, failure: Exception | None) -> None:
+def _record(rt: Runtime, claimed: Claimed, result: Done | Exception) -> None:
     """What the part did (or its failure) in one transaction: a failure is retried with backoff or
     fails the pass; the last part settles it."""
     now, settings = utcnow(), rt.config.worker
@@ -154,9 +165,9 @@ def _record(rt: Runtime, claimed: Claimed, done: Any, left: list[int] | None, fa
             log.warning("snapshot.part_lost", system=claimed.system, part=claimed.part_id)
             return  # its lease ran out and another attempt took it, or another part failed the pass
         part.lease_until = None
-        if failure is not None:
-            transient = isinstance(failure, TransientError)
-            part.error, part.transient = one_line(failure), transient
+        if isinstance(result, Exception):
+            transient = isinstance(result, TransientError)
+            part.error, part.transient = one_line(result), transient
             if transient and part.attempts < settings.max_attempts:
                 again = settings.backoff(part.attempts)
                 part.status, part.queued_at = PartStatus.PENDING, now + timedelta(seconds=again)
@@ -166,12 +177,13 @@ def _record(rt: Runtime, claimed: Claimed, done: Any, left: list[int] | None, fa
                 error = f"gave up after {part.attempts} attempts: {part.error}" if transient else part.error
                 retries = part_passes.fail_pass(rt, session, the_pass, part, error, transient)
         else:
+            done = result.rewritten
             journaled = {rel: rows for rel, rows in (part.journal or {}).items() if rel not in done.removed}
             part.removed, part.purged = {**journaled, **done.removed}, done.purged
-            part.skipped, part.left_rows, part.status = done.skipped, left, PartStatus.DONE
+            part.skipped, part.left_rows, part.status = done.skipped, result.left, PartStatus.DONE
             the_pass.parts_done += 1
             if the_pass.parts_done == the_pass.parts:
-                retries = part_passes.settle(rt, session, the_pass)
+                retries = part_passes.settle(rt, session, the_pass, result.connector)
     if again is not None:
         rt.dispatch.part(claimed.part_id, countdown=again)
     outcomes.send_retries(rt, claimed.system, retries)
