@@ -150,6 +150,7 @@ from tests.helpers.runtime import (  # noqa: F401
     at_once,
     drain,
     erased,
+    first_attempt_dies,
     json_events,
     sign_in,
     stored,

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from worker.engine import fanout, intake, parts, passes
+from worker.errors import TransientError
 from worker.integrations import mlflow_lineage
 from worker.runtime import Runtime
 from worker.store.models import Request
@@ -122,3 +123,33 @@ def json_events(text: str) -> list[dict[str, Any]]:
 def sign_in(client: Any, token: str, next_path: str = "/") -> Any:
     """Post the status page's sign-in form as a browser would."""
     return client.post("/sign-in", data={"token": token, "next": next_path})
+
+
+class Killed(Exception):  # noqa: N818 - not an error: where a test stops an attempt
+    """Raised by a test's journal after noting, before the connector's change (its commit, its call)."""
+
+
+def first_attempt_dies(connector: Any, where: str) -> None:
+    """Make the connector's first `erase_many` die where `where` says: "after the change" (done, then a
+    TransientError before the store records it) or "before the change" (journaled, then stopped before the
+    change: a commit rolled back, a call never made). Later attempts run as they are."""
+    erase_many, attempts = connector.erase_many, []
+
+    def dying(subjects: Any, journal: Any = None) -> Any:
+        attempts.append(1)
+        assert journal is not None
+        if len(attempts) > 1:
+            return erase_many(subjects, journal)
+
+        def noted(key: str, rows: list[int]) -> None:
+            journal(key, rows)
+            if where == "before the change":
+                raise Killed
+
+        try:
+            erase_many(subjects, noted)
+        except Killed:
+            pass
+        raise TransientError(f"killed {where}")
+
+    connector.erase_many = dying

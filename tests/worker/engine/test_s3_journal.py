@@ -6,46 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.base import Journal
-from connectors.s3.connector import S3Connector
-from tests.helpers import MakeRuntime, drain, uploads
+from tests.helpers import MakeRuntime, drain, first_attempt_dies, uploads
 from worker.engine import intake
-from worker.errors import TransientError
-from worker.runtime import Runtime
 from worker.surfaces import views
 
 SUBJECT_42 = 5  # avatars/42/a.png twice, avatars/42/b.png and its delete marker, exports/42.zip
-
-
-def first_attempt(rt: Runtime, dies: str) -> None:
-    """Make the system's first attempt die "after the call" (deleted, never recorded) or "before the call"
-    (journaled, nothing deleted)."""
-    connector = rt.connector("uploads")
-    assert isinstance(connector, S3Connector)
-    erase_many, attempts = connector.erase_many, []
-
-    def dying(subjects: Any, journal: Journal | None = None) -> Any:
-        attempts.append(1)
-        assert journal is not None
-        if len(attempts) > 1:
-            return erase_many(subjects, journal)
-
-        def noted(key: str, rows: list[int]) -> None:
-            journal(key, rows)
-            if dies == "before the call":
-                raise KilledBeforeTheCall
-
-        try:
-            erase_many(subjects, noted)
-        except KilledBeforeTheCall:
-            pass
-        raise TransientError(f"killed {dies}")
-
-    connector.erase_many = dying  # type: ignore[method-assign]
-
-
-class KilledBeforeTheCall(Exception):  # noqa: N818 - not an error: where the test stops the attempt
-    """Raised by the test's journal after noting, before the connector's DeleteObjects call."""
 
 
 def keys(s3: Any, bucket: str) -> list[str]:
@@ -59,7 +24,7 @@ def test_versions_deleted_by_an_attempt_that_died_are_counted_by_the_next(
     """The first attempt deletes subject 42's five versions and dies before the store records it; the second
     finds nothing, yet the system counts five, from the journal, and says so."""
     rt = make_runtime(uploads(s3_client, bucket, s3_endpoint))
-    first_attempt(rt, "after the call")
+    first_attempt_dies(rt.connector("uploads"), "after the change")
     request_id = intake.submit(rt, {"user_id": "42"}).request_id
     drain(rt)
 
@@ -74,7 +39,7 @@ def test_versions_journaled_but_never_deleted_are_counted_once(
     """The first attempt journals and dies before its DeleteObjects call: the second deletes the five
     versions and counts five, not ten."""
     rt = make_runtime(uploads(s3_client, bucket, s3_endpoint))
-    first_attempt(rt, "before the call")
+    first_attempt_dies(rt.connector("uploads"), "before the change")
     request_id = intake.submit(rt, {"user_id": "42"}).request_id
     drain(rt)
 

@@ -11,9 +11,8 @@ import sqlalchemy as sa
 
 from connectors.base import Journal
 from connectors.sql.connector import SqlConnector
-from tests.helpers import MakeRuntime, drain, system_table
+from tests.helpers import MakeRuntime, drain, first_attempt_dies, system_table
 from worker.engine import intake
-from worker.errors import TransientError
 from worker.runtime import Runtime
 from worker.surfaces import views
 
@@ -38,32 +37,6 @@ def runtime(make_runtime: MakeRuntime, url: str) -> Runtime:
         {"name": "users", "where": {"id": "user_id"}, "action": "delete"}]))
 
 
-def first_attempt(rt: Runtime, dies: str) -> None:
-    """Make the system's first attempt die where `dies` says: "after the commit" (erased, never recorded)
-    or "before the commit" (journaled, then rolled back)."""
-    connector = rt.connector("app-db")
-    assert isinstance(connector, SqlConnector)
-    erase_many, attempts = connector.erase_many, []
-
-    def dying(subjects: Any, journal: Journal | None = None) -> Any:
-        attempts.append(1)
-        assert journal is not None
-        if len(attempts) > 1:
-            return erase_many(subjects, journal)
-
-        def noted(key: str, rows: list[int]) -> None:
-            journal(key, rows)
-            if dies == "before the commit":
-                raise TransientError("killed before the commit")
-
-        done = erase_many(subjects, noted)
-        if dies == "after the commit":
-            raise TransientError("killed after the commit")
-        return done
-
-    connector.erase_many = dying  # type: ignore[method-assign]
-
-
 def rows(url: str) -> dict[str, list[int]]:
     """The users' and orders' ids left."""
     with sa.create_engine(url).connect() as conn:
@@ -77,7 +50,7 @@ def test_rows_committed_by_an_attempt_that_died_are_counted_by_the_next(make_run
     second finds nothing, yet the system counts the 3 rows, from the journal, and says so."""
     url = app_db(tmp_path)
     rt = runtime(make_runtime, url)
-    first_attempt(rt, "after the commit")
+    first_attempt_dies(rt.connector("app-db"), "after the change")
     request_id = intake.submit(rt, {"user_id": "7"}).request_id
     drain(rt)
 
@@ -94,7 +67,7 @@ def test_rows_journaled_but_rolled_back_are_counted_once(make_runtime: MakeRunti
     second erases them and counts 3, not 6."""
     url = app_db(tmp_path)
     rt = runtime(make_runtime, url)
-    first_attempt(rt, "before the commit")
+    first_attempt_dies(rt.connector("app-db"), "before the change")
     request_id = intake.submit(rt, {"user_id": "7"}).request_id
     drain(rt)
 
