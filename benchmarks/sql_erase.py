@@ -6,10 +6,12 @@
 On PostgreSQL and MariaDB, in a database of its own (`erasure_bench`, created if missing, never a test's), a
 `users` table of USERS rows (anonymized: email and name) and an `events` table of EVENTS rows (deleted), both
 found by their `user_id` column, with and without an index on it. For K requests at a time (each a user with
-one users row and EVENTS/USERS events), three ways are timed:
+one users row and EVENTS/USERS events), four ways are timed:
 
 - set-based: `SqlConnector.erase_many` over the K subjects (one transaction, statements over the group),
   REPEAT times with other subjects each time, the median printed;
+- floor: the same two tables' bare `UPDATE`/`DELETE ... WHERE user_id IN (...)` statements, with no
+  erasure-worker code and nothing read back (what the database itself costs), REPEAT times, the median;
 - one by one: `SqlConnector.erase` per subject, as a sql system's pass erased before (K transactions);
 - per row: per subject, a select of its rows' keys in each table, then one UPDATE or DELETE per row by its
   primary key (how Fides' SQL connector masks), a transaction per subject.
@@ -21,7 +23,8 @@ EVENTS match; every case erases users no earlier case touched (a counter kept in
 restored between cases. Also timed, as raw SQL on `events`: one DELETE with `user_id IN (...)` against one
 joined with a temporary table of the K values, which is how the set-based way's IN was chosen. Prints seconds,
 the ratios the issue targets (indexed: set-based K=max / K=1, at most 5x; unindexed: one by one / set-based
-at K=max, at least 20x) and the load average. Figures only, nothing asserted.
+at K=max, at least 20x), the floor's own K=max / K=1 and set-based over the floor, and the load average.
+Figures only, nothing asserted.
 """
 
 from __future__ import annotations
@@ -130,6 +133,20 @@ def set_based(sql: SqlConnector, ids: Sequence[int]) -> int:
     return sum(o.items_erased for o in done if isinstance(o, Outcome))
 
 
+def floor(sql: SqlConnector, ids: Sequence[int]) -> int:
+    """The database's own work, with no erasure-worker code: each table's statement over the K users (`IN`
+    lists of 1,000 values, one transaction), nothing read back."""
+    changed = 0
+    users = sa.text("UPDATE users SET email = '', name = NULL WHERE user_id IN :ids")
+    events = sa.text("DELETE FROM events WHERE user_id IN :ids")
+    with sql.engine.begin() as conn:
+        for j in range(0, len(ids), 1000):
+            chunk = {"ids": list(ids[j : j + 1000])}
+            for statement in (users, events):
+                changed += conn.execute(statement.bindparams(sa.bindparam("ids", expanding=True)), chunk).rowcount
+    return changed
+
+
 def one_by_one(sql: SqlConnector, ids: Sequence[int]) -> int:
     """Each request erased on its own."""
     return sum(sql.erase(_subject(i)).items_erased for i in ids)
@@ -192,7 +209,8 @@ def engine_run(name: str, url: str, args: argparse.Namespace) -> None:
     prepare(engine, args.users, args.events, args.rebuild)
     raw: dict[str, Any] = {"name": "bench", "kind": "sql", "url": url, "tables": TABLES}
     sql = SqlConnector(SqlConfig.read(ConfigReader("bench", "system 'bench'", raw, frozenset({"user_id"}))))
-    ways = (("set-based", set_based), ("one by one", one_by_one), ("per row", per_row))
+    ways = (("set-based", set_based), ("floor", floor), ("one by one", one_by_one), ("per row", per_row))
+    repeated = (set_based, floor)
     figures: dict[tuple[bool, str, int], float] = {}
     with sql:
         for indexed in (False, True):
@@ -201,13 +219,13 @@ def engine_run(name: str, url: str, args: argparse.Namespace) -> None:
             label = "indexed" if indexed else "no index"
             for k in args.ks:
                 for way_name, way in ways:
-                    prefix = None if indexed or way is set_based else args.prefix
+                    prefix = None if indexed or way in repeated else args.prefix
                     runs = [timed(way, sql, fresh(engine, k, args.users), prefix)
-                            for _ in range(args.repeat if way is set_based else 1)]
+                            for _ in range(args.repeat if way in repeated else 1)]
                     seconds, rows, note = sorted(runs)[len(runs) // 2]
                     note += f"median of {len(runs)}" if len(runs) > 1 else ""
                     figures[(indexed, way_name, k)] = seconds
-                    print(f"  {name:<10} {label:<8} K={k:<5} {way_name:<10} {seconds:9.2f} s  {rows:7,} rows"
+                    print(f"  {name:<10} {label:<8} K={k:<5} {way_name:<10} {seconds:10.4f} s  {rows:7,} rows"
                           f"  {note}  ({load()})", flush=True)
             k = max(args.ks)
             by_in, by_join = in_or_join(engine, fresh(engine, 2 * k, args.users))
@@ -219,6 +237,10 @@ def engine_run(name: str, url: str, args: argparse.Namespace) -> None:
     gain = figures[(False, "one by one", k)] / figures[(False, "set-based", k)]
     print(f"  {name}: indexed, set-based K={k} / K={one}: {scale:.1f}x"
           f" (target <= 5x: {'met' if scale <= 5 else 'not met'})")
+    bare = figures[(True, "floor", k)] / figures[(True, "floor", one)]
+    print(f"  {name}: indexed, the floor (bare statements) K={k} / K={one}: {bare:.1f}x; set-based / floor:"
+          f" {figures[(True, 'set-based', one)] / figures[(True, 'floor', one)]:.2f}x at K={one},"
+          f" {figures[(True, 'set-based', k)] / figures[(True, 'floor', k)]:.2f}x at K={k}")
     print(f"  {name}: no index, one by one / set-based at K={k}: {gain:.0f}x"
           f" (target >= 20x: {'met' if gain >= 20 else 'not met'})")
     print(f"  {name}: indexed, one by one / set-based at K={k}: "
@@ -233,7 +255,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--ks", type=lambda text: [int(k) for k in text.split(",")], default=[1, 100, 1000])
     parser.add_argument("--prefix", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3, help="set-based runs per case (the median is printed)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="set-based and floor runs per case (the median is printed)")
     parser.add_argument("--engines", default="postgresql,mariadb")
     parser.add_argument("--rebuild", action="store_true", help="generate the tables again")
     args = parser.parse_args()
