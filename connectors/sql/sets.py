@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import exc as sa_exc
 
 from connectors.base import Outcome, Retention, Subject
@@ -31,6 +32,7 @@ from connectors.sql.match import CHUNK, Condition, combine, equal, pending
 from connectors.sql.owners import Owners, Unattributed, owners
 from connectors.sql.owners import Sql as Matcher
 
+log = structlog.get_logger("erasure.sql")
 
 class Sql(Matcher, Protocol):
     """The sql connector as read here (connector.py imports this module, never the reverse)."""
@@ -75,6 +77,9 @@ def erase(sql: Sql, subjects: list[Subject], tell: Tell | None = None,
         try:
             return list(_batch(sql, subjects, alone=False, tell=tell, first=first))
         except Unattributed:  # the engine compares otherwise than Python: the safe way, subject by subject
+            log.info("sql.batch_alone", system=sql.config.name, subjects=len(subjects),
+                     why="a matched row no subject's value explains (a padded CHAR, a citext column): "
+                         "the batch is done subject by subject")
             return list(_batch(sql, subjects, alone=True, tell=tell, first=first))
     except Split as split:
         cause = split.error.__cause__
@@ -82,6 +87,8 @@ def erase(sql: Sql, subjects: list[Subject], tell: Tell | None = None,
             raise split.error from cause
         if len(subjects) == 1:
             return [split.error]
+        log.info("sql.batch_split", system=sql.config.name, subjects=len(subjects),
+                 error=(str(split.error).splitlines() or [""])[0])  # redacted: sql._errors knew the values
         half = len(subjects) // 2
         return [*erase(sql, subjects[:half], tell, first), *erase(sql, subjects[half:], tell, first + half)]
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from connectors.base import Outcome, Subject
 from connectors.errors import ConnectorError, PermanentError, TransientError
@@ -111,14 +112,17 @@ def test_42_never_takes_420_in_a_batch(sql_url: str) -> None:
 
 def test_foreign_key_failure_fails_that_subject_only(sql_url: str, twin_url: str) -> None:
     """User 4 has a review (a table not listed) that its delete would orphan: its place holds its error,
-    its rows are untouched, and the others are erased as if alone."""
+    its rows are untouched, and the others are erased as if alone; each split is logged, without a value."""
     subjects = [subject(user_id="42"), subject(user_id="4"), subject(user_id="420")]
     engine = build(sql_url, reviews=[(1, 4)])
     before = dump(engine)
-    with connector(sql_url) as sql:
+    with connector(sql_url) as sql, capture_logs() as logged:
         done = sql.erase_many(subjects)
     assert isinstance(done[1], PermanentError)
     assert "users" in str(done[1]) and "'4'" not in str(done[1])
+    splits = [(e["subjects"], e["system"]) for e in logged if e["event"] == "sql.batch_split"]
+    assert splits == [(3, "app-db"), (2, "app-db")]  # 3 -> 1 + 2, then 2 -> 1 + 1: user 4 failed alone
+    assert all("'4'" not in e["error"] and "users" in e["error"] for e in logged if e["event"] == "sql.batch_split")
     after = dump(engine)
     assert 4 in [u[0] for u in after["users"]] and (3, 4, "xa@b.c", "3 Main St") in after["orders"]
     assert (4, 3) in after["order_items"]
@@ -208,7 +212,7 @@ def test_verify_many_counts_each_as_verify(sql_url: str) -> None:
 
 def test_char_column_settles_subject_by_subject(sql_url: str) -> None:
     """A CHAR(n) column compared as stored, which PostgreSQL reads back padded (Python cannot tell its owners),
-    is still erased and verified right: the batch is done again subject by subject."""
+    is still erased and verified right: the batch is done again subject by subject, and says so in the log."""
     engine = sa.create_engine(sql_url)
     metadata = sa.MetaData()
     codes = sa.Table("codes", metadata, key(), sa.Column("email", sa.CHAR(12)), mysql_engine="InnoDB")
@@ -219,7 +223,10 @@ def test_char_column_settles_subject_by_subject(sql_url: str) -> None:
     tables = [{"name": "codes", "where": {"email": "email"}, "action": "delete", "match": "exact"}]
     with connector(sql_url, tables) as sql:
         assert sql.verify_many([subject(email="a@b.c"), subject(email="x@y.z"), subject(email="q@q.q")]) == [1, 1, 0]
-        done = sql.erase_many([subject(email="a@b.c"), subject(email="x@y.z")])
+        with capture_logs() as logged:
+            done = sql.erase_many([subject(email="a@b.c"), subject(email="x@y.z")])
+        padded = sql_url.startswith("postgresql")  # MariaDB strips a CHAR's padding on read, SQLite has none
+        assert [e["subjects"] for e in logged if e["event"] == "sql.batch_alone"] == ([2] if padded else [])
         assert sql.verify_many([subject(email="a@b.c"), subject(email="x@y.z")]) == [0, 0]
     assert [o.items_erased for o in done] == [1, 1]  # type: ignore[union-attr]
     with engine.connect() as conn:
