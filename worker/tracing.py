@@ -17,7 +17,8 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -140,6 +141,21 @@ def erasures(erase: Erase) -> Erase:
             each.end()
         return results
     return traced
+
+
+def spread_pass(system: str, kind: str, began: datetime, parts: int, results: Mapping[str, Any],
+                attempts: Callable[[], Mapping[str, int]]) -> None:
+    """An `erasure.system` span for each request of a pass spread over parts (parts.py), from when it was
+    spread until it settled or failed, with how many parts it had, the attempt and the outcome."""
+    if _tracer is None or not results:
+        return
+    start = int((began if began.tzinfo else began.replace(tzinfo=UTC)).timestamp() * 1e9)
+    tried = attempts()
+    for request_id, result in results.items():
+        each = _tracer.start_span("erasure.system", context=_parent(request_id), start_time=start,
+                                  attributes=_named(request_id=request_id, system=system, kind=kind, parts=parts))
+        _outcome(each, result, tried.get(request_id))
+        each.end()
 
 
 def settled(requests: Sequence[Request], began: int) -> None:

@@ -29,7 +29,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from tests.helpers import MakeRuntime, WorkerProcess, drain, stub, wait_for, write_config  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    MakeRuntime,
+    WorkerProcess,
+    drain,
+    snapshot_system,
+    stub,
+    wait_for,
+    write_config,
+    write_snapshot,
+)
 from worker import tracing  # noqa: E402
 from worker.config import load  # noqa: E402
 from worker.engine import intake  # noqa: E402
@@ -180,6 +189,29 @@ def test_requests_erased_together_keep_a_trace_each(make_runtime: MakeRuntime,
         assert {s["parent"] for s in mine if s["name"] != "erasure.intake"} == {
             f"{tracing.root_span_id(request_id):016x}"}
     assert len(spans) == 4 * len(ids)
+
+
+def test_a_pass_spread_over_parts_is_an_erasure_system_span_a_request(make_runtime: MakeRuntime, tmp_path: Path,
+                                                                       traced: InMemorySpanExporter) -> None:
+    """A snapshot pass spread over three parts (a file each) makes one `erasure.system` span for each of its
+    requests, in the request's trace, from the spread to the settling, with the parts, the attempt and the
+    outcome (before, a spread pass made none: its requests' traces showed no attempt at the system)."""
+    for i, users in enumerate(([7, 100], [8, 101], [7, 8, 102])):
+        write_snapshot(tmp_path / "lake" / "2026-10-01" / f"part-{i}.parquet", users)
+    rt = make_runtime(snapshot_system(tmp_path / "lake"), worker={"batch_wait_seconds": 0, "snapshot_part_mb": 0})
+    ids = [intake.submit(rt, {"user_id": str(n)}).request_id for n in (7, 8)]
+    drain(rt)
+    spans = [s for s in traced.get_finished_spans() if s.name == "erasure.system"]
+    assert sorted((s.attributes or {})["erasure.request_id"] for s in spans) == sorted(ids)
+    for span in spans:
+        request_id = (span.attributes or {})["erasure.request_id"]
+        assert f"{span.context.trace_id:032x}" == uuid.UUID(str(request_id)).hex
+        assert span.parent is not None and span.parent.span_id == tracing.root_span_id(str(request_id))
+        assert {k: (span.attributes or {})[k] for k in ("erasure.system", "erasure.kind", "erasure.parts",
+                                                         "erasure.attempt", "erasure.outcome", "erasure.items")} \
+            == {"erasure.system": "clickstream", "erasure.kind": "snapshot", "erasure.parts": 3,
+                "erasure.attempt": 1, "erasure.outcome": "erased", "erasure.items": 2}
+        assert span.start_time is not None and span.end_time is not None and span.start_time <= span.end_time
 
 
 def test_a_refused_submit_is_a_failed_intake_span(make_runtime: MakeRuntime, traced: InMemorySpanExporter) -> None:

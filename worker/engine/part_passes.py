@@ -13,7 +13,9 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from connectors.base import Outcome
 from connectors.spreading import Rewritten, Splits
+from worker import tracing
 from worker.engine import outcomes
 from worker.runtime import Runtime
 from worker.store.models import PartStatus, SnapshotPart, SnapshotPass, SystemStatus, SystemTask, utcnow
@@ -45,6 +47,7 @@ def settle(rt: Runtime, session: Session, the_pass: SnapshotPass, connector: Spl
                                                                                         strict=True)})
     the_pass.settled_at = utcnow()
     log.info("snapshot.pass_settled", system=the_pass.system, requests=n, parts=the_pass.parts)
+    _traced(rt, session, the_pass, results)
     return outcomes.record_locked(rt, session, the_pass.system, results)
 
 
@@ -60,8 +63,10 @@ def fail_pass(rt: Runtime, session: Session, the_pass: SnapshotPass, part: Snaps
             each.status, each.lease_until = PartStatus.DROPPED, None
         removed |= {**(each.journal or {}), **(each.removed or {})}
     log.warning("snapshot.pass_failed", system=the_pass.system, part=part.id, error=error)
-    failed = outcomes.Failed(error, transient=transient)
-    retries = outcomes.record_locked(rt, session, the_pass.system, dict.fromkeys(the_pass.requests, failed))
+    failed: dict[str, Outcome | outcomes.Failed] = dict.fromkeys(the_pass.requests,
+                                                                 outcomes.Failed(error, transient=transient))
+    _traced(rt, session, the_pass, failed)
+    retries = outcomes.record_locked(rt, session, the_pass.system, failed)
     tasks = session.scalars(select(SystemTask).where(SystemTask.request_id.in_(the_pass.requests),
                                                      SystemTask.system == the_pass.system))
     for task in tasks:
@@ -70,6 +75,16 @@ def fail_pass(rt: Runtime, session: Session, the_pass: SnapshotPass, part: Snaps
         if kept and task.status in (SystemStatus.PENDING, SystemStatus.FAILED):
             task.progress = {**(task.progress or {}), **kept}
     return retries
+
+
+def _traced(rt: Runtime, session: Session, the_pass: SnapshotPass, results: dict[str, Any]) -> None:
+    """The pass's `erasure.system` span for each request, when tracing is on (the attempts read only then)."""
+    def attempts() -> dict[str, int]:
+        return {r: n for r, n in session.execute(select(SystemTask.request_id, SystemTask.attempts).where(
+            SystemTask.request_id.in_(the_pass.requests), SystemTask.system == the_pass.system))}
+
+    kind = next((s.kind for s in rt.config.systems if s.name == the_pass.system), "")
+    tracing.spread_pass(the_pass.system, kind, the_pass.created_at, the_pass.parts, results, attempts)
 
 
 def parts_of(session: Session, the_pass: SnapshotPass) -> list[SnapshotPart]:
