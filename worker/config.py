@@ -9,7 +9,6 @@ import os
 import random
 import re
 import tomllib
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -19,12 +18,10 @@ from urllib.parse import urlsplit
 
 from connectors import registry
 from connectors.base import ENV_NAME, ConfigReader, SystemConfig
-from connectors.normalize import Fold, describe, fold_text, parse_steps
-from connectors.sql.config import NAME as COLUMN_NAME
-from connectors.sql.config import TABLE_NAME, Lookup
-from worker.errors import ConfigError, InputError
+from connectors.normalize import Fold
+from worker.errors import ConfigError
+from worker.identifiers import IdentifierType, Resolver, read_identifiers, read_resolvers
 
-MAX_VALUE_LENGTH = 1024
 BACKOFF_JITTER = 0.2
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 DEADLINE = re.compile(r"\s*([1-9][0-9]?)\s+(day|days|month|months)\s*")
@@ -33,55 +30,7 @@ API_SCOPES = ("submit", "read", "operate")
 TOKEN_NAME_LIMIT = 100  # a token's name, which the audit trail records as who acted
 IMPLIED_SCOPES = {"operate": frozenset({"read"})}  # a token that settles manual tasks also reads what it settles
 EVERY_SYSTEM = ("retain", "training")  # keys of every [[systems]] table, whatever its kind
-PLAIN_QUERY = re.compile(  # a resolver query erasure can write itself, folding the stored side
-    r"\s*SELECT\s+(?P<select>[A-Za-z_][A-Za-z0-9_]*)\s+FROM\s+(?P<table>(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*)"
-    r"\s+WHERE\s+(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*:(?P<param>[A-Za-z_][A-Za-z0-9_]*)\s*;?\s*",
-    re.IGNORECASE,
-)
 
-
-@dataclass(frozen=True)
-class IdentifierType:
-    """One identifier type a request may carry, with its pattern and normalization (its fold: NFC,
-    then the steps; connectors compare the stored side after the same fold)."""
-
-    name: str
-    pattern: re.Pattern[str]
-    fold: Fold = ()
-
-    @property
-    def normalize(self) -> str:
-        """The steps as the config writes them ("none", "lower", ["trim", "lower"])."""
-        return describe(self.fold)
-
-    def clean(self, raw: Any) -> str:
-        """The normalized value, or InputError; the message never repeats the value."""
-        if not isinstance(raw, str):
-            raise InputError(f"{self.name}: a value must be a string, got {type(raw).__name__}")
-        if raw == "":
-            raise InputError(f"{self.name}: the value is empty")
-        if len(raw) > MAX_VALUE_LENGTH:
-            raise InputError(f"{self.name}: the value is longer than {MAX_VALUE_LENGTH} characters")
-        if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in raw):
-            raise InputError(f"{self.name}: the value contains control characters")
-        value = fold_text(raw, self.fold)
-        if not value:  # "   " with trim: an empty value would match every empty column
-            raise InputError(f"{self.name}: the value is empty once normalized")
-        if len(value) > MAX_VALUE_LENGTH:  # lower-casing can lengthen a value ("İ" becomes two)
-            raise InputError(f"{self.name}: the value is longer than {MAX_VALUE_LENGTH} characters")
-        if not self.pattern.fullmatch(value):
-            raise InputError(f"{self.name}: the value does not match the pattern {self.pattern.pattern}")
-        return value
-
-
-@dataclass(frozen=True)
-class Resolver:
-    """Derives values of one identifier type from another with a query on a sql system."""
-
-    system: str
-    from_type: str
-    to_type: str
-    query: str | Lookup  # the config's SQL, or table, column and select that erasure writes the SQL for
 
 
 @dataclass(frozen=True)
@@ -239,7 +188,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     top = ConfigReader(str(path), "top level", raw, frozenset())
     top.only("store_url", "broker_url", "deadline_days", "deadline", "worker", "identifiers",
              "resolvers", "systems", "api", "mlflow", "models")
-    identifiers = _identifiers(top)
+    identifiers = read_identifiers(top)
     folds = {name: kind.fold for name, kind in identifiers.items()}
     systems = _systems(top, folds)
     broker_url = _sqlite_beside(os.environ.get("ERASURE_BROKER_URL")
@@ -252,7 +201,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         deadline=_deadline(top),
         worker=_worker(top.child("worker", raw.get("worker", {})), broker_url),
         identifiers=identifiers,
-        resolvers=_resolvers(top, folds, systems),
+        resolvers=read_resolvers(top, folds, systems),
         systems=systems,
         mlflow_tracking_uri=_mlflow_tracking_uri(top, path),
         api=_api(top.child("api", top.raw.get("api", {}))),
@@ -318,28 +267,6 @@ def _mlflow_tracking_uri(top: ConfigReader, path: Path) -> str | None:
     return _sqlite_beside(uri, path) if uri else None
 
 
-def _identifiers(top: ConfigReader) -> dict[str, IdentifierType]:
-    table = top.child("identifiers", top.raw.get("identifiers", {}))
-    if not table.raw:
-        raise top.error("identifiers", "declare at least one identifier type")
-    found = {}
-    for name, spec in table.raw.items():
-        if not name.isidentifier():
-            raise table.error(name, "an identifier type is a plain name like user_id")
-        one = table.child(name, spec)
-        one.only("pattern", "normalize")
-        try:
-            pattern = re.compile(one.text("pattern"))
-        except re.error as exc:
-            raise one.error("pattern", f"not a valid regular expression: {exc}") from None
-        try:
-            fold = parse_steps(one.raw.get("normalize", "none"))
-        except ValueError as exc:
-            raise one.error("normalize", str(exc)) from None
-        found[name] = IdentifierType(name, pattern, fold)
-    return found
-
-
 def training_default(config_class: type[SystemConfig]) -> bool:
     """Whether a kind's systems hold training data unless their table says otherwise: the default its
     config class gives the `training` field (true for snapshot, false for sql, s3 and stub)."""
@@ -376,57 +303,6 @@ def _systems(top: ConfigReader, folds: Mapping[str, Fold]) -> tuple[SystemConfig
         reader.raw = {key: value for key, value in raw.items() if key not in EVERY_SYSTEM}
         systems.append(replace(connector.config_class.read(reader), retain=retain, training=training))
     return tuple(systems)
-
-
-def _resolvers(top: ConfigReader, folds: Mapping[str, Fold], systems: tuple[SystemConfig, ...]) -> tuple[Resolver, ...]:
-    found = []
-    kinds = {s.name: s.kind for s in systems}
-    for index, raw in enumerate(top.optional("resolvers", list, [])):
-        one = top.child("resolvers", raw, index)
-        one.folds = folds
-        one.only("system", "from", "to", "query", "table", "column", "select", "match")
-        system = one.text("system")
-        if kinds.get(system) != "sql":
-            raise one.error("system", f"{system!r} is not a sql system of this config")
-        from_type, to_type = one.identifier("from", one.raw.get("from")), one.identifier("to", one.raw.get("to"))
-        match = one.optional("match", str, "normalized")
-        if match not in ("exact", "normalized"):
-            raise one.error("match", f'must be "exact" or "normalized", not {match!r}')
-        exact = match == "exact"
-        if "query" in one.raw:
-            query: str | Lookup = _resolver_query(one, from_type, exact)
-        else:
-            names = {key: one.text(key) for key in ("table", "column", "select")}
-            if not TABLE_NAME.fullmatch(names["table"]):
-                raise one.error("table", f"{names['table']!r} is not a plain name (or schema.table)")
-            for key in ("column", "select"):
-                if not COLUMN_NAME.fullmatch(names[key]):
-                    raise one.error(key, f"{names[key]!r} is not a plain column name (letters, digits, _)")
-            query = Lookup(names["table"], names["column"], names["select"], one.fold(from_type), exact)
-        found.append(Resolver(system, from_type, to_type, query))
-    return tuple(found)
-
-
-def _resolver_query(one: ConfigReader, from_type: str, exact: bool) -> str | Lookup:
-    """A resolver's own query. The plain shape `SELECT a FROM t WHERE b = :type` becomes a lookup, whose
-    SQL erasure writes with the stored side folded; any other query must bind the value and fold the
-    stored side itself (a query cannot be rewritten), unless `match = "exact"`."""
-    if any(key in one.raw for key in ("table", "column", "select")):
-        raise one.error("query", "a resolver has a query, or table, column and select: not both")
-    query = one.text("query")
-    if not re.search(rf":{re.escape(from_type)}\b", query):
-        raise one.error("query", f"must use the bound parameter :{from_type}")
-    plain = PLAIN_QUERY.fullmatch(query)
-    if plain and plain["param"] == from_type:
-        return Lookup(plain["table"], plain["column"], plain["select"], one.fold(from_type), exact)
-    missing = [step for step in one.fold(from_type) if not re.search(rf"\b{step}\s*\(", query, re.IGNORECASE)]
-    if missing and not exact:
-        # `... email = :email` compares a lowered value with the stored one byte for byte: a stored
-        # "MARY@X" would match nothing, and the request would be certified erased
-        raise one.error("query", f"{from_type} is normalized ({describe(one.fold(from_type))}): fold the stored "
-                                 f"side the same way (e.g. {missing[-1]}(column) = :{from_type}), or write table, "
-                                 f'column and select instead, or say match = "exact" if it is stored normalized')
-    return query
 
 
 def _deadline(top: ConfigReader) -> Deadline:

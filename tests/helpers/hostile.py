@@ -17,8 +17,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from connectors.normalize import Fold, fold_text
-from worker.config import IdentifierType
 from worker.errors import InputError
+from worker.identifiers import IdentifierType
 
 PIECES = (  # each a fragment some matcher once took for more than a literal
     "%", "_", "*", "?", "[", "]", "[!a]", "\\", "'", '"', "`", ";", "--", "/*", "*/", "#", "{", "}", "$", "^",

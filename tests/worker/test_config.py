@@ -18,8 +18,9 @@ from connectors.snapshot.connector import SnapshotConfig
 from connectors.sql.config import Lookup, Reference, SqlConfig, SqlTable
 from connectors.stub import StubConfig
 from tests.helpers import stub, system_table, write_config
-from worker.config import Config, Deadline, IdentifierType, Resolver, WorkerSettings, load, parse
+from worker.config import Config, Deadline, WorkerSettings, load, parse
 from worker.errors import ConfigError, InputError
+from worker.identifiers import IdentifierType, Resolver
 from worker.surfaces.cli import main
 
 PATH = Path("erasure.toml")

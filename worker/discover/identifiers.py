@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from connectors.normalize import Fold, fold_text
 from connectors.sql.config import NAME, TABLE_NAME
-from worker.config import IdentifierType
 from worker.errors import InputError
+from worker.identifiers import IdentifierType
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
 DIGITS_PATTERN = "^[0-9]{1,18}$"

@@ -16,8 +16,9 @@ from connectors import registry
 from connectors.base import Checked, Patterns, SystemConfig
 from connectors.errors import one_line
 from connectors.sql.probe import prepare
-from worker.config import Config, Resolver
+from worker.config import Config
 from worker.errors import ErasureError
+from worker.identifiers import Resolver
 
 TIMEOUT = 20.0  # seconds each system and resolver may take
 

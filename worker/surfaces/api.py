@@ -23,9 +23,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from worker.config import MAX_VALUE_LENGTH, Config
+from worker.config import Config
 from worker.engine import explain, intake, locate
 from worker.errors import ConnectorError, InputError, NoSuchRequest, one_line
+from worker.identifiers import MAX_VALUE_LENGTH
 from worker.runtime import Runtime
 from worker.store.engine import StoreUnavailable
 from worker.store.models import RequestStatus, Scope

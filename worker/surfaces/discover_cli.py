@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from worker import config as settings
-from worker.config import IdentifierType
 from worker.discover.draft import render
 from worker.discover.identifiers import identifier_types
 from worker.discover.run import discover
 from worker.discover.snapshots import FORMATS
 from worker.errors import InputError
+from worker.identifiers import IdentifierType
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
