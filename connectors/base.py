@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -26,7 +26,7 @@ from connectors.subject import INTEGER, Subject, as_integer
 
 __all__ = ["CANNOT_EXPORT", "CANNOT_LOOK", "ENV_NAME", "INTEGER", "Checked", "ConfigReader", "Connector",
            "EnvSecret", "Journal", "Outcome", "Part", "Patterns", "Preview", "Retention", "SnapshotHit", "Subject",
-           "SystemConfig", "Template", "as_integer", "every_one", "retry_blips"]
+           "SystemConfig", "Template", "as_integer", "by_an_earlier_attempt", "every_one", "retry_blips"]
 
 T = TypeVar("T")
 
@@ -150,6 +150,12 @@ class Connector(ABC):
         """verify() for each subject, in order; a kind that batches does it in one pass."""
         return [self.verify(subject) for subject in subjects]
 
+    def with_earlier(self, outcome: Outcome, earlier: Mapping[str, int]) -> Outcome:
+        """The outcome plus what an earlier attempt journaled and did (journal key -> items) that this one found
+        already done: counted in its items, listed under `by_an_earlier_attempt` (a kind whose journal keys are
+        entries of its own evidence, as the snapshot kind's files, lists them there instead)."""
+        return by_an_earlier_attempt(outcome, earlier)
+
     def use_pseudonym_key(self, key: Callable[[], bytes]) -> None:  # noqa: B027 - a hook with a no-op default
         """Keep the worker's pseudonym key (a kind that writes keyed pseudonyms, as sql's `{ hash = true }`,
         makes them under it, so a value gets the same one in every process); `key()` reads it when needed."""
@@ -177,6 +183,12 @@ class Connector(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def by_an_earlier_attempt(outcome: Outcome, earlier: Mapping[str, int]) -> Outcome:
+    """Connector.with_earlier's default: the items counted, the keys listed under `by_an_earlier_attempt`."""
+    evidence = {**outcome.evidence, "by_an_earlier_attempt": dict(sorted(earlier.items()))}
+    return replace(outcome, items_erased=outcome.items_erased + sum(earlier.values()), evidence=evidence)
 
 
 def every_one(done: Sequence[Outcome | ConnectorError]) -> list[Outcome]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import errno
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -246,6 +247,14 @@ class SnapshotConnector(Connector):
         rows_by_file = {rel: n[subject] for rel, n in removed.items() if n[subject]}
         evidence: dict[str, Any] = {"files": files} | ({"files_skipped": list(skipped)} if skipped else {})
         return Outcome(sum(rows_by_file.values()), evidence, self._hits(rows_by_file))
+
+    def with_earlier(self, outcome: Outcome, earlier: Mapping[str, int]) -> Outcome:
+        """The outcome plus the files an earlier attempt swapped in (file -> rows it removed) that this one
+        found already clean: each listed among its `files`, marked `by_an_earlier_attempt`."""
+        files = [*outcome.evidence.get("files", []), *({"file": rel, "rows_removed": n, "by_an_earlier_attempt": True}
+                                                      for rel, n in sorted(earlier.items()))]
+        return replace(outcome, items_erased=outcome.items_erased + sum(earlier.values()),
+                       evidence={**outcome.evidence, "files": files})
 
     def _snapshot(self, rel: str) -> str:
         return f"{self.config.name}:{rel.split('/', 1)[0]}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from connectors import registry
-from connectors.base import Outcome
+from connectors.base import Connector, Outcome, by_an_earlier_attempt
 from worker.engine import settle
 from worker.engine.state import move_system
 from worker.errors import ConfigError, TransientError
@@ -122,23 +122,14 @@ class ClaimLost(TransientError):
     """A claim that lapsed while its pass ran: the pass stops before it changes anything more."""
 
 
-def _with_journaled(task: SystemTask, outcome: Outcome, ours: frozenset[str] = frozenset()) -> Outcome:
+def _with_journaled(task: SystemTask, outcome: Outcome, ours: frozenset[str], connector: Connector | None) -> Outcome:
     """The outcome, plus what an earlier attempt journaled and then did (a file swapped in, a transaction
-    committed) that this one found already done: the journal's keys this attempt did not journal itself
-    (`ours`) nor count (a file it rewrote). A snapshot's are files, added to its `files`; another kind's
-    (sql: "rows") are listed under `by_an_earlier_attempt`."""
-    files = list(outcome.evidence.get("files", []))
-    redone = ours | {f["file"] for f in files if f.get("rows_removed")}
-    before = {key: n for key, n in (task.progress or {}).items() if key not in redone}
+    committed) that this one found already done: the journal's keys this attempt did not account for itself
+    (`ours`: what it journaled, or its parts rewrote), as the system's connector lists them."""
+    before = {key: n for key, n in (task.progress or {}).items() if key not in ours}
     if not before:
         return outcome
-    evidence = dict(outcome.evidence)
-    if "files" in evidence:
-        evidence["files"] = files + [{"file": rel, "rows_removed": n, "by_an_earlier_attempt": True}
-                                     for rel, n in sorted(before.items())]
-    else:
-        evidence["by_an_earlier_attempt"] = dict(sorted(before.items()))
-    return dataclasses.replace(outcome, items_erased=outcome.items_erased + sum(before.values()), evidence=evidence)
+    return connector.with_earlier(outcome, before) if connector else by_an_earlier_attempt(outcome, before)
 
 
 @_outlasting_store_outages
@@ -153,12 +144,13 @@ def record(rt: Runtime, system: str, results: dict[str, Outcome | Failed]) -> No
     send_retries(rt, system, retries)
 
 
-def record_locked(rt: Runtime, session: Session, system: str,
-                  results: dict[str, Outcome | Failed]) -> list[tuple[str, str, float]]:
+def record_locked(rt: Runtime, session: Session, system: str, results: dict[str, Outcome | Failed],
+                  accounted: Mapping[str, frozenset[str]] | None = None) -> list[tuple[str, str, float]]:
     """record() within a transaction the caller holds; the retries (request, kind, in seconds) to send
-    once it commits."""
+    once it commits. `accounted`: each request's journal keys its outcome counted, where not what this
+    process journaled (a pass spread over parts: the files they rewrote)."""
     retries: list[tuple[str, str, float]] = []
-    connector = origin(rt, system)
+    connector, made = origin(rt, system), _connector(rt, system)
     if results:
         requests = session.scalars(select(Request).where(Request.id.in_(results)).order_by(Request.id)
                                    .with_for_update().options(selectinload(Request.systems))).all()
@@ -176,7 +168,9 @@ def record_locked(rt: Runtime, session: Session, system: str,
             if isinstance(result, Failed):
                 retry_in = _failed(rt, task, result, connector)
             else:
-                erased(task, result, {"connector": connector}, rt.journaled(request.id, system))
+                ours = rt.journaled(request.id, system) if accounted is None else accounted.get(request.id,
+                                                                                               frozenset())
+                erased(task, result, {"connector": connector}, ours, made)
             if retry_in is not None:
                 retries.append((request.id, task.kind, retry_in))
             else:
@@ -192,6 +186,14 @@ def send_retries(rt: Runtime, system: str, retries: list[tuple[str, str, float]]
         rt.dispatch.erase(request_id, system, kind, countdown=retry_in)
 
 
+def _connector(rt: Runtime, system: str) -> Connector | None:
+    """The system's connector (None for a system no longer configured, or a kind that cannot be loaded)."""
+    try:
+        return rt.connector(system)
+    except (KeyError, ConfigError):
+        return None
+
+
 def origin(rt: Runtime, system: str) -> dict[str, str]:
     """The distribution and version of the system's connector kind, which its outcomes' audit events
     record ({} for a system no longer configured)."""
@@ -201,10 +203,12 @@ def origin(rt: Runtime, system: str) -> dict[str, str]:
         return {}
 
 
-def erased(task: SystemTask, outcome: Outcome, audit_data: dict[str, Any], ours: frozenset[str] = frozenset()) -> None:
+def erased(task: SystemTask, outcome: Outcome, audit_data: dict[str, Any], ours: frozenset[str] = frozenset(),
+           connector: Connector | None = None) -> None:
     """Settled: erased, not found, or exempt; `audit_data` goes into the audit event (the connector that
-    erased it, or the person who settled a manual system's task); `ours`: what this attempt journaled."""
-    outcome, task.progress = _with_journaled(task, outcome, ours), None
+    erased it, or the person who settled a manual system's task); `ours`: the journal keys this attempt
+    accounted for; `connector`: the system's, which lists what an earlier attempt did."""
+    outcome, task.progress = _with_journaled(task, outcome, ours, connector), None
     items, evidence = _with_earlier_passes(task, outcome)
     if outcome.exempt_reason:
         move_system(task, SystemStatus.EXEMPT, items_erased=items, evidence=evidence, error=None,

@@ -48,7 +48,10 @@ def settle(rt: Runtime, session: Session, the_pass: SnapshotPass, connector: Spl
     the_pass.settled_at = utcnow()
     log.info("snapshot.pass_settled", system=the_pass.system, requests=n, parts=the_pass.parts)
     _traced(rt, session, the_pass, results)
-    return outcomes.record_locked(rt, session, the_pass.system, results)
+    # the files each request's rows were removed from now: an earlier attempt's journal of them is superseded
+    accounted = {r: frozenset(rel for rel, rows in done.removed.items() if rows[i])
+                 for i, r in enumerate(the_pass.requests)}
+    return outcomes.record_locked(rt, session, the_pass.system, results, accounted)
 
 
 def fail_pass(rt: Runtime, session: Session, the_pass: SnapshotPass, part: SnapshotPart, error: str,

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from connectors.snapshot.connector import SnapshotConnector
 from tests.helpers import MakeRuntime, drain, snapshot_system, write_snapshot
-from worker.engine import intake, parts, reconcile
+from worker.engine import fanout, intake, parts, reconcile
 from worker.errors import PermanentError, TransientError
 from worker.runtime import Runtime
 from worker.store.models import PartStatus, SnapshotHit, SnapshotPart, SnapshotPass, SystemTask, utcnow
@@ -214,3 +214,49 @@ def test_a_part_failing_for_good_fails_the_pass_and_keeps_the_counts(make_runtim
         {"2026-10-01/part-01.parquet": 1},
         {f"2026-10-01/part-0{i}.parquet": 2 for i in range(4)},
     ]
+
+
+def test_a_retry_after_a_failed_pass_counts_what_the_failed_pass_removed_once(make_runtime: MakeRuntime,
+                                                                             tmp_path: Path, one_process: Any) -> None:
+    """A pass fails at its fifth part, which journaled its file and was refused before the swap, after four
+    parts removed rows; retried, a new spread pass finds those four files clean and counts their rows from
+    the journal (listed as by an earlier attempt), rewrites the fifth and the rest (its journal entry then
+    superseded), and each request ends with the counts and files one process's pass gives, none twice."""
+    rt, root, held = spread_world(make_runtime, tmp_path)
+    connector = rt.connector("clickstream")
+    assert isinstance(connector, SnapshotConnector)
+    erase_files = connector.erase_files
+
+    def the_fifth_fails(subjects: Any, files: Any, journal: Any = None) -> Any:
+        if files != ["2026-10-01/part-04.parquet"]:
+            return erase_files(subjects, files, journal)
+
+        def noted(rel: str, rows: list[int]) -> None:  # journaled, then refused before the swap
+            journal(rel, rows)
+            raise PermanentError(f"snapshot clickstream: {rel}: permission denied")
+
+        return erase_files(subjects, files, noted)
+
+    connector.erase_files = the_fifth_fails  # type: ignore[method-assign]
+    for part_id in held:
+        parts.run_part(rt, part_id)
+    connector.erase_files = erase_files  # type: ignore[method-assign]
+    ids = request_ids(rt)
+    held.clear()
+    for request_id in ids:
+        fanout.retry(rt, request_id)
+    drain(rt)
+    assert len(held) == 12  # the retry's pass, spread again
+    for part_id in held:
+        parts.run_part(rt, part_id)
+    drain(rt)
+
+    expected, files = one_process
+    assert left_rows(root) == files
+    done = settled(rt, ids)
+    assert [(status, items) for status, items, _, _ in done] == [(status, items) for status, items, _, _ in expected]
+    for (_, _, evidence, _), earlier in zip(done, ({"2026-10-01/part-00.parquet", "2026-10-01/part-03.parquet"},
+                                                  {"2026-10-01/part-01.parquet"},
+                                                  {f"2026-10-01/part-0{i}.parquet" for i in range(4)}), strict=True):
+        assert {f["file"] for f in evidence["files"] if f.get("by_an_earlier_attempt")} == earlier
+        assert sum(f["rows_removed"] for f in evidence["files"]) == evidence["items"]
