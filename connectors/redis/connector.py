@@ -10,7 +10,7 @@ unlinked, in batches. Evidence holds templates and counts, never a key holding a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,12 +18,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from connectors.base import Checked, Connector, Outcome, Part, Patterns, Preview, Subject, retry_blips
+from connectors.base import Checked, Connector, Journal, Outcome, Part, Patterns, Preview, Subject, retry_blips
 from connectors.errors import ConnectorError, PermanentError, TransientError, one_line
 from connectors.redis import preview, probe
 from connectors.redis.config import PAIRS, RedisConfig
 
 UNLINK_BATCH = 500
+STEPS = {"keys": "keys", "scan": "scan", "hashes": "members", "sets": "members", "sorted_sets": "members"}  # journal
 GLOB = re.compile(r"([*?\[\]\\])")
 REMOVE = {"hashes": "hdel", "sets": "srem", "sorted_sets": "zrem"}
 HOLDS = {"hashes": "hexists", "sets": "sismember", "sorted_sets": "zscore"}
@@ -81,31 +82,65 @@ class RedisConnector(Connector):
         removed: dict[Label, int] = {}  # kept across retries: a retry finds only what is left
         return retry_blips(self._erase)(subject, removed)
 
+    def erase_many(self, subjects: Sequence[Subject],
+                   journal: Journal | None = None) -> Sequence[Outcome | ConnectorError]:
+        """erase() for each subject in turn. With a journal, before each removal the subject's count of its
+        step (`keys`, `scan`, `members`) once the removal is answered is told (what is there, read just
+        before), so a worker killed after a removal and before the store's record loses no count; a kill
+        between two batches of one prefix's keys still loses the first batches' count."""
+        if journal is None:
+            return [self.erase(subject) for subject in subjects]
+        done: list[Outcome | ConnectorError] = []
+        for i, subject in enumerate(subjects):
+            def tell(step: str, total: int, i: int = i) -> None:
+                journal(step, [total if j == i else 0 for j in range(len(subjects))])
+
+            removed: dict[Label, int] = {}
+            done.append(retry_blips(self._erase)(subject, removed, tell))
+        return done
+
     def verify(self, subject: Subject) -> int:
         """Keys still there (exact or under a prefix, each once), plus fields and members in other keys."""
         present = self._present(subject)
-        asked = [((s, i), HOLDS[s], (k, m)) for s, i, k, m in self._members(subject) if k.encode() not in present]
-        answers = self._pipelined(asked, "verify")
-        held = [answer is not None if label[0] == "sorted_sets" else bool(answer)  # a score may be 0
-                for (label, _, _), answer in zip(asked, answers, strict=True)]
-        return len(present) + sum(held)
+        return len(present) + self._held([m for m in self._members(subject) if m[2].encode() not in present],
+                                         "verify")
 
-    def _erase(self, subject: Subject, removed: dict[Label, int]) -> Outcome:
+    def _erase(self, subject: Subject, removed: dict[Label, int],
+               tell: Callable[[str, int], None] | None = None) -> Outcome:
         def add(label: Label, count: Any) -> None:
             removed[label] = removed.get(label, 0) + int(count)
 
-        unlinks = [(label, "unlink", (key,)) for key, label in self._keys(subject).items()]
+        def before(step: str, n: int) -> None:  # journaled first: the step's count once this removal is answered
+            if tell is not None and n:
+                tell(step, sum(c for (section, _), c in removed.items() if STEPS[section] == step) + n)
+
+        keys = self._keys(subject)
+        if tell is not None:  # what is there now: read only to journal it
+            before("keys", sum(map(bool, self._pipelined([(label, "exists", (key,)) for key, label in keys.items()],
+                                                         "erase"))))
+        unlinks = [(label, "unlink", (key,)) for key, label in keys.items()]
         for (label, _, _), count in zip(unlinks, self._pipelined(unlinks, "erase"), strict=True):
             add(label, count)
         for i, prefix in enumerate(self.config.scan):
             for rendered in prefix.render(subject):
                 for batch in self._scanned(rendered, ("scan", i), "erase"):
+                    before("scan", len(batch))
                     with self._boundary("erase", self._describe(("scan", i))):
                         add(("scan", i), self.client.unlink(*batch))
-        removals = [((s, i), REMOVE[s], (k, m)) for s, i, k, m in self._members(subject)]
+        members = self._members(subject)
+        if tell is not None:
+            before("members", self._held(members, "erase"))
+        removals = [((s, i), REMOVE[s], (k, m)) for s, i, k, m in members]
         for (label, _, _), count in zip(removals, self._pipelined(removals, "erase"), strict=True):
             add(label, count)
         return Outcome(sum(removed.values()), self._evidence(removed))
+
+    def _held(self, members: list[tuple[str, int, str, str]], action: str) -> int:
+        """How many of these fields and members are there (a sorted-set member with a score of 0 counts)."""
+        asked = [((s, i), HOLDS[s], (k, m)) for s, i, k, m in members]
+        answers = self._pipelined(asked, action)
+        return sum(answer is not None if label[0] == "sorted_sets" else bool(answer)
+                   for (label, _, _), answer in zip(asked, answers, strict=True))
 
     def _keys(self, subject: Subject) -> dict[str, Label]:
         """Each exact key once, with the first template that names it."""

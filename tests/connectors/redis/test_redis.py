@@ -237,3 +237,22 @@ def test_the_match_pattern_alone_finds_only_the_value(db: redis.Redis) -> None:
     for value in values:
         found = list(db.scan_iter(match=glob_escaped(f"k:{value}:") + "*", count=1000))
         assert found == [f"k:{value}:data".encode()], value
+
+
+def test_each_removal_is_journaled_before_it_is_made(redis_url: str, db: redis.Redis) -> None:
+    """With a journal, each step's count once its removal is answered is told while what it removes is still
+    there: the exact keys, then the scanned keys, then the members; a subject with nothing tells nothing."""
+    db.mset({"session:4": "a", "cache:4:a": "1", "cache:4:b": "2", "session:42": "n", "cache:42:a": "n"})
+    db.hset("profiles", mapping={"4": "me", "42": "n"})
+    told: list[tuple[str, list[int], int, int, bool]] = []
+
+    def journal(step: str, items: list[int]) -> None:
+        told.append((step, items, int(db.exists("session:4")), len(list(db.scan_iter("cache:4:*"))),
+                     bool(db.hexists("profiles", "4"))))
+
+    with connector(redis_url, keys=["session:{user_id}"], scan=["cache:{user_id}:"],
+                   hashes=[{"key": "profiles", "field": "{user_id}"}]) as c:
+        done = c.erase_many([user("4"), user("5")], journal)
+    assert [o.items_erased for o in done] == [4, 0]  # type: ignore[union-attr]
+    assert told == [("keys", [1, 0], 1, 2, True), ("scan", [2, 0], 0, 2, True), ("members", [1, 0], 0, 0, True)]
+    assert db.exists("session:42", "cache:42:a") == 2 and db.hget("profiles", "42") == b"n"

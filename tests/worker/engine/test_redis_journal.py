@@ -1,0 +1,60 @@
+"""The journal for redis systems: before each removal (the exact keys, the scanned keys, the members) the
+subject's count of that step is noted in the store, so an attempt that dies after removing and before the
+store records its outcome loses no count; one that dies before removing counts them once, when it removes."""
+
+from __future__ import annotations
+
+import redis
+
+from tests.helpers import REDIS_CLAIM, MakeRuntime, drain, first_attempt_dies, system_table
+from worker.engine import intake
+from worker.runtime import Runtime
+from worker.surfaces import views
+
+
+def cache(make_runtime: MakeRuntime, redis_url: str) -> Runtime:
+    """User 42's session key, two cache keys under its prefix and its profile field; user 420's alike."""
+    db = redis.Redis.from_url(redis_url)
+    db.mset({"session:42": "a", "cache:42:x": "1", "cache:42:y": "2", "session:420": "n", "cache:420:x": "n"})
+    db.hset("profiles", mapping={"42": "me", "420": "n"})
+    db.close()
+    return make_runtime(system_table("cache", "redis", url=redis_url, keys=["session:{user_id}"],
+                                     scan=["cache:{user_id}:"], hashes=[{"key": "profiles", "field": "{user_id}"}]))
+
+
+def left(redis_url: str) -> tuple[list[bytes], list[bytes]]:
+    """The keys left (the test's claim aside) and the profile fields left."""
+    db = redis.Redis.from_url(redis_url)
+    try:
+        return sorted(k for k in db.scan_iter() if k != REDIS_CLAIM.encode()), sorted(db.hkeys("profiles"))
+    finally:
+        db.close()
+
+
+def test_items_removed_by_an_attempt_that_died_are_counted_by_the_next(make_runtime: MakeRuntime,
+                                                                       redis_url: str) -> None:
+    """The first attempt removes user 42's four items and dies before the store records it; the second finds
+    nothing, yet the system counts four, from the journal, step by step."""
+    rt = cache(make_runtime, redis_url)
+    first_attempt_dies(rt.connector("cache"), "after the change")
+    request_id = intake.submit(rt, {"user_id": "42"}).request_id
+    drain(rt)
+
+    assert left(redis_url) == ([b"cache:420:x", b"profiles", b"session:420"], [b"420"])
+    system = views.status(rt, request_id)["systems"][0]
+    assert (system["status"], system["attempts"], system["items_erased"]) == ("erased", 2, 4)
+    assert views.evidence(rt, request_id)["cache"]["by_an_earlier_attempt"] == {"keys": 1, "members": 1, "scan": 2}
+
+
+def test_items_journaled_but_never_removed_are_counted_once(make_runtime: MakeRuntime, redis_url: str) -> None:
+    """The first attempt journals its exact key and dies before removing it: the second removes all four
+    items and counts four, not five."""
+    rt = cache(make_runtime, redis_url)
+    first_attempt_dies(rt.connector("cache"), "before the change")
+    request_id = intake.submit(rt, {"user_id": "42"}).request_id
+    drain(rt)
+
+    assert left(redis_url) == ([b"cache:420:x", b"profiles", b"session:420"], [b"420"])
+    system = views.status(rt, request_id)["systems"][0]
+    assert (system["status"], system["attempts"], system["items_erased"]) == ("erased", 2, 4)
+    assert "by_an_earlier_attempt" not in views.evidence(rt, request_id)["cache"]
