@@ -10,16 +10,29 @@ Only the backend a system names is imported (lance.py: lancedb; qdrant.py: qdran
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from connectors.base import Checked, Connector, Outcome, Part, Patterns, Preview, SnapshotHit, Subject, retry_blips
-from connectors.errors import PermanentError
+from connectors.base import (
+    Checked,
+    Connector,
+    Journal,
+    Outcome,
+    Part,
+    Patterns,
+    Preview,
+    SnapshotHit,
+    Subject,
+    retry_blips,
+)
+from connectors.errors import ConnectorError, PermanentError
 from connectors.snapshot.scan import WhereBatch
 from connectors.vector import preview, probe
 from connectors.vector.config import VectorConfig
 
+JOURNAL_KEY = "rows"  # what erase_many tells the journal its deletes as
 RECHECK_MARGIN = timedelta(minutes=5)  # past the retention, so that cleanup finds the versions old enough
 
 
@@ -76,6 +89,26 @@ class VectorConnector(Connector):
         """Delete the subject's rows, then have the store drop them from disk."""
         return retry_blips(self._erase)(subject)
 
+    def erase_many(self, subjects: Sequence[Subject],
+                   journal: Journal | None = None) -> Sequence[Outcome | ConnectorError]:
+        """erase() for each subject in turn. With a journal, each subject's rows, counted just before, are told
+        before the delete, so a worker killed after it and before the store's record loses no count."""
+        if journal is None:
+            return [self.erase(subject) for subject in subjects]
+        done: list[Outcome | ConnectorError] = []
+        for i, subject in enumerate(subjects):
+            def tell(rows: int, i: int = i) -> None:
+                journal(JOURNAL_KEY, [rows if j == i else 0 for j in range(len(subjects))])
+
+            done.append(retry_blips(self._erase)(subject, tell))
+        return done
+
+    def with_earlier(self, outcome: Outcome, earlier: Mapping[str, int]) -> Outcome:
+        """The rows an earlier attempt deleted, counted; on LanceDB with `cleanup_older_than`, its older
+        versions may keep them still: an exemption until then (from now, the latest it can end)."""
+        merged = super().with_earlier(outcome, earlier)
+        return merged if merged.exempt_reason else self._kept(merged)
+
     def verify(self, subject: Subject) -> int:
         """How many of the subject's rows are left."""
         return retry_blips(self.backend.count)(subject)
@@ -94,7 +127,9 @@ class VectorConnector(Connector):
             self._backend.close()
             self._backend = None
 
-    def _erase(self, subject: Subject) -> Outcome:
+    def _erase(self, subject: Subject, tell: Callable[[int], None] | None = None) -> Outcome:
+        if tell is not None and (found := self.backend.count(subject)):
+            tell(found)
         removed = self.backend.delete(subject)
         cleanup = self.backend.compact()
         c = self.config
@@ -102,15 +137,17 @@ class VectorConnector(Connector):
                     "where": dict(c.where), "rows_removed": removed} | cleanup
         if c.backend == "lancedb":
             evidence["cleanup_older_than_seconds"] = c.cleanup_older_than
+        return self._kept(Outcome(removed, evidence, self._hits(removed)))
+
+    def _kept(self, outcome: Outcome) -> Outcome:
+        """The outcome, exempt until LanceDB's cleanup may drop the older versions that keep its rows."""
+        c, removed = self.config, outcome.items_erased
         if not removed or not c.cleanup_older_than or c.backend != "lancedb":
-            return Outcome(removed, evidence, self._hits(removed))
+            return outcome
         until = datetime.now(UTC) + timedelta(seconds=c.cleanup_older_than) + RECHECK_MARGIN
-        return Outcome(
-            removed, evidence, self._hits(removed),
-            exempt_reason=f"older versions of LanceDB table {c.table!r} keep the {removed} rows removed until "
-                          f"{until:%Y-%m-%dT%H:%M:%SZ} (cleanup_older_than); the erase then removes them",
-            recheck_at=until,
-        )
+        reason = (f"older versions of LanceDB table {c.table!r} keep the {removed} rows removed until "
+                  f"{until:%Y-%m-%dT%H:%M:%SZ} (cleanup_older_than); the erase then removes them")
+        return replace(outcome, exempt_reason=reason, recheck_at=until)
 
     def _hits(self, rows: int) -> tuple[SnapshotHit, ...]:
         return (SnapshotHit(f"{self.config.name}:{self.config.table}", rows),) if rows else ()
