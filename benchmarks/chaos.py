@@ -3,14 +3,16 @@
     python benchmarks/chaos.py [--minutes 10] [--subjects 2000] [--rate 4] [--seed 7]
 
 (a short run: --minutes 2 --subjects 300; tests/faults/test_chaos.py runs one in CI). Needs
-PostgreSQL, MariaDB and RabbitMQ on 127.0.0.1 with `pg_ctlcluster` and `rabbitmqctl` on this
+PostgreSQL, MariaDB, Redis and RabbitMQ on 127.0.0.1 with `pg_ctlcluster` and `rabbitmqctl` on this
 machine (it restarts them: run it alone). The run's own PostgreSQL databases (store, app), MariaDB
-database and RabbitMQ vhost are made and dropped; S3 is moto's server, in this process.
+database and RabbitMQ vhost are made and dropped, its Redis keys (database 0) all start with its
+name and are deleted; S3 is moto's server, in this process.
 
 The world: --subjects people, each with a user row and three orders in PostgreSQL, a profile in
-MariaDB, an object in a bucket and rows in a Parquet snapshot; half of them will be erased, the
-other half never are, and are checksummed before. The SQL targets and the bucket are reached
-through TCP proxies in this process, so a target can be made unreachable for a while. Three
+MariaDB, an object in a bucket, a session key and a profile field in Redis, and rows in a Parquet
+snapshot; half of them will be erased, the other half never are, and are checksummed before. The
+SQL targets, the bucket and Redis are reached through TCP proxies in this process, so a target can
+be made unreachable for a while. Three
 `erasure worker` processes, one `erasure beat` and one `erasure api` run on a PostgreSQL store
 and a RabbitMQ vhost.
 
@@ -60,6 +62,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REDIS = "redis://127.0.0.1:6379/0"  # the run's keys all start with its name: nothing else is touched
 MYSQL_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/"
 TOKEN = "chaos-run-token"
 ORDERS = 3  # per subject
@@ -175,7 +178,7 @@ class World:
         self.s3_port = free_port()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
         self.moto.start()
-        self.proxies = {"pg": Proxy(5432), "maria": Proxy(3306), "s3": Proxy(self.s3_port)}
+        self.proxies = {"pg": Proxy(5432), "maria": Proxy(3306), "s3": Proxy(self.s3_port), "redis": Proxy(6379)}
         self.app_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.name}_app"
         self.maria_url = f"mysql+pymysql://root@127.0.0.1:3306/{self.name}"
         self._seed()
@@ -193,6 +196,10 @@ class World:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.name}")
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.vhost], capture_output=True)
         self.moto.stop()
+        cache = self.redis()
+        for key in cache.scan_iter(match=f"{self.name}:*", count=1000):
+            cache.unlink(key)
+        cache.close()
 
     def _seed(self) -> None:
         ids = range(1, self.subjects + 1)
@@ -215,6 +222,10 @@ class World:
         s3.create_bucket(Bucket="chaos-uploads")
         for i in ids:
             s3.put_object(Bucket="chaos-uploads", Key=f"u/{i}/avatar.png", Body=f"avatar of {i}".encode())
+        cache = self.redis()
+        cache.mset({f"{self.name}:session:{i}": f"session of {i}" for i in ids})
+        cache.hset(f"{self.name}:profiles", mapping={str(i): f"profile of {i}" for i in ids})
+        cache.close()
         folder = self.root / "clicks" / "2026-11-01"
         folder.mkdir(parents=True)
         users = [i for i in ids for _ in range(CLICKS)]
@@ -278,12 +289,24 @@ endpoint_url = "http://127.0.0.1:{self.proxies['s3'].port}"
 prefixes = ["u/{{user_id}}/"]
 
 [[systems]]
+name = "cache"
+kind = "redis"
+url = "redis://127.0.0.1:{self.proxies['redis'].port}/0"
+keys = ["{self.name}:session:{{user_id}}"]
+hashes = [{{ key = "{self.name}:profiles", field = "{{user_id}}" }}]
+
+[[systems]]
 name = "clicks"
 kind = "snapshot"
 location = "{self.root / 'clicks'}"
 format = "parquet"
 where = {{ user_id = "user_id" }}
 """
+
+    def redis(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(REDIS)
 
     def s3(self) -> Any:
         import boto3
@@ -320,6 +343,13 @@ where = {{ user_id = "user_id" }}
         for page in s3.get_paginator("list_object_versions").paginate(Bucket="chaos-uploads"):
             for version in page.get("Versions", []):
                 parts[int(version["Key"].split("/")[1])].append(f"s{version['Key']}{version['ETag']}")
+        cache = self.redis()
+        prefix = f"{self.name}:session:".encode()
+        for key in cache.scan_iter(match=f"{self.name}:session:*", count=1000):
+            parts[int(key[len(prefix):])].append(f"r{key.decode()}{cache.get(key)!r}")
+        for name, value in cache.hgetall(f"{self.name}:profiles").items():
+            parts[int(name)].append(f"h{name.decode()}{value!r}")
+        cache.close()
         for path in sorted((self.root / "clicks").glob("*/*.parquet")):
             table = pq.read_table(path)
             for user, event in zip(table.column("user_id").to_pylist(), table.column("event").to_pylist(),
@@ -620,7 +650,7 @@ def _miscounted(world: World, run: Run, problems: list[str]) -> tuple[int, int]:
     """(over, under): (subject, system) pairs whose items, summed over the subject's requests, are more
     than was seeded (counted twice: wrong), or fewer (an erasure whose count was lost: the data is
     gone, checked above, but the evidence says less: the window docs/delivery.md names)."""
-    expected = {"pg-app": ORDERS + 1, "maria-app": 1, "uploads": 1, "clicks": CLICKS}
+    expected = {"pg-app": ORDERS + 1, "maria-app": 1, "uploads": 1, "cache": 2, "clicks": CLICKS}
     engine = sa.create_engine(world.store_url, poolclass=NullPool)
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT r.idempotency_key, t.system, t.items_erased FROM system_tasks t "
