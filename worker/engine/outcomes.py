@@ -150,7 +150,7 @@ def record_locked(rt: Runtime, session: Session, system: str, results: dict[str,
     once it commits. `accounted`: each request's journal keys its outcome counted, where not what this
     process journaled (a pass spread over parts: the files they rewrote)."""
     retries: list[tuple[str, str, float]] = []
-    connector, made = origin(rt, system), _connector(rt, system)
+    connector = origin(rt, system)
     if results:
         requests = session.scalars(select(Request).where(Request.id.in_(results)).order_by(Request.id)
                                    .with_for_update().options(selectinload(Request.systems))).all()
@@ -170,6 +170,7 @@ def record_locked(rt: Runtime, session: Session, system: str, results: dict[str,
             else:
                 ours = rt.journaled(request.id, system) if accounted is None else accounted.get(request.id,
                                                                                                frozenset())
+                made = _connector(rt, system) if task.progress else None  # lists an earlier attempt's work
                 erased(task, result, {"connector": connector}, ours, made)
             if retry_in is not None:
                 retries.append((request.id, task.kind, retry_in))
