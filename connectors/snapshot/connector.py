@@ -84,7 +84,7 @@ class SnapshotConnector(Connector):
         """Rewrite each file holding any subject's rows once, without all of them; an outcome each.
         `journal` hears of each file's removed rows before the file is swapped in."""
         if self.config.format == "delta":
-            return list(self._engine().erase_many(subjects))
+            return list(self._engine().erase_many(subjects, journal))
         return self.outcomes(len(subjects), self._erase(self._sought(subjects), None, journal))
 
     def split(self, most_bytes: int) -> list[list[str]]:

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 
-from connectors.base import Outcome, SnapshotHit, Subject, as_integer
+from connectors.base import Journal, Outcome, SnapshotHit, Subject, as_integer
 from connectors.errors import PermanentError, TransientError
 from connectors.snapshot.locations.local import LocalFolder
 from connectors.snapshot.match import ArrowMatch, Malformed, MissingColumn, Sought
@@ -141,8 +141,10 @@ class DeltaEngine:
         _, paths = self._scan(sought, counts)
         return [sum(counts[p].each[i] for p in paths) for i in range(len(subjects))]
 
-    def erase_many(self, subjects: Sequence[Subject]) -> list[Outcome]:
-        """Delete the subjects' rows in one commit, then vacuum and trim the log; an outcome each."""
+    def erase_many(self, subjects: Sequence[Subject], journal: Journal | None = None) -> list[Outcome]:
+        """Delete the subjects' rows in one commit, then vacuum and trim the log; an outcome each. `journal`
+        hears, before the commit, each current file holding their rows and its rows per subject: what the
+        commit will have removed, so a worker killed after it and before the store's record loses no count."""
         sought = Sought(self.config.keys, subjects)
         if sought.nobody:
             return [Outcome(0) for _ in subjects]
@@ -155,6 +157,10 @@ class DeltaEngine:
             current = self._files(table)
             found = [self._spellings(current, counts, i) for i in range(len(subjects))]
             text = predicate(self._paths(table), found)
+            if journal is not None and text:
+                for path in current:
+                    if path in counts and any(counts[path].each):
+                        journal(self._relative(path), list(counts[path].each))
             version, removed = self._delete(table, text, sought, counts) if text else (None, [])
             vacuumed, trimmed, kept = self._purge(table) if held or version is not None else (0, 0, None)
             _, paths = self._scan(sought, counts)
