@@ -147,6 +147,7 @@ from tests.helpers.runtime import (  # noqa: F401
     ListDispatch,
     MakeRuntime,
     Recorder,
+    after_a_death,
     at_once,
     drain,
     erased,

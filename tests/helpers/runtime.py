@@ -13,6 +13,7 @@ from worker.errors import TransientError
 from worker.integrations import mlflow_lineage
 from worker.runtime import Runtime
 from worker.store.models import Request
+from worker.surfaces import views
 
 MakeRuntime = Callable[..., Runtime]  # the make_runtime fixture: (systems, store_url=None, **write_config's keys)
 
@@ -153,3 +154,13 @@ def first_attempt_dies(connector: Any, where: str) -> None:
         raise TransientError(f"killed {where}")
 
     connector.erase_many = dying
+
+
+def after_a_death(rt: Runtime, system: str, identifiers: dict[str, str], dies: str) -> tuple[dict[str, Any],
+                                                                                            dict[str, Any]]:
+    """A request submitted and drained whose first attempt at `system` died where `dies` says
+    (first_attempt_dies): the system's row of its status, and its evidence there."""
+    first_attempt_dies(rt.connector(system), dies)
+    request_id = intake.submit(rt, identifiers).request_id
+    drain(rt)
+    return views.status(rt, request_id)["systems"][0], views.evidence(rt, request_id)[system]

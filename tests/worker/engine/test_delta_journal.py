@@ -12,9 +12,7 @@ import pytest
 deltalake = pytest.importorskip("deltalake")
 from deltalake import DeltaTable, write_deltalake  # noqa: E402
 
-from tests.helpers import MakeRuntime, drain, first_attempt_dies, system_table  # noqa: E402
-from worker.engine import intake  # noqa: E402
-from worker.surfaces import views  # noqa: E402
+from tests.helpers import MakeRuntime, after_a_death, system_table  # noqa: E402
 
 
 @pytest.mark.parametrize("dies", ["after the change", "before the change"])
@@ -28,14 +26,11 @@ def test_rows_deleted_or_journaled_by_an_attempt_that_died_are_counted_once(make
     write_deltalake(path, pa.table({"user_id": pa.array([42, 7], pa.int64())}), mode="append")
     rt = make_runtime(system_table("events", "snapshot", location=str(path), format="delta",
                                    where={"user_id": "user_id"}, retention_hours=0))
-    first_attempt_dies(rt.connector("events"), dies)
-    request_id = intake.submit(rt, {"user_id": "42"}).request_id
-    drain(rt)
+    system, evidence = after_a_death(rt, "events", {"user_id": "42"}, dies)
 
     assert sorted(DeltaTable(path).to_pyarrow_table().column("user_id").to_pylist()) == [7, 420]
-    system = views.status(rt, request_id)["systems"][0]
     assert (system["status"], system["attempts"], system["items_erased"]) == ("erased", 2, 3)
-    files = views.evidence(rt, request_id)["events"]["files"]
+    files = evidence["files"]
     earlier = sorted(f["rows_removed"] for f in files if f.get("by_an_earlier_attempt"))
     assert earlier == ([1, 2] if dies == "after the change" else [])
     assert sum(f["rows_removed"] for f in files) == 3

@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.helpers import REDIS_CLAIM, MakeRuntime, drain, first_attempt_dies, system_table
-from worker.engine import intake
+from tests.helpers import REDIS_CLAIM, MakeRuntime, after_a_death, system_table
 from worker.runtime import Runtime
-from worker.surfaces import views
 
 
 def cache(make_runtime: MakeRuntime, redis_url: str) -> Runtime:
@@ -38,13 +36,9 @@ def test_items_removed_or_journaled_by_an_attempt_that_died_are_counted_once(mak
     """Killed after its removals, the first attempt's four items (a key, two scanned keys, a field) are
     counted by the second from the journal, step by step; killed after journaling its exact key and before
     removing it, the second removes all four and counts four, not five."""
-    rt = cache(make_runtime, redis_url)
-    first_attempt_dies(rt.connector("cache"), dies)
-    request_id = intake.submit(rt, {"user_id": "42"}).request_id
-    drain(rt)
+    system, evidence = after_a_death(cache(make_runtime, redis_url), "cache", {"user_id": "42"}, dies)
 
     assert left(redis_url) == ([b"cache:420:x", b"profiles", b"session:420"], [b"420"])
-    system = views.status(rt, request_id)["systems"][0]
     assert (system["status"], system["attempts"], system["items_erased"]) == ("erased", 2, 4)
-    earlier = views.evidence(rt, request_id)["cache"].get("by_an_earlier_attempt")
+    earlier = evidence.get("by_an_earlier_attempt")
     assert earlier == ({"keys": 1, "members": 1, "scan": 2} if dies == "after the change" else None)

@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from connectors.base import Journal
 from connectors.sql.connector import SqlConnector
-from tests.helpers import MakeRuntime, drain, first_attempt_dies, system_table
+from tests.helpers import MakeRuntime, after_a_death, drain, system_table
 from worker.engine import intake
 from worker.runtime import Runtime
 from worker.surfaces import views
@@ -44,37 +45,22 @@ def rows(url: str) -> dict[str, list[int]]:
                 for t in ("users", "orders")}
 
 
-def test_rows_committed_by_an_attempt_that_died_are_counted_by_the_next(make_runtime: MakeRuntime,
-                                                                        tmp_path: Path) -> None:
-    """The first attempt commits (user 7 and two orders gone) and dies before the store records it; the
-    second finds nothing, yet the system counts the 3 rows, from the journal, and says so."""
+@pytest.mark.parametrize("dies", ["after the change", "before the change"])
+def test_rows_committed_or_journaled_by_an_attempt_that_died_are_counted_once(make_runtime: MakeRuntime,
+                                                                             tmp_path: Path, dies: str) -> None:
+    """Killed after its commit (user 7 and two orders gone) and before the store's record, the first attempt's
+    3 rows are counted by the second, which finds nothing, from the journal; killed after journaling and
+    before its commit (rolled back: nothing changed), the second erases them and counts 3, not 6."""
     url = app_db(tmp_path)
-    rt = runtime(make_runtime, url)
-    first_attempt_dies(rt.connector("app-db"), "after the change")
-    request_id = intake.submit(rt, {"user_id": "7"}).request_id
-    drain(rt)
+    system, evidence = after_a_death(runtime(make_runtime, url), "app-db", {"user_id": "7"}, dies)
 
     assert rows(url) == {"users": [8], "orders": [3]}
-    system = views.status(rt, request_id)["systems"][0]
     assert (system["status"], system["attempts"], system["items_erased"]) == ("erased", 2, 3)
-    evidence = views.evidence(rt, request_id)["app-db"]
-    assert evidence["by_an_earlier_attempt"] == {"rows": 3}
-    assert [t["rows"] for t in evidence["tables"]] == [0, 0]
-
-
-def test_rows_journaled_but_rolled_back_are_counted_once(make_runtime: MakeRuntime, tmp_path: Path) -> None:
-    """The first attempt journals 3 rows and dies before its commit (rolled back: nothing changed); the
-    second erases them and counts 3, not 6."""
-    url = app_db(tmp_path)
-    rt = runtime(make_runtime, url)
-    first_attempt_dies(rt.connector("app-db"), "before the change")
-    request_id = intake.submit(rt, {"user_id": "7"}).request_id
-    drain(rt)
-
-    assert rows(url) == {"users": [8], "orders": [3]}
-    system = views.status(rt, request_id)["systems"][0]
-    assert (system["status"], system["attempts"], system["items_erased"]) == ("erased", 2, 3)
-    assert "by_an_earlier_attempt" not in views.evidence(rt, request_id)["app-db"]
+    if dies == "after the change":
+        assert evidence["by_an_earlier_attempt"] == {"rows": 3}
+        assert [t["rows"] for t in evidence["tables"]] == [0, 0]
+    else:
+        assert "by_an_earlier_attempt" not in evidence
 
 
 def test_a_pass_whose_claim_lapsed_commits_nothing(make_runtime: MakeRuntime, tmp_path: Path) -> None:

@@ -12,10 +12,8 @@ import lancedb
 import pyarrow as pa
 import pytest
 
-from tests.helpers import MakeRuntime, drain, first_attempt_dies, system_table
-from worker.engine import intake
+from tests.helpers import MakeRuntime, after_a_death, system_table
 from worker.runtime import Runtime
-from worker.surfaces import views
 
 
 def embeddings(make_runtime: MakeRuntime, tmp_path: Path, **keys: object) -> Runtime:
@@ -37,16 +35,11 @@ def test_rows_deleted_or_journaled_by_an_attempt_that_died_are_counted_once(make
                                                                             tmp_path: Path, dies: str) -> None:
     """Killed after its delete, the first attempt's two rows are counted by the second from the journal; killed
     after journaling and before the delete, the second deletes them and counts two, not four."""
-    rt = embeddings(make_runtime, tmp_path)
-    first_attempt_dies(rt.connector("embeddings"), dies)
-    request_id = intake.submit(rt, {"user_id": "2"}).request_id
-    drain(rt)
+    system, evidence = after_a_death(embeddings(make_runtime, tmp_path), "embeddings", {"user_id": "2"}, dies)
 
     assert users_left(tmp_path) == [7, 20]
-    system = views.status(rt, request_id)["systems"][0]
     assert (system["status"], system["attempts"], system["items_erased"]) == ("erased", 2, 2)
-    earlier = views.evidence(rt, request_id)["embeddings"].get("by_an_earlier_attempt")
-    assert earlier == ({"rows": 2} if dies == "after the change" else None)
+    assert evidence.get("by_an_earlier_attempt") == ({"rows": 2} if dies == "after the change" else None)
 
 
 def test_rows_an_earlier_attempt_deleted_and_old_versions_keep_are_an_exemption(make_runtime: MakeRuntime,
@@ -54,10 +47,7 @@ def test_rows_an_earlier_attempt_deleted_and_old_versions_keep_are_an_exemption(
     """With cleanup_older_than, the second attempt finds nothing, yet the rows the first deleted are still in
     older versions: exempt until cleanup may drop them, never erased outright."""
     rt = embeddings(make_runtime, tmp_path, cleanup_older_than="7 days")
-    first_attempt_dies(rt.connector("embeddings"), "after the change")
-    request_id = intake.submit(rt, {"user_id": "2"}).request_id
-    drain(rt)
+    system, _ = after_a_death(rt, "embeddings", {"user_id": "2"}, "after the change")
 
-    system = views.status(rt, request_id)["systems"][0]
     assert (system["status"], system["items_erased"]) == ("exempt", 2)
     assert "older versions of LanceDB table 'messages' keep the 2 rows removed" in system["reason"]
