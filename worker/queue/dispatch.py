@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from kombu import Connection
@@ -54,20 +55,24 @@ def declare_embedded_queues(broker_url: str) -> None:
     submit` beside a starting worker) leave one with a unique-constraint error and its pooled
     channel closed: here, on a connection of its own, a try that loses the race tries again and
     finds the row made (the tables too: a first use also creates them, and SQLite may say "locked"
-    or "already exists" to the second process). The connection stays open: closing a kombu sqla
-    connection disturbs what the process's other connections share (the embedded worker's beat then
-    failed to publish, "channel disconnected"), and it is one SQLite connection, on the embedded
-    broker alone."""
+    or "already exists" to the second process). The connections stay open, a lost try's too (its
+    session rolled back): closing a kombu sqla connection, or leaving a lost try's to the garbage
+    collector, disturbs what the process's other connections share (the embedded worker's beat then
+    failed every publish, "channel disconnected", whenever the first try had lost); each is one
+    SQLite connection, on the embedded broker alone, at most DECLARE_TRIES."""
     pause = DECLARE_PAUSE
     for attempt in range(1, DECLARE_TRIES + 1):
+        connection = Connection(broker_url)
+        _KEPT.append(connection)  # a try that lost the race is kept open too: its close would disturb the rest
+        channel: Any = None
         try:
-            connection = Connection(broker_url)
             channel = connection.channel()
             for name in celery_app.QUEUES:
                 channel.queue_declare(name)
-            _KEPT.append(connection)
             return
         except (IntegrityError, OperationalError):  # the row, or the tables, made by another at once
+            if getattr(channel, "_session", None) is not None:  # kombu's sqla channel's own session
+                channel._session.rollback()  # its failed commit's transaction ends now, not when collected
             if attempt == DECLARE_TRIES:
                 raise
             log.info("dispatch.declare_retried", attempt=attempt)
