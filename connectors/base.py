@@ -26,7 +26,8 @@ from connectors.subject import INTEGER, Subject, as_integer
 
 __all__ = ["CANNOT_EXPORT", "CANNOT_LOOK", "ENV_NAME", "INTEGER", "Checked", "ConfigReader", "Connector",
            "EnvSecret", "Journal", "Outcome", "Part", "Patterns", "Preview", "Retention", "SnapshotHit", "Subject",
-           "SystemConfig", "Template", "as_integer", "by_an_earlier_attempt", "every_one", "retry_blips"]
+           "SystemConfig", "Template", "as_integer", "by_an_earlier_attempt", "every_one", "one_at_a_time",
+           "retry_blips"]
 
 T = TypeVar("T")
 
@@ -189,6 +190,17 @@ def by_an_earlier_attempt(outcome: Outcome, earlier: Mapping[str, int]) -> Outco
     """Connector.with_earlier's default: the items counted, the keys listed under `by_an_earlier_attempt`."""
     evidence = {**outcome.evidence, "by_an_earlier_attempt": dict(sorted(earlier.items()))}
     return replace(outcome, items_erased=outcome.items_erased + sum(earlier.values()), evidence=evidence)
+
+
+def one_at_a_time(subjects: Sequence[Subject],
+                  journal: Journal | None) -> Iterator[tuple[Subject, Callable[[str, int], None] | None]]:
+    """For a kind that erases one subject after another: each subject with a `tell(key, items)` that journals
+    the items for it alone (0 for the others), or None when there is no journal."""
+    def teller(i: int, journal: Journal) -> Callable[[str, int], None]:
+        return lambda key, items: journal(key, [items if j == i else 0 for j in range(len(subjects))])
+
+    for i, subject in enumerate(subjects):
+        yield subject, None if journal is None else teller(i, journal)
 
 
 def every_one(done: Sequence[Outcome | ConnectorError]) -> list[Outcome]:

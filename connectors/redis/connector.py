@@ -18,7 +18,18 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from connectors.base import Checked, Connector, Journal, Outcome, Part, Patterns, Preview, Subject, retry_blips
+from connectors.base import (
+    Checked,
+    Connector,
+    Journal,
+    Outcome,
+    Part,
+    Patterns,
+    Preview,
+    Subject,
+    one_at_a_time,
+    retry_blips,
+)
 from connectors.errors import ConnectorError, PermanentError, TransientError, one_line
 from connectors.redis import preview, probe
 from connectors.redis.config import PAIRS, RedisConfig
@@ -88,16 +99,7 @@ class RedisConnector(Connector):
         step (`keys`, `scan`, `members`) once the removal is answered is told (what is there, read just
         before), so a worker killed after a removal and before the store's record loses no count; a kill
         between two batches of one prefix's keys still loses the first batches' count."""
-        if journal is None:
-            return [self.erase(subject) for subject in subjects]
-        done: list[Outcome | ConnectorError] = []
-        for i, subject in enumerate(subjects):
-            def tell(step: str, total: int, i: int = i) -> None:
-                journal(step, [total if j == i else 0 for j in range(len(subjects))])
-
-            removed: dict[Label, int] = {}
-            done.append(retry_blips(self._erase)(subject, removed, tell))
-        return done
+        return [retry_blips(self._erase)(subject, {}, tell) for subject, tell in one_at_a_time(subjects, journal)]
 
     def verify(self, subject: Subject) -> int:
         """Keys still there (exact or under a prefix, each once), plus fields and members in other keys."""

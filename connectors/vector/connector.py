@@ -25,6 +25,7 @@ from connectors.base import (
     Preview,
     SnapshotHit,
     Subject,
+    one_at_a_time,
     retry_blips,
 )
 from connectors.errors import ConnectorError, PermanentError
@@ -93,15 +94,7 @@ class VectorConnector(Connector):
                    journal: Journal | None = None) -> Sequence[Outcome | ConnectorError]:
         """erase() for each subject in turn. With a journal, each subject's rows, counted just before, are told
         before the delete, so a worker killed after it and before the store's record loses no count."""
-        if journal is None:
-            return [self.erase(subject) for subject in subjects]
-        done: list[Outcome | ConnectorError] = []
-        for i, subject in enumerate(subjects):
-            def tell(rows: int, i: int = i) -> None:
-                journal(JOURNAL_KEY, [rows if j == i else 0 for j in range(len(subjects))])
-
-            done.append(retry_blips(self._erase)(subject, tell))
-        return done
+        return [retry_blips(self._erase)(subject, tell) for subject, tell in one_at_a_time(subjects, journal)]
 
     def with_earlier(self, outcome: Outcome, earlier: Mapping[str, int]) -> Outcome:
         """The rows an earlier attempt deleted, counted; on LanceDB with `cleanup_older_than`, its older
@@ -127,9 +120,9 @@ class VectorConnector(Connector):
             self._backend.close()
             self._backend = None
 
-    def _erase(self, subject: Subject, tell: Callable[[int], None] | None = None) -> Outcome:
+    def _erase(self, subject: Subject, tell: Callable[[str, int], None] | None = None) -> Outcome:
         if tell is not None and (found := self.backend.count(subject)):
-            tell(found)
+            tell(JOURNAL_KEY, found)
         removed = self.backend.delete(subject)
         cleanup = self.backend.compact()
         c = self.config
